@@ -1,0 +1,291 @@
+"""YAML configuration -> typed, validated settings with clear messages.
+
+A config whose only key is ``archive: {path: DIR}`` is valid: every other setting
+has a default.  Unknown keys are refused (a typo must not silently disable a
+setting), and every validation problem is reported as ``key.path: what is wrong``.
+pydantic does the validation; this module only shapes its errors into sentences.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from archiver.errors import ConfigError, PassphraseError
+
+CONFIG_ENV = "ARCHIVER_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArchiveConfig(_Strict):
+    """Where the archive lives and how its key is unlocked."""
+
+    path: Path
+    #: environment variable holding the passphrase (checked first).
+    passphrase_env: str = "ARCHIVER_PASSPHRASE"
+    #: file holding the passphrase (first line), e.g. a systemd credential.
+    passphrase_file: Path | None = None
+    #: a segment file is closed and a new one started past this size.
+    segment_max_mb: int = Field(default=256, ge=1, le=65536)
+
+
+class IngestConfig(_Strict):
+    #: parser worker processes; 0 = one per CPU core.
+    workers: int = Field(default=0, ge=0, le=64)
+    #: messages per store transaction (one fsync group, one checkpoint).
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    #: messages larger than this are still stored but not parsed for text beyond headers.
+    max_parse_mb: int = Field(default=50, ge=1)
+    #: text extracted from one attachment is cut at this many characters.
+    max_attachment_text_chars: int = Field(default=200_000, ge=0)
+
+
+class IndexConfig(_Strict):
+    #: tantivy writer memory budget.
+    heap_mb: int = Field(default=128, ge=16, le=4096)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto = coloured console on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ClientRule(_Strict):
+    """How to recognise one client's mail."""
+
+    name: str
+    #: exact addresses (case-insensitive) belonging to the client.
+    addresses: list[str] = []
+    #: domains (and their subdomains) belonging to the client.
+    domains: list[str] = []
+    #: matter numbers starting with one of these prefixes belong to this client.
+    matter_prefixes: list[str] = []
+    #: matters of this client that are known by name (optional).
+    matters: list[str] = []
+
+    @field_validator("addresses", "domains")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [x.strip().lower().lstrip("@") for x in v]
+
+
+class TaggingConfig(_Strict):
+    """Rules that file each message under a client and matters."""
+
+    clients: list[ClientRule] = []
+    #: regular expressions finding matter numbers in the subject and body.
+    #: A named group ``matter`` (or group 1, or the whole match) is the matter number.
+    matter_patterns: list[str] = [r"\b\d{5}-\d{4}\b"]
+    #: search the body too, not only the subject.
+    search_body: bool = True
+    #: a header set by the mail system or the sender, ``CLIENT/MATTER`` or ``MATTER``.
+    matter_header: str = "X-Archive-Matter"
+    #: a reply joins its parent's matters through In-Reply-To/References.
+    thread_inheritance: bool = True
+
+    @field_validator("matter_patterns")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return v
+
+
+class FolderFilter(_Strict):
+    """Glob patterns (fnmatch, case-sensitive) selecting folders; exclude wins."""
+
+    include: list[str] = ["*"]
+    exclude: list[str] = []
+
+
+class Xoauth2Auth(_Strict):
+    """OAuth2 for IMAP (XOAUTH2) with a token from msal client credentials or a command."""
+
+    type: Literal["xoauth2"]
+    tenant: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    certificate_file: Path | None = None
+    certificate_thumbprint: str | None = None
+    authority: str | None = None
+    scope: str = "https://outlook.office365.com/.default"
+    #: alternative to msal: a command printing an access token on stdout.
+    token_command: str | None = None
+
+
+class ImapAccount(_Strict):
+    username: str
+    password_env: str | None = None
+    password_file: Path | None = None
+    auth: Xoauth2Auth | None = None
+
+
+class ImapSource(_Strict):
+    name: str
+    type: Literal["imap"]
+    host: str
+    port: int | None = None
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    allow_plaintext: bool = False
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    folders: FolderFilter = FolderFilter()
+    accounts: list[ImapAccount]
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    max_message_mb: int = Field(default=100, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=5, ge=0)
+    #: how often the daemon syncs this source.
+    interval: str = "15m"
+
+
+class FilesSource(_Strict):
+    """Mail files on disk (Maildir, mbox, EML, PST), imported on a schedule by the daemon."""
+
+    name: str
+    type: Literal["files"]
+    paths: list[Path]
+    interval: str = "1h"
+
+
+class EwsSource(_Strict):
+    """Placeholder completed by the Exchange connector issue."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    type: Literal["ews"]
+    interval: str = "15m"
+
+
+class GraphSource(_Strict):
+    """Placeholder completed by the Exchange connector issue."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    type: Literal["graph"]
+    interval: str = "15m"
+
+
+SourceConfig = Annotated[ImapSource | FilesSource | EwsSource | GraphSource, Field(discriminator="type")]
+
+
+class Config(_Strict):
+    archive: ArchiveConfig
+    ingest: IngestConfig = IngestConfig()
+    index: IndexConfig = IndexConfig()
+    logging: LoggingConfig = LoggingConfig()
+    tagging: TaggingConfig = TaggingConfig()
+    sources: list[SourceConfig] = []
+    #: where this config was loaded from (relative paths resolve against its folder).
+    origin: Path | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for src in v:
+            if src.name in seen:
+                raise ValueError(f"two sources are named {src.name!r}; names must be unique")
+            seen.add(src.name)
+        return v
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        names = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"No source named {name!r} in the config (sources: {names}).")
+
+
+def _format_validation_error(path: Path | None, exc: ValidationError) -> str:
+    where = f"{path}" if path else "config"
+    lines = [f"The configuration in {where} is invalid:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against config.example.yaml)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: Path | None = None) -> Config:
+    """Validate an already-loaded mapping; relative paths resolve against ``origin``'s folder."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"The configuration in {origin or 'config'} must be a mapping with an 'archive' key.")
+    base = origin.parent if origin else Path.cwd()
+    try:
+        cfg = Config.model_validate({**data, "origin": origin})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(origin, exc)) from None
+    archive = cfg.archive
+    updates: dict[str, Any] = {}
+    if not archive.path.is_absolute():
+        updates["path"] = (base / archive.path).resolve()
+    if archive.passphrase_file is not None and not archive.passphrase_file.is_absolute():
+        updates["passphrase_file"] = (base / archive.passphrase_file).resolve()
+    if updates:
+        cfg = cfg.model_copy(update={"archive": archive.model_copy(update=updates)})
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Load the config from ``path`` or ``$ARCHIVER_CONFIG``; clear errors for every mistake."""
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        if not env:
+            raise ConfigError(
+                f"No configuration given: pass --config FILE or set {CONFIG_ENV}. "
+                "config.example.yaml documents every key."
+            )
+        path = env
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Configuration file {p} does not exist.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read configuration file {p}: {exc.strerror}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"Configuration file {p} is not valid YAML{where}: {problem}.") from None
+    return parse_config(data, p.resolve())
+
+
+def read_passphrase(cfg: ArchiveConfig) -> str:
+    """The archive passphrase from the environment or the passphrase file."""
+    value = os.environ.get(cfg.passphrase_env)
+    if value:
+        return value
+    if cfg.passphrase_file is not None:
+        try:
+            first = cfg.passphrase_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise PassphraseError(
+                f"Cannot read the passphrase file {cfg.passphrase_file}: {exc.strerror}."
+            ) from None
+        if first and first[0]:
+            return first[0]
+    raise PassphraseError(
+        f"No passphrase: set the environment variable {cfg.passphrase_env} "
+        "or archive.passphrase_file in the config."
+    )

@@ -1,0 +1,1 @@
+"""archiver.index."""

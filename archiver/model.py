@@ -1,0 +1,146 @@
+"""Frozen records shared by every layer.
+
+Keyword-only, typed fields (Mailpile's positional record fields were a lesson):
+a record is built once and never mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """One mailbox: ``addr`` is lower-cased ``local@domain``; ``name`` the display name."""
+
+    addr: str
+    name: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.addr.rpartition("@")[2]
+
+    @property
+    def local(self) -> str:
+        return self.addr.rpartition("@")[0] if "@" in self.addr else self.addr
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.addr}>" if self.name else self.addr
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A non-body MIME part.  ``text`` is the extracted text when it could be read."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    text: str = ""
+    #: why the text could not be extracted, if it could not ("" when fine or not text-like).
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedMessage:
+    """What the normalizer could read of a message.
+
+    Parsing is best-effort: ``parse_errors`` lists what went wrong, and every field
+    has a usable default, so a message that cannot be parsed at all still yields a
+    ``ParsedMessage`` (and its raw bytes are stored regardless).
+    """
+
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    from_: tuple[Address, ...] = ()
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    subject: str = ""
+    #: sent date in UTC; falls back to the received time (flagged) when bad or missing.
+    date: datetime
+    date_is_fallback: bool = False
+    body_text: str = ""
+    body_html: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    #: selected headers as (name, decoded value) in message order, for `show`.
+    headers: tuple[tuple[str, str], ...] = ()
+    parse_errors: tuple[str, ...] = ()
+    #: an explicit matter/client header value, if present (X-Archive-Matter etc.).
+    explicit_matter: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tags:
+    """The client and matters a message is filed under; ``unfiled`` when no rule matched."""
+
+    client: str = "unfiled"
+    matters: tuple[str, ...] = ()
+    #: which rules produced this (for explaining a tag), e.g. ("domain:acme.com", "thread").
+    reasons: tuple[str, ...] = ()
+
+
+UNFILED = "unfiled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenanceRow:
+    """One copy of a message as seen in a source (the archive's view of connectors.base.Origin)."""
+
+    source: str
+    account: str = ""
+    folder: str = ""
+    uid: str = ""
+    uidvalidity: str = ""
+    internaldate: datetime | None = None
+    flags: tuple[str, ...] = ()
+    location: str = ""
+    envelope_recipients: tuple[str, ...] = ()
+    fetched_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexDoc:
+    """Everything the full-text index stores about one message (derived data)."""
+
+    id: str
+    message_id: str
+    from_: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    bcc: tuple[Address, ...]
+    subject: str
+    body: str
+    attachment_names: tuple[str, ...]
+    attachment_text: str
+    date: datetime
+    client: str
+    matters: tuple[str, ...]
+    sources: tuple[str, ...]
+    folders: tuple[str, ...]
+    size: int
+    has_attachments: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchHit:
+    """One search result."""
+
+    id: str
+    message_id: str
+    date: datetime
+    from_: str
+    to: tuple[str, ...]
+    subject: str
+    client: str
+    matters: tuple[str, ...]
+    snippet: str = ""
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchResult:
+    total: int
+    hits: tuple[SearchHit, ...] = field(default_factory=tuple)

@@ -1,0 +1,95 @@
+"""The contract between connectors and the archive.
+
+A connector turns a mail source into a stream of :class:`Batch` objects.  Each
+batch holds raw messages exactly as received, the provenance of every copy, and
+optionally checkpoints: opaque ``(key, value)`` pair the pipeline saves in
+the catalog *only after* the batch is committed to the store.  On the next run
+the connector receives the saved checkpoints and resumes from them.  Because the
+store deduplicates by content, re-fetching a batch after a crash is harmless:
+at-least-once delivery plus dedup gives exactly-once effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where one copy of a message came from (one provenance row).
+
+    ``location`` is a human-readable locator (a file path, ``mbox#offset``,
+    an IMAP ``folder;UID=n``).  ``envelope_recipients`` carries the real
+    recipients from an Exchange journal report (Bcc included).
+    """
+
+    source: str
+    account: str = ""
+    folder: str = ""
+    uid: str = ""
+    uidvalidity: str = ""
+    internaldate: datetime | None = None
+    flags: tuple[str, ...] = ()
+    location: str = ""
+    envelope_recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """The exact bytes of one message and where they came from."""
+
+    data: bytes
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """An opaque resume token, saved by the pipeline after the batch commits."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFailure:
+    """A part of the source that could not be read; the rest continues."""
+
+    location: str
+    reason: str
+    permanent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """Something the journal should record (e.g. a UIDVALIDITY change)."""
+
+    kind: str
+    detail: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class Batch:
+    """A unit of work the pipeline commits atomically before saving ``checkpoints``."""
+
+    messages: list[RawMessage] = field(default_factory=list)
+    #: saved, in order, only after every message of the batch is committed.
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    failures: list[SourceFailure] = field(default_factory=list)
+    events: list[SourceEvent] = field(default_factory=list)
+    #: account/folder the batch belongs to, for per-folder summaries.
+    account: str = ""
+    folder: str = ""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A mail source.  ``checkpoints`` maps checkpoint keys to saved values."""
+
+    name: str
+
+    def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
+        """Yield batches; resume from ``checkpoints`` where they apply."""
+        ...
