@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from archiver.errors import ConfigError, PassphraseError
 
@@ -161,22 +161,113 @@ class FilesSource(_Strict):
     interval: str = "1h"
 
 
-class EwsSource(_Strict):
-    """Placeholder completed by the Exchange connector issue."""
+class MsalAuth(_Strict):
+    """OAuth2 client credentials (app-only) through msal: a client secret or a certificate.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    Secrets are never written in the config itself: the secret comes from an
+    environment variable or a file, the certificate from a PEM or PFX file.
+    """
+
+    type: Literal["oauth"] = "oauth"
+    #: directory (tenant) id or domain, e.g. ``contoso.onmicrosoft.com``.
+    tenant: str
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    #: PEM holding the private key (and the certificate), or a .pfx/.p12 file.
+    certificate_file: Path | None = None
+    #: SHA-1 thumbprint as shown in the app registration; computed from the certificate when omitted.
+    certificate_thumbprint: str | None = None
+    #: environment variable holding the private key's (or PFX's) password, if it has one.
+    certificate_password_env: str | None = None
+    #: the identity platform; default ``https://login.microsoftonline.com/{tenant}``.
+    authority: str | None = None
+    #: the token scope; defaults per connector (Graph or EWS in Exchange Online).
+    scope: str | None = None
+    #: CA bundle to verify the authority's TLS certificate (private PKI, tests).
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> MsalAuth:
+        secret = self.client_secret_env is not None or self.client_secret_file is not None
+        if secret == (self.certificate_file is not None):
+            raise ValueError(
+                "give exactly one credential: client_secret_env/client_secret_file or certificate_file"
+            )
+        return self
+
+
+class EwsPasswordAuth(_Strict):
+    """NTLM or basic authentication of a service account (Exchange Server on-premises)."""
+
+    type: Literal["ntlm", "basic"]
+    #: ``DOMAIN\\user`` or ``user@domain``.
+    username: str
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> EwsPasswordAuth:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env or password_file")
+        return self
+
+
+class EwsSource(_Strict):
+    """Exchange Web Services (Exchange Server on-premises, or Exchange Online until EWS is retired there)."""
+
     name: str
     type: Literal["ews"]
+    #: the EWS URL, e.g. ``https://mail.example.com/EWS/Exchange.asmx``; autodiscover when omitted.
+    endpoint: str | None = None
+    auth: Annotated[EwsPasswordAuth | MsalAuth, Field(discriminator="type")]
+    #: impersonation (ApplicationImpersonation / full_access_as_app) or delegate (Full Access permission).
+    access_type: Literal["impersonation", "delegate"] = "impersonation"
+    mailboxes: list[str] = Field(min_length=1)
+    folders: FolderFilter = FolderFilter()
+    #: also archive the online archive mailbox when the server offers one.
+    include_archive: bool = True
+    #: changes asked for per SyncFolderItems call (one batch); EWS allows at most 512.
+    batch_size: int = Field(default=100, ge=1, le=512)
+    #: items per GetItem request when fetching MIME content.
+    fetch_chunk: int = Field(default=25, ge=1, le=500)
+    #: longest total back-off (seconds) to accept from a throttling server before giving up on a request.
+    max_wait_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
     interval: str = "15m"
 
 
 class GraphSource(_Strict):
-    """Placeholder completed by the Exchange connector issue."""
+    """Microsoft Graph mail API (Exchange Online), app-only."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     name: str
     type: Literal["graph"]
+    auth: MsalAuth
+    #: Graph's base URL (national clouds use another host).
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    #: user principal names or ids of the mailboxes to archive.
+    mailboxes: list[str] = []
+    #: archive every user member of this group (object id) as well.
+    group: str | None = None
+    folders: FolderFilter = FolderFilter()
+    #: hidden mail folders hold mail too (e.g. some retention and app folders).
+    include_hidden_folders: bool = True
+    #: messages per delta page (the ``odata.maxpagesize`` preference); one page is one batch.
+    page_size: int = Field(default=100, ge=1, le=1000)
+    #: parallel MIME downloads per mailbox; Graph allows 4 concurrent requests per mailbox.
+    concurrency: int = Field(default=4, ge=1, le=4)
+    timeout_s: float = Field(default=60.0, gt=0)
+    #: retries of one request on 429/503/5xx/connection errors.
+    retries: int = Field(default=6, ge=0)
+    #: a Retry-After longer than this (seconds) fails the folder for this run instead of waiting.
+    max_retry_wait_s: float = Field(default=300.0, gt=0)
     interval: str = "15m"
+
+    @model_validator(mode="after")
+    def _some_mailboxes(self) -> GraphSource:
+        if not self.mailboxes and not self.group:
+            raise ValueError("give mailboxes, a group, or both")
+        return self
 
 
 SourceConfig = Annotated[ImapSource | FilesSource | EwsSource | GraphSource, Field(discriminator="type")]

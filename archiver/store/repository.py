@@ -1,0 +1,679 @@
+"""The archive repository: the transactional put / get API over segments, journal,
+keystore and catalog, with the commit protocol and crash recovery.
+
+Commit protocol (docs/format.md, "Commit"), in this order, each step durable
+before the next begins:
+
+1. append the objects to the active segment and fsync it (and the segments folder
+   when a new segment file was created);
+2. insert the wrapped data keys into the keystore (SQLite, synchronous=FULL);
+3. append the transaction's journal records and a signed ``commit`` record naming
+   the segment end, then fsync the journal: this is the commit point;
+4. apply the records to the catalog and move its journal head (one SQLite
+   transaction).
+
+Recovery, run by every writer when it takes the lock: journal records after the
+last commit record are cut; committed records the catalog has not applied yet
+are applied; segment bytes past the committed end are cut; keys of objects that
+no committed record names are dropped.  A crash at any point therefore leaves
+the archive as it was after the last commit, and the connector checkpoints
+(saved in the same transaction) agree with it.
+
+Writers hold an exclusive ``flock`` on ``lock`` for one transaction at a time, so
+the daemon, an import and the web server can take turns; readers take no lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archiver.clock import Clock, iso, system_clock
+from archiver.crypto.aead import DecryptError
+from archiver.crypto.keys import (
+    Keys,
+    create_keyfile,
+    public_key_from_keyfile,
+    unlock_keyfile,
+    verify_signature,
+)
+from archiver.errors import (
+    ArchiveExists,
+    ArchiveNotFound,
+    ArchiverError,
+    IntegrityError,
+    LockedError,
+    NotFoundError,
+)
+from archiver.model import ParsedMessage, ProvenanceRow, Tags
+from archiver.store.catalog import Catalog, apply_record, connect
+from archiver.store.journal import (
+    GENESIS,
+    Head,
+    Journal,
+    JournalError,
+    canonical,
+    checkpoint_message,
+    make_record,
+    record_hash,
+)
+from archiver.store.keystore import Keystore
+from archiver.store.objects import SealedObject, message_id_of, seal, unseal
+from archiver.store.segments import HEADER, Location, SegmentError, SegmentStore, record_digest
+
+FORMAT_VERSION = 1
+LOCK_WAIT_S = 600.0
+
+
+def prov_dict(p: ProvenanceRow) -> dict[str, Any]:
+    return {
+        "source": p.source,
+        "account": p.account,
+        "folder": p.folder,
+        "uid": p.uid,
+        "uidvalidity": p.uidvalidity,
+        "internaldate": iso(p.internaldate) if p.internaldate else None,
+        "flags": list(p.flags),
+        "location": p.location,
+        "envelope_recipients": list(p.envelope_recipients),
+        "fetched_at": iso(p.fetched_at) if p.fetched_at else None,
+    }
+
+
+@dataclass
+class VerifyReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, text: str, limit: int = 200) -> None:
+        if len(self.problems) < limit:
+            self.problems.append(text)
+        elif len(self.problems) == limit:
+            self.problems.append("(further problems not listed)")
+
+
+class Transaction:
+    """Collects one atomic unit of work; committed by :meth:`Repository.transaction`."""
+
+    def __init__(self, repo: Repository, actor: str) -> None:
+        self.repo = repo
+        self.actor = actor
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        self.keys: list[tuple[str, bytes]] = []
+        self.metadata: list[tuple[str, ParsedMessage]] = []
+        self.new_ids: set[str] = set()
+        self._copies: set[tuple[str, ...]] = set()
+
+    def has(self, oid: str) -> bool:
+        return oid in self.new_ids or self.repo.catalog.has_object(oid)
+
+    def put(
+        self,
+        obj: SealedObject,
+        prov: ProvenanceRow,
+        tags: Tags,
+        parsed: ParsedMessage | None = None,
+    ) -> bool:
+        """Store a sealed object (or only its new provenance when already stored); True when new."""
+        pd = prov_dict(prov)
+        if self.has(obj.id):
+            self.add_copy(obj.id, pd)
+            return False
+        loc = self.repo.segments.append(bytes.fromhex(obj.id), obj.codec, obj.payload)
+        self.keys.append((obj.id, obj.wrapped_key))
+        self.new_ids.add(obj.id)
+        self._copies.add(_copy_key(obj.id, pd))
+        self.records.append(
+            (
+                "ingest",
+                {
+                    "id": obj.id,
+                    "size": obj.size,
+                    "segment": loc.segment,
+                    "offset": loc.offset,
+                    "length": loc.length,
+                    "record_sha256": record_digest(bytes.fromhex(obj.id), obj.codec, obj.payload),
+                    "prov": pd,
+                    "client": tags.client,
+                    "matters": list(tags.matters),
+                },
+            )
+        )
+        if parsed is not None:
+            self.metadata.append((obj.id, parsed))
+        return True
+
+    def put_raw(self, raw: bytes, prov: ProvenanceRow, tags: Tags, parsed: ParsedMessage | None = None) -> str:
+        """Seal and store raw bytes in this process (convenience for small callers and tests)."""
+        oid = message_id_of(raw)
+        if not self.has(oid):
+            self.put(seal(self.repo.require_keys().master, raw, oid), prov, tags, parsed)
+        else:
+            self.add_copy(oid, prov_dict(prov))
+        return oid
+
+    def add_copy(self, oid: str, pd: dict[str, Any]) -> None:
+        key = _copy_key(oid, pd)
+        if key in self._copies or self.repo.has_provenance(oid, pd):
+            return
+        self._copies.add(key)
+        self.records.append(("copy", {"id": oid, "prov": pd}))
+
+    def set_tags(self, oid: str, tags: Tags) -> None:
+        self.records.append(("tag", {"id": oid, "client": tags.client, "matters": list(tags.matters)}))
+
+    def checkpoint(self, key: str, value: str) -> None:
+        self.records.append(("checkpoint", {"key": key, "value": value}))
+
+    def event(self, type_: str, data: dict[str, Any]) -> None:
+        self.records.append((type_, data))
+
+
+def _copy_key(oid: str, pd: dict[str, Any]) -> tuple[str, ...]:
+    return (oid, pd["source"], pd["account"], pd["folder"], pd["uid"], pd["location"])
+
+
+class Repository:
+    """An opened archive folder."""
+
+    def __init__(self, path: Path, *, keys: Keys | None, clock: Clock, segment_max_bytes: int) -> None:
+        self.path = path
+        self.clock = clock
+        self.keys = keys
+        info = self.read_info(path)
+        self.archive_id: str = info["archive_id"]
+        self.public_key = public_key_from_keyfile(path / "keys" / "master.json")
+        self.segments = SegmentStore(path / "segments", segment_max_bytes)
+        self.journal = Journal(path / "journal" / "journal.jsonl")
+        self.catalog = Catalog(path / "catalog.sqlite")
+        self.keystore = Keystore(path / "keys.sqlite")
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        if self.catalog.head().offset == 0 and self.journal.size() > 0:
+            # No catalog (deleted or lost): rebuild it from the journal now.
+            with self.lock():
+                self.recover()
+
+    # -- creation and opening ---------------------------------------------------
+    @staticmethod
+    def read_info(path: Path) -> dict[str, Any]:
+        f = path / "archive.json"
+        if not f.exists():
+            raise ArchiveNotFound(f"No archive at {path}: run `archiver init` first (or fix archive.path).")
+        try:
+            info: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ArchiverError(f"{f} is unreadable or corrupt: {exc}.") from None
+        if info.get("format") != FORMAT_VERSION:
+            raise ArchiverError(f"The archive at {path} has format {info.get('format')}; this version reads 1.")
+        return info
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        passphrase: str,
+        *,
+        clock: Clock = system_clock,
+        segment_max_bytes: int = 256 * 2**20,
+        actor: str = "system",
+    ) -> Repository:
+        if (path / "archive.json").exists():
+            raise ArchiveExists(f"An archive already exists at {path}; refusing to overwrite it.")
+        if path.exists() and any(p.name not in ("index",) for p in path.iterdir()):
+            raise ArchiveExists(f"{path} is not empty; choose an empty or new folder for the archive.")
+        archive_id = str(uuid.uuid4())
+        path.mkdir(parents=True, exist_ok=True)
+        for sub in ("keys", "segments", "journal"):
+            (path / sub).mkdir(exist_ok=True)
+        keys = create_keyfile(path / "keys" / "master.json", archive_id, passphrase)
+        info = {"format": FORMAT_VERSION, "archive_id": archive_id, "created": iso(clock())}
+        tmp = path / "archive.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path / "archive.json")
+        repo = cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
+        repo.segments.active()
+        with repo.transaction(actor) as tx:
+            tx.event(
+                "init",
+                {
+                    "archive_id": archive_id,
+                    "format": FORMAT_VERSION,
+                    "public_key": base64.b64encode(keys.public_key).decode(),
+                },
+            )
+        return repo
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        passphrase: str | None,
+        *,
+        clock: Clock = system_clock,
+        segment_max_bytes: int = 256 * 2**20,
+    ) -> Repository:
+        cls.read_info(path)
+        keys = unlock_keyfile(path / "keys" / "master.json", passphrase) if passphrase is not None else None
+        return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
+
+    def close(self) -> None:
+        self.catalog.close()
+        self.keystore.close()
+
+    def require_keys(self) -> Keys:
+        if self.keys is None:
+            raise ArchiverError("This operation needs the archive passphrase.")
+        return self.keys
+
+    # -- locking and transactions -------------------------------------------------
+    @contextmanager
+    def lock(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+        """The exclusive writer lock (re-entrant within this object)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockedError(
+                        f"Another process is writing to the archive at {self.path} "
+                        f"and has not finished within {wait_s:.0f} s; try again later."
+                    ) from None
+                time.sleep(0.05)
+        self._lock_fd, self._lock_depth = fd, 1
+        try:
+            yield
+        finally:
+            self._lock_depth = 0
+            self._lock_fd = None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @contextmanager
+    def transaction(self, actor: str = "system") -> Iterator[Transaction]:
+        """Run one atomic transaction under the lock; it commits when the block exits normally."""
+        with self.lock():
+            self.recover()
+            tx = Transaction(self, actor)
+            try:
+                yield tx
+            except BaseException:
+                # Nothing was committed; cut what this transaction appended.
+                seg, end = self.catalog.segment_end()
+                self.segments.truncate_to(seg, end)
+                raise
+            self._commit(tx)
+
+    def _commit(self, tx: Transaction) -> None:
+        if not tx.records:
+            return
+        keys = self.require_keys()
+        # 1. data
+        self.segments.sync()
+        # 2. wrapped keys
+        if tx.keys:
+            self.keystore.put_many(tx.keys)
+        # 3. journal (the commit point)
+        head = self.catalog.head()
+        now = iso(self.clock())
+        seq, prev = head.seq, head.hash
+        records: list[dict[str, Any]] = []
+        for type_, data in tx.records:
+            rec = make_record(seq=seq, prev=prev, time=now, type=type_, actor=tx.actor, data=data)
+            records.append(rec)
+            seq, prev = seq + 1, rec["hash"]
+        seg, end = self.segments.active()
+        signature = keys.sign(checkpoint_message(self.archive_id, seq, prev))
+        commit = make_record(
+            seq=seq,
+            prev=prev,
+            time=now,
+            type="commit",
+            actor=tx.actor,
+            data={
+                "segment": seg,
+                "end": end,
+                "records": len(records),
+                "signature": base64.b64encode(signature).decode(),
+            },
+        )
+        records.append(commit)
+        offset = self.journal.append(records)
+        # 4. catalog
+        self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset))
+        if tx.metadata:
+            self.catalog.put_metadata(tx.metadata)
+
+    def recover(self) -> list[str]:
+        """Bring the catalog, segments and keystore in line with the last journal commit.
+
+        Must be called under the lock.  Returns what it did (for logs).
+        """
+        actions: list[str] = []
+        head = self.catalog.head()
+        size = self.journal.size()
+        if size < head.offset:
+            raise IntegrityError(
+                f"The journal is shorter ({size} bytes) than the catalog has recorded ({head.offset} bytes): "
+                "journal records were removed. Run `archiver verify` and restore the journal from a backup."
+            )
+        cut_tail = False
+        if size > head.offset:
+            committed, new_head, cut = self.journal.committed_tail(head)
+            if size > cut:
+                with open(self.journal.path, "rb") as fh:
+                    fh.seek(cut)
+                    tail = fh.read()
+                if b'"type":"commit"' in tail:
+                    raise IntegrityError(
+                        f"The journal is damaged at byte {cut} with committed records after it; "
+                        "run `archiver verify` to see what was altered."
+                    )
+                self.journal.truncate(cut)
+                actions.append(f"cut {size - cut} uncommitted journal bytes")
+                cut_tail = True
+            if committed:
+                self.catalog.apply_records(committed, new_head)
+                actions.append(f"applied {len(committed)} committed journal records to the catalog")
+        seg, end = self.catalog.segment_end()
+        seg_actions = self.segments.truncate_to(seg, end)
+        actions.extend(seg_actions)
+        if seg_actions or cut_tail:
+            n = self.keystore.remove_orphans(self.catalog.path)
+            if n:
+                actions.append(f"dropped {n} keys of uncommitted objects")
+        return actions
+
+    # -- reads ---------------------------------------------------------------------
+    def resolve(self, ref: str) -> str:
+        """A full id from an id or an unambiguous prefix of at least 8 hex digits."""
+        ref = ref.strip().lower()
+        if len(ref) == 64 and self.catalog.has_object(ref):
+            return ref
+        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
+            raise NotFoundError(f"{ref!r} is not a message id (64 hex digits, or a prefix of at least 8).")
+        found = self.catalog.resolve_prefix(ref)
+        if not found:
+            raise NotFoundError(f"No message with id {ref} in the archive.")
+        if len(found) > 1:
+            raise NotFoundError(f"The id prefix {ref} is ambiguous; give more digits.")
+        return found[0]
+
+    def read_raw(self, oid: str) -> bytes:
+        """The exact original bytes of a message, checked against its id."""
+        row = self.catalog.object(oid)
+        if row is None:
+            raise NotFoundError(f"No message with id {oid} in the archive.")
+        if row.disposed_at:
+            raise NotFoundError(
+                f"Message {oid} was disposed of on {row.disposed_at} under rule {row.disposed_rule!r}; "
+                "its content can no longer be read."
+            )
+        wrapped = self.keystore.get(oid)
+        if wrapped is None:
+            raise IntegrityError(f"The data key of message {oid} is missing from the keystore.")
+        rec = self.segments.read(Location(row.segment, row.offset, row.length))
+        if rec.object_id.hex() != oid:
+            raise IntegrityError(f"Segment {row.segment} at offset {row.offset} does not hold message {oid}.")
+        try:
+            raw = unseal(self.require_keys().master, oid, rec.codec, wrapped, rec.payload)
+        except DecryptError:
+            raise IntegrityError(f"Message {oid} failed decryption: its stored bytes were altered.") from None
+        if message_id_of(raw) != oid:
+            raise IntegrityError(f"Message {oid} does not hash to its id: its stored bytes were altered.")
+        return raw
+
+    def has_provenance(self, oid: str, pd: dict[str, Any]) -> bool:
+        row = self.catalog.conn.execute(
+            "SELECT 1 FROM provenance WHERE id=? AND source=? AND account=? AND folder=? AND uid=? AND location=?",
+            (oid, pd["source"], pd["account"], pd["folder"], pd["uid"], pd["location"]),
+        ).fetchone()
+        return row is not None
+
+    # -- verification --------------------------------------------------------------
+    def verify(self, full: bool = False, progress: Callable[[str, int], None] | None = None) -> VerifyReport:
+        """Check the journal chain and signatures, segments, keystore and catalog; decrypt all with ``full``."""
+        report = VerifyReport()
+        tick = progress or (lambda _stage, _n: None)
+        workdir = Path(tempfile.mkdtemp(prefix="archiver-verify-"))
+        try:
+            fresh = connect(workdir / "expected.sqlite")
+            fresh.executescript(_FRESH_SCHEMA)
+            last_commit = self._verify_journal(report, fresh, tick)
+            self._verify_catalog(report, fresh)
+            self._verify_segments(report, fresh, last_commit, tick)
+            self._verify_keys(report, fresh)
+            if full:
+                self._verify_objects(report, tick)
+            fresh.close()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return report
+
+    def _verify_journal(
+        self, report: VerifyReport, fresh: Any, tick: Callable[[str, int], None]
+    ) -> dict[str, Any] | None:
+        seq, prev = 0, GENESIS
+        last_commit: dict[str, Any] | None = None
+        pending: list[dict[str, Any]] = []
+        commits = 0
+        broken = False
+        if not self.journal.path.exists():
+            report.problem("The journal file is missing.")
+            return None
+        fresh.execute("BEGIN")
+        try:
+            for line in self.journal.lines():
+                rec = line.record
+                where = f"journal record {seq} (byte {line.offset})"
+                if rec.get("seq") != seq:
+                    report.problem(
+                        f"{where}: expected sequence number {seq}, found {rec.get('seq')}: records were removed or inserted."
+                    )
+                    broken = True
+                    break
+                if rec.get("prev") != prev:
+                    report.problem(f"{where}: does not link to the previous record: the chain was altered before it.")
+                    broken = True
+                    break
+                try:
+                    h = record_hash(rec)
+                except KeyError:
+                    h = ""
+                if rec.get("hash") != h:
+                    report.problem(f"{where} ({rec.get('type')}): its content does not match its hash: it was edited.")
+                    broken = True
+                    break
+                if seq == 0:
+                    pk = base64.b64decode(rec.get("data", {}).get("public_key", ""))
+                    if rec.get("type") != "init" or pk != self.public_key:
+                        report.problem("The journal's init record does not name this archive's public key.")
+                pending.append(rec)
+                if rec["type"] == "commit":
+                    sig = base64.b64decode(rec["data"].get("signature", ""))
+                    if not verify_signature(self.public_key, sig, checkpoint_message(self.archive_id, seq, prev)):
+                        report.problem(f"{where}: the signed checkpoint's signature is invalid.")
+                    for r in pending:
+                        apply_record(fresh, r)
+                    pending = []
+                    last_commit = {**rec["data"], "seq": seq, "offset": line.end}
+                    commits += 1
+                prev, seq = rec["hash"], seq + 1
+                if seq % 10000 == 0:
+                    tick("journal", seq)
+        except JournalError as exc:
+            report.problem(f"The journal is damaged: {exc}.")
+            broken = True
+        fresh.execute("COMMIT")
+        report.counts["journal_records"] = seq
+        report.counts["signed_checkpoints"] = commits
+        if pending and not broken:
+            report.notes.append(f"{len(pending)} uncommitted journal records at the end (cut on the next write).")
+        head = self.catalog.head()
+        if last_commit is not None and not broken and head.seq > last_commit["seq"] + 1:
+            report.problem(
+                f"The catalog has applied {head.seq} journal records but the journal holds only "
+                f"{last_commit['seq'] + 1}: journal records were removed from the end."
+            )
+        return last_commit
+
+    def _verify_catalog(self, report: VerifyReport, fresh: Any) -> None:
+        live = self.catalog.path
+        fresh.execute("ATTACH DATABASE ? AS live", (str(live),))
+        try:
+            for table, cols in _COMPARED.items():
+                collist = ",".join(cols)
+                for label, a, b in (
+                    ("unexpected or altered", "live", "main"),
+                    ("missing or altered", "main", "live"),
+                ):
+                    rows = fresh.execute(
+                        f"SELECT {collist} FROM {a}.{table} EXCEPT SELECT {collist} FROM {b}.{table} LIMIT 20"
+                    ).fetchall()
+                    for row in rows:
+                        report.problem(
+                            f"catalog table {table}: {label} row for {row[0]} "
+                            f"(does not match the journal; the catalog was edited)"
+                            if label.startswith("unexpected")
+                            else f"catalog table {table}: the journal's row for {row[0]} is missing or differs "
+                            "in the catalog (the catalog was edited)"
+                        )
+            report.counts["catalog_objects"] = fresh.execute("SELECT COUNT(*) FROM live.objects").fetchone()[0]
+        finally:
+            fresh.execute("DETACH DATABASE live")
+
+    def _verify_segments(
+        self,
+        report: VerifyReport,
+        fresh: Any,
+        last_commit: dict[str, Any] | None,
+        tick: Callable[[str, int], None],
+    ) -> None:
+        if last_commit is None:
+            return
+        active, end = int(last_commit["segment"]), int(last_commit["end"])
+        seen = 0
+        for n in range(active + 1):
+            p = self.segments.path(n)
+            if not p.exists():
+                report.problem(f"Segment {n} is missing.")
+                continue
+            limit = end if n == active else None
+            try:
+                for rec in self.segments.scan(n, limit):
+                    row = fresh.execute(
+                        "SELECT id, record_sha256 FROM objects WHERE segment=? AND offset=?",
+                        (n, rec.location.offset),
+                    ).fetchone()
+                    if row is None:
+                        report.problem(
+                            f"Segment {n} offset {rec.location.offset} holds an object the journal never recorded."
+                        )
+                        continue
+                    seen += 1
+                    if row[0] != rec.object_id.hex() or row[1] != rec.record_sha256():
+                        report.problem(
+                            f"Segment {n} offset {rec.location.offset}: the stored object {row[0]} was altered "
+                            "(its bytes do not match the hash in the journal)."
+                        )
+                    if seen % 10000 == 0:
+                        tick("segments", seen)
+            except SegmentError as exc:
+                report.problem(f"Segment {n} is damaged: {exc}.")
+        expected = fresh.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+        if seen < expected:
+            report.problem(f"{expected - seen} objects recorded in the journal were not found in the segments.")
+        for n in self.segments.numbers():
+            if n > active:
+                report.notes.append(f"Segment {n} is past the last commit (cut on the next write).")
+        report.counts["objects"] = seen
+
+    def _verify_keys(self, report: VerifyReport, fresh: Any) -> None:
+        have = set(self.keystore.ids())
+        missing = 0
+        for oid, disposed in fresh.execute("SELECT id, disposed_at IS NOT NULL FROM objects"):
+            if disposed and oid in have:
+                report.problem(f"Message {oid} was disposed of but its data key still exists.")
+            elif not disposed and oid not in have:
+                missing += 1
+                if missing <= 20:
+                    report.problem(f"The data key of message {oid} is missing: it cannot be decrypted.")
+            have.discard(oid)
+        if have:
+            report.notes.append(f"{len(have)} keys belong to no committed object (cleaned on the next write).")
+
+    def _verify_objects(self, report: VerifyReport, tick: Callable[[str, int], None]) -> None:
+        n = 0
+        for oid in list(self.catalog.live_ids()):
+            try:
+                self.read_raw(oid)
+            except (IntegrityError, NotFoundError, SegmentError, OSError, ValueError) as exc:
+                report.problem(f"Message {oid}: {exc}")
+            n += 1
+            if n % 2000 == 0:
+                tick("decrypt", n)
+        report.counts["decrypted"] = n
+
+
+_COMPARED: dict[str, tuple[str, ...]] = {
+    "objects": (
+        "id",
+        "size",
+        "segment",
+        "offset",
+        "length",
+        "record_sha256",
+        "ingest_seq",
+        "disposed_at",
+        "disposed_rule",
+    ),
+    "tags": ("id", "client", "matters", "seq"),
+    "matters": ("id", "matter"),
+    "provenance": (
+        "id",
+        "source",
+        "account",
+        "folder",
+        "uid",
+        "uidvalidity",
+        "internaldate",
+        "flags",
+        "location",
+        "envelope_recipients",
+        "fetched_at",
+        "seq",
+    ),
+    "checkpoints": ("key", "value", "seq"),
+}
+
+# The derived part of the catalog schema, for the expected state built by verify.
+from archiver.store.catalog import SCHEMA as _FRESH_SCHEMA  # noqa: E402
+
+__all__ = ["HEADER", "Repository", "Transaction", "VerifyReport", "canonical"]
