@@ -168,12 +168,14 @@ class Transaction:
             self.add_copy(oid, prov_dict(prov))
         return oid
 
-    def add_copy(self, oid: str, pd: dict[str, Any]) -> None:
+    def add_copy(self, oid: str, pd: dict[str, Any]) -> bool:
+        """Record another copy of a stored message; False when this copy is already known."""
         key = _copy_key(oid, pd)
         if key in self._copies or self.repo.has_provenance(oid, pd):
-            return
+            return False
         self._copies.add(key)
         self.records.append(("copy", {"id": oid, "prov": pd}))
+        return True
 
     def set_tags(self, oid: str, tags: Tags) -> None:
         self.records.append(("tag", {"id": oid, "client": tags.client, "matters": list(tags.matters)}))

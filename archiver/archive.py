@@ -1,0 +1,281 @@
+"""The opened archive: repository + index + tagging rules, as one object.
+
+The CLI, the daemon and the web server all go through this class (and the
+pipeline), so each operation is written once.  The index is derived data: every
+write path ends by bringing it up to date from the catalog's ``indexed`` flags,
+which also repairs an index left behind by a crash.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.clock import Clock, parse_iso, system_clock
+from archiver.config import Config, read_passphrase
+from archiver.documents import index_doc
+from archiver.errors import ArchiverError
+from archiver.index.store import MessageIndex
+from archiver.model import IndexDoc, ParsedMessage, SearchResult, Tags
+from archiver.normalize.tagging import Tagger
+from archiver.store.repository import Repository, VerifyReport
+from archiver.store.segments import Location
+from archiver.workers import ParseOptions, Workers, reopen
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def _no_progress(_stage: str, _done: int, _total: int | None) -> None:
+    return None
+
+
+@dataclass
+class MaintenanceSummary:
+    processed: int = 0
+    changed: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+class Archive:
+    """An archive opened with its configuration."""
+
+    def __init__(self, cfg: Config, repo: Repository) -> None:
+        self.cfg = cfg
+        self.repo = repo
+        self.tagger = Tagger(cfg.tagging)
+        self._index: MessageIndex | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    @classmethod
+    def init(cls, cfg: Config, *, clock: Clock = system_clock, actor: str = "system") -> Archive:
+        repo = Repository.create(
+            cfg.archive.path,
+            read_passphrase(cfg.archive),
+            clock=clock,
+            segment_max_bytes=cfg.archive.segment_max_mb * 2**20,
+            actor=actor,
+        )
+        return cls(cfg, repo)
+
+    @classmethod
+    def open(cls, cfg: Config, *, need_keys: bool = True, clock: Clock = system_clock) -> Archive:
+        passphrase = read_passphrase(cfg.archive) if need_keys else None
+        repo = Repository.open(
+            cfg.archive.path, passphrase, clock=clock, segment_max_bytes=cfg.archive.segment_max_mb * 2**20
+        )
+        return cls(cfg, repo)
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self.repo.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def index(self) -> MessageIndex:
+        if self._index is None:
+            self._index = MessageIndex.open(self.repo.path / "index", heap_mb=self.cfg.index.heap_mb)
+        return self._index
+
+    def parse_options(self) -> ParseOptions:
+        return ParseOptions(
+            max_parse_bytes=self.cfg.ingest.max_parse_mb * 2**20,
+            max_attachment_text_chars=self.cfg.ingest.max_attachment_text_chars,
+            matter_header=self.cfg.tagging.matter_header,
+        )
+
+    def workers(self) -> Workers:
+        return Workers(self.repo.require_keys().master, self.parse_options(), self.cfg.ingest.workers)
+
+    # -- reading stored messages back ----------------------------------------------
+    def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:
+        """Decrypt and parse stored messages in parallel; yields (id, parsed or None, error)."""
+        tasks = []
+        for oid in ids:
+            row = self.repo.catalog.object(oid)
+            wrapped = self.repo.keystore.get(oid)
+            if row is None or row.disposed_at or wrapped is None:
+                continue
+            rec = self.repo.segments.read(Location(row.segment, row.offset, row.length))
+            received = parse_iso(row.ingested_at)
+            tasks.append((oid, rec.codec, wrapped, rec.payload, received))
+        yield from workers.map(reopen, tasks)
+
+    def tags_of(self, oid: str) -> Tags:
+        t = self.repo.catalog.tags(oid)
+        return Tags(client=t[0], matters=t[1]) if t else Tags()
+
+    def doc_for(self, oid: str, parsed: ParsedMessage) -> IndexDoc:
+        row = self.repo.catalog.object(oid)
+        size = row.size if row else 0
+        return index_doc(oid, size, parsed, self.tags_of(oid), self.repo.catalog.provenance(oid))
+
+    # -- keeping derived data current ---------------------------------------------------
+    def catch_up(self, workers: Workers | None = None, progress: Progress = _no_progress) -> int:
+        """Fill missing metadata and index every message the index has not seen yet.
+
+        Call under the repository lock.  Returns how many messages were (re)indexed.
+        """
+        own = workers is None
+        w = workers or self.workers()
+        done = 0
+        try:
+            while True:
+                missing = self.repo.catalog.missing_metadata(1000)
+                if not missing:
+                    break
+                parsed = [(oid, p) for oid, p, _err in self.reparse(missing, w) if p is not None]
+                self.repo.catalog.put_metadata(parsed)
+                if len(parsed) < len(missing):
+                    break
+            seen: set[str] = set()
+            while True:
+                pending = [i for i in self.repo.catalog.unindexed(2000) if i not in seen]
+                if not pending:
+                    break
+                seen.update(pending)
+                docs = [self.doc_for(oid, p) for oid, p, _err in self.reparse(pending, w) if p is not None]
+                self.index.add(docs)
+                self.index.commit()
+                self.repo.catalog.mark_indexed([d.id for d in docs])
+                done += len(docs)
+                progress("index", done, None)
+        finally:
+            if own:
+                w.close()
+        return done
+
+    def reindex(self, progress: Progress = _no_progress) -> MaintenanceSummary:
+        """Rebuild the index from the store alone."""
+        summary = MaintenanceSummary()
+        with self.repo.lock():
+            self.repo.recover()
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            shutil.rmtree(self.repo.path / "index", ignore_errors=True)
+            self.repo.catalog.mark_all_unindexed()
+            summary.processed = self.catch_up(progress=progress)
+        return summary
+
+    def retag(self, progress: Progress = _no_progress, actor: str = "system") -> MaintenanceSummary:
+        """Re-apply the tagging rules to every message, oldest first (parents before replies)."""
+        summary = MaintenanceSummary()
+        ids = [
+            r[0]
+            for r in self.repo.catalog.conn.execute(
+                "SELECT m.id FROM messages m JOIN objects o ON o.id = m.id WHERE o.disposed_at IS NULL "
+                "ORDER BY m.date, m.id"
+            )
+        ]
+        total = len(ids)
+        with self.repo.lock(), self.workers() as w:
+            new_tags: dict[str, Tags] = {}
+            for start in range(0, total, 1000):
+                chunk = ids[start : start + 1000]
+                changed: list[tuple[str, ParsedMessage, Tags]] = []
+                for oid, parsed, err in self.reparse(chunk, w):
+                    if parsed is None:
+                        summary.failed.append(f"{oid}: {err}")
+                        continue
+                    parents = self.parent_tags(parsed, new_tags)
+                    tags = self.tagger.tag(parsed, parent_tags=parents)
+                    new_tags[oid] = tags
+                    old = self.tags_of(oid)
+                    if (old.client, old.matters) != (tags.client, tags.matters):
+                        changed.append((oid, parsed, tags))
+                summary.processed += len(chunk)
+                if changed:
+                    with self.repo.transaction(actor) as tx:
+                        for oid, _p, tags in changed:
+                            tx.set_tags(oid, tags)
+                    self.index.add([self.doc_for(oid, p) for oid, p, _t in changed])
+                    self.index.commit()
+                    summary.changed += len(changed)
+                progress("retag", summary.processed, total)
+            with self.repo.transaction(actor) as tx:
+                tx.event(
+                    "retag",
+                    {"rules": self.tagger.fingerprint(), "messages": summary.processed, "changed": summary.changed},
+                )
+        return summary
+
+    def parent_tags(self, parsed: ParsedMessage, local: dict[str, Tags] | None = None) -> list[Tags]:
+        """Tags of the messages this one replies to (thread inheritance)."""
+        refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
+        if not refs or not self.cfg.tagging.thread_inheritance:
+            return []
+        found = self.repo.catalog.tags_for_message_ids(refs)
+        out = [Tags(client=c, matters=m) for c, m in found]
+        if local:
+            # retag: prefer the tags just computed for the parents in this pass
+            rows = self.repo.catalog.conn.execute(
+                f"SELECT id FROM messages WHERE message_id IN ({','.join('?' * len(refs))})", refs
+            ).fetchall()
+            fresh = [local[r[0]] for r in rows if r[0] in local]
+            if fresh:
+                out = fresh
+        return out
+
+    # -- queries -----------------------------------------------------------------
+    def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str = "date") -> SearchResult:
+        return self.index.search(query, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
+
+    def describe(self, oid: str) -> dict[str, Any]:
+        """Everything the catalog knows about a message, for `show`."""
+        row = self.repo.catalog.object(oid)
+        if row is None:
+            raise ArchiverError(f"No message with id {oid}.")
+        meta = self.repo.catalog.message(oid) or {}
+        tags = self.tags_of(oid)
+        return {
+            "id": oid,
+            "size": row.size,
+            "ingested_at": row.ingested_at,
+            "disposed_at": row.disposed_at,
+            "disposed_rule": row.disposed_rule,
+            "client": tags.client,
+            "matters": list(tags.matters),
+            "provenance": self.repo.catalog.provenance(oid),
+            **{k: v for k, v in meta.items() if k not in ("id", "indexed")},
+        }
+
+    def verify(self, full: bool = False, progress: Progress = _no_progress, actor: str = "system") -> VerifyReport:
+        """Verify the store (and the index against the catalog), then journal the run."""
+        report = self.repo.verify(full=full, progress=lambda s, n: progress(s, n, None))
+        try:
+            live = set(self.repo.catalog.live_ids())
+            indexed = self.index.all_ids()
+            if indexed - live:
+                report.problem(
+                    f"The index holds {len(indexed - live)} messages the archive does not: run `archiver reindex`."
+                )
+            missing = live - indexed
+            if missing:
+                report.notes.append(
+                    f"{len(missing)} messages are not indexed yet (the next write or `reindex` adds them)."
+                )
+        except Exception as exc:  # the index is a cache: a broken one is a note, never lost data
+            report.notes.append(f"The index could not be checked ({exc}); `archiver reindex` rebuilds it.")
+        try:
+            with self.repo.transaction(actor) as tx:
+                tx.event(
+                    "verify",
+                    {
+                        "full": full,
+                        "ok": report.ok,
+                        "problems": len(report.problems),
+                        "counts": report.counts,
+                    },
+                )
+        except ArchiverError as exc:
+            report.notes.append(f"The verification could not be recorded in the journal: {exc}")
+        return report

@@ -1,0 +1,37 @@
+"""`archiver import PATH...`: Maildir, mbox, EML files, folders of messages, PST."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from archiver.cli.common import actor, open_archive, progress_bar
+from archiver.cli.ingest_output import report
+from archiver.pipeline import ingest
+from connectors.files import FilesConnector
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "import",
+        parents=[parent],
+        help="import mail files (Maildir, mbox, EML, folders, PST)",
+        description="Import mail from files; the format is detected from the content, not the name. "
+        "Re-running an import adds nothing.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--source", default="import", help="source name recorded as provenance (default: import)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_archive(args) as archive:
+        connector = FilesConnector(
+            args.source,
+            [p.expanduser() for p in args.paths],
+            batch_size=archive.cfg.ingest.batch_size,
+        )
+        with progress_bar(args, f"importing into {args.source}") as update:
+            summary = ingest(archive, connector, actor=actor(), progress=update)
+    return report(args, summary, "import")

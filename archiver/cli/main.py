@@ -1,0 +1,80 @@
+"""The `archiver` command: argument parsing and error handling only.
+
+Each command group lives in its own module and registers its subcommands; this
+module turns every ArchiverError into its message and exit code, so a user never
+sees a traceback for a mistake of theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from archiver import __version__
+from archiver.errors import ArchiverError
+
+COMMAND_MODULES = (
+    "archiver.cli.init",
+    "archiver.cli.importing",
+    "archiver.cli.sync",
+    "archiver.cli.search",
+    "archiver.cli.show",
+    "archiver.cli.verify",
+    "archiver.cli.stats",
+    "archiver.cli.maintenance",
+    "archiver.cli.keys",
+)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """--config and --json, accepted before or after the subcommand."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--config", "-c", default=argparse.SUPPRESS, metavar="FILE", help="config file (default: $ARCHIVER_CONFIG)"
+    )
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="archiver",
+        description="Email archiving and compliance: encrypted, deduplicated, tamper-evident, searchable.",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", help="config file (default: $ARCHIVER_CONFIG)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"archiver {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parent = common_options()
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except ArchiverError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("archiver: interrupted; everything committed so far is kept.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""`archiver reindex` and `archiver retag`: rebuild derived data from the store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from archiver.cli.common import actor, console, open_archive, print_json, progress_bar, wants_json
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("reindex", parents=[parent], help="rebuild the search index from the store alone")
+    p.set_defaults(func=run_reindex)
+    r = sub.add_parser("retag", parents=[parent], help="re-apply the tagging rules to the whole archive")
+    r.set_defaults(func=run_retag)
+
+
+def run_reindex(args: argparse.Namespace) -> int:
+    with open_archive(args) as archive, progress_bar(args, "reindexing") as update:
+        summary = archive.reindex(progress=lambda s, n, t: update(n, total=t))
+        count = archive.index.count()
+    if wants_json(args):
+        print_json({"indexed": count, "processed": summary.processed})
+    else:
+        console.print(f"reindexed {summary.processed} messages; the index holds {count}")
+    return 0
+
+
+def run_retag(args: argparse.Namespace) -> int:
+    with open_archive(args) as archive, progress_bar(args, "retagging") as update:
+        summary = archive.retag(progress=lambda s, n, t: update(n, total=t), actor=actor())
+    if wants_json(args):
+        print_json({"processed": summary.processed, "changed": summary.changed, "failed": summary.failed})
+    else:
+        console.print(f"retagged {summary.processed} messages, {summary.changed} changed")
+        for f in summary.failed:
+            console.print(f"could not read: {f}")
+    return 1 if summary.failed else 0

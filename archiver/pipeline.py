@@ -1,0 +1,250 @@
+"""One ingest pass: connector -> normalize -> store -> index -> checkpoint.
+
+For each batch a connector yields, new messages are parsed and sealed in worker
+processes (the next batch is prepared while the current one is written), tagged
+here (thread inheritance needs the catalog), committed to the store in one
+transaction together with the batch's checkpoints, and then indexed.  Because
+checkpoints commit atomically with the messages, a crash anywhere loses nothing
+and the next run resumes where the last commit left off; re-fetched messages are
+recognised by their SHA-256 and only gain provenance.  The index is brought up to
+date from the catalog's ``indexed`` flags, so a crash between the store commit
+and the index commit is repaired by the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from archiver.archive import Archive
+from archiver.documents import index_doc
+from archiver.logging import get_logger
+from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
+from archiver.store.objects import message_id_of
+from archiver.store.repository import prov_dict
+from archiver.workers import Workers, prepare
+from connectors.base import Batch, Connector, Origin
+from connectors.errors import ConnectorError
+
+log = get_logger("archiver.pipeline")
+
+#: index commits are batched: at most this many messages or seconds between commits.
+INDEX_COMMIT_EVERY = 5000
+INDEX_COMMIT_SECONDS = 30.0
+
+
+@dataclass
+class FolderSummary:
+    imported: int = 0
+    duplicates: int = 0
+    parse_errors: int = 0
+    failed: int = 0
+
+
+@dataclass
+class IngestSummary:
+    imported: int = 0
+    duplicates: int = 0
+    parse_errors: int = 0
+    failed: int = 0
+    bytes: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    folders: dict[str, FolderSummary] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["folders"] = {k: asdict(v) for k, v in self.folders.items()}
+        return out
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def origin_to_provenance(o: Origin, fetched_at: Any) -> ProvenanceRow:
+    return ProvenanceRow(
+        source=o.source,
+        account=o.account,
+        folder=o.folder,
+        uid=o.uid,
+        uidvalidity=o.uidvalidity,
+        internaldate=o.internaldate,
+        flags=o.flags,
+        location=o.location,
+        envelope_recipients=o.envelope_recipients,
+        fetched_at=fetched_at,
+    )
+
+
+class _Indexer:
+    """Batches index additions and commits them every few thousand messages."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.pending: list[IndexDoc] = []
+        self.last = time.monotonic()
+
+    def add(self, docs: list[IndexDoc]) -> None:
+        if docs:
+            self.archive.index.add(docs)
+            self.pending.extend(docs)
+        if len(self.pending) >= INDEX_COMMIT_EVERY or time.monotonic() - self.last > INDEX_COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.archive.index.commit()
+            self.archive.repo.catalog.mark_indexed([d.id for d in self.pending])
+            self.pending = []
+        self.last = time.monotonic()
+
+
+def ingest(
+    archive: Archive,
+    connector: Connector,
+    *,
+    actor: str = "system",
+    progress: ProgressFn | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> IngestSummary:
+    """Pull every batch from ``connector`` into the archive; returns what happened.
+
+    ``stop`` is polled between batches (the daemon's graceful shutdown): the pass
+    ends at a committed batch.
+    """
+    summary = IngestSummary()
+    started = time.monotonic()
+    repo = archive.repo
+    with repo.lock(), archive.workers() as workers:
+        repo.recover()
+        archive.catch_up(workers)
+        indexer = _Indexer(archive)
+        checkpoints = repo.catalog.checkpoints()
+        prepared: tuple[Batch, list[tuple[int, str]], Any] | None = None
+        try:
+            for batch in _guarded(connector, checkpoints, summary):
+                job = _submit(repo, workers, batch)
+                if prepared is not None:
+                    _commit(archive, prepared, summary, indexer, actor, progress)
+                prepared = job
+                if stop is not None and stop():
+                    break
+            if prepared is not None:
+                _commit(archive, prepared, summary, indexer, actor, progress)
+        finally:
+            indexer.flush()
+        archive.catch_up(workers)
+        if summary.imported or summary.failed or summary.events:
+            with repo.transaction(actor) as tx:
+                tx.event(
+                    "import",
+                    {
+                        "source": getattr(connector, "name", ""),
+                        "imported": summary.imported,
+                        "duplicates": summary.duplicates,
+                        "parse_errors": summary.parse_errors,
+                        "failed": summary.failed,
+                    },
+                )
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _guarded(connector: Connector, checkpoints: dict[str, str], summary: IngestSummary) -> Iterator[Batch]:
+    """The connector's batches; a connector-level exception becomes a reported failure, not a crash."""
+    try:
+        yield from connector.batches(checkpoints)
+    except ConnectorError as exc:
+        summary.failed += 1
+        summary.failures.append({"location": getattr(connector, "name", ""), "reason": str(exc)})
+        log.error("source failed", source=getattr(connector, "name", ""), error=str(exc))
+
+
+def _submit(repo: Any, workers: Workers, batch: Batch) -> tuple[Batch, list[tuple[int, str]], Any]:
+    """Hash every message; send the ones not yet stored to the workers for parsing and sealing."""
+    hashed: list[tuple[int, str]] = []
+    tasks: list[tuple[bytes, str, Any]] = []
+    seen: set[str] = set()
+    now = repo.clock()
+    for i, msg in enumerate(batch.messages):
+        oid = message_id_of(msg.data)
+        hashed.append((i, oid))
+        if oid in seen or repo.catalog.has_object(oid):
+            continue
+        seen.add(oid)
+        received = msg.origin.internaldate or now
+        tasks.append((msg.data, oid, received))
+    return batch, hashed, (workers.submit(prepare, tasks) if tasks else None)
+
+
+def _commit(
+    archive: Archive,
+    prepared: tuple[Batch, list[tuple[int, str]], Any],
+    summary: IngestSummary,
+    indexer: _Indexer,
+    actor: str,
+    progress: ProgressFn | None,
+) -> None:
+    batch, hashed, job = prepared
+    repo = archive.repo
+    results = job.get() if job is not None else []
+    by_id = {sealed.id: (parsed, sealed) for parsed, sealed in results}
+    folder_key = "/".join(x for x in (batch.account, batch.folder) if x) or "-"
+    fs = summary.folders.setdefault(folder_key, FolderSummary())
+    now = repo.clock()
+    local_tags: dict[str, Tags] = {}
+    new_docs: dict[str, tuple[int, ParsedMessage, Tags, list[dict[str, Any]]]] = {}
+    grown: list[str] = []
+    with repo.transaction(actor) as tx:
+        for i, oid in hashed:
+            msg = batch.messages[i]
+            pd = prov_dict(origin_to_provenance(msg.origin, now))
+            if oid in by_id and not tx.has(oid):
+                parsed, sealed = by_id[oid]
+                tags = archive.tagger.tag(parsed, parent_tags=_parents(archive, parsed, local_tags))
+                if parsed.message_id:
+                    local_tags[parsed.message_id] = tags
+                tx.put(sealed, origin_to_provenance(msg.origin, now), tags, parsed)
+                new_docs[oid] = (sealed.size, parsed, tags, [pd])
+                summary.imported += 1
+                fs.imported += 1
+                summary.bytes += sealed.size
+                if parsed.parse_errors:
+                    summary.parse_errors += 1
+                    fs.parse_errors += 1
+                continue
+            summary.duplicates += 1
+            fs.duplicates += 1
+            if tx.add_copy(oid, pd):
+                if oid in new_docs:
+                    new_docs[oid][3].append(pd)
+                else:
+                    grown.append(oid)
+        for ev in batch.events:
+            data = {"kind": ev.kind, "account": batch.account, "folder": batch.folder, **dict(ev.detail)}
+            tx.event("source_event", data)
+            summary.events.append(data)
+        for cp in batch.checkpoints:
+            tx.checkpoint(cp.key, cp.value)
+    for f in batch.failures:
+        summary.failed += 1
+        fs.failed += 1
+        summary.failures.append({"location": f.location, "reason": f.reason})
+        log.warning("not imported", location=f.location, reason=f.reason)
+    if grown:
+        # Earlier messages seen in a new place: their source/folder facets changed.
+        repo.catalog.mark_indexed(grown, 0)
+    indexer.add([index_doc(oid, size, p, t, provs) for oid, (size, p, t, provs) in new_docs.items()])
+    if progress is not None:
+        progress(summary.imported + summary.duplicates + summary.failed, summary.bytes)
+
+
+def _parents(archive: Archive, parsed: ParsedMessage, local: dict[str, Tags]) -> list[Tags]:
+    refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
+    if not refs or not archive.cfg.tagging.thread_inheritance:
+        return []
+    found = [local[r] for r in refs if r in local]
+    return found or archive.parent_tags(parsed)

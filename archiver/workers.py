@@ -1,0 +1,135 @@
+"""Parallel CPU work: parsing, compressing and encrypting in worker processes.
+
+Parsing dominates ingest time and Python threads cannot parallelise it, so the
+pipeline hands each message to a process pool; the single writer in the parent
+only appends, journals and indexes.  The master key reaches workers through the
+pool initializer (memory only, never on disk or in a log).  Small jobs run
+inline: starting processes costs more than it saves below a few dozen messages.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from archiver.model import ParsedMessage
+from archiver.normalize.parse import parse_message
+from archiver.store.objects import SealedObject, message_id_of, seal, unseal
+
+INLINE_BELOW = 48
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    max_parse_bytes: int
+    max_attachment_text_chars: int
+    matter_header: str
+
+
+_KEY: bytes | None = None
+_OPTS: ParseOptions | None = None
+
+
+def _init(key: bytes, opts: ParseOptions) -> None:
+    global _KEY, _OPTS
+    _KEY, _OPTS = key, opts
+
+
+def _parse(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
+    return parse_message(
+        raw,
+        received=received,
+        max_parse_bytes=opts.max_parse_bytes,
+        max_attachment_text_chars=opts.max_attachment_text_chars,
+        matter_header=opts.matter_header,
+    )
+
+
+def prepare(task: tuple[bytes, str, datetime]) -> tuple[ParsedMessage, SealedObject]:
+    """Parse and seal one new message (runs in a worker)."""
+    raw, oid, received = task
+    assert _KEY is not None and _OPTS is not None
+    return _parse(raw, received, _OPTS), seal(_KEY, raw, oid)
+
+
+def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMessage | None, str]:
+    """Decrypt and parse a stored object (reindex, retag, catch-up); errors are returned, not raised."""
+    oid, codec, wrapped, payload, received = task
+    assert _KEY is not None and _OPTS is not None
+    try:
+        raw = unseal(_KEY, oid, codec, wrapped, payload)
+    except Exception as exc:
+        return oid, None, f"cannot decrypt: {exc}"
+    if message_id_of(raw) != oid:
+        return oid, None, "does not hash to its id"
+    return oid, _parse(raw, received, _OPTS), ""
+
+
+class Workers:
+    """A lazily started process pool (or inline execution) with the key installed."""
+
+    def __init__(self, key: bytes, opts: ParseOptions, processes: int = 0) -> None:
+        self.key = key
+        self.opts = opts
+        self.processes = processes or (os.cpu_count() or 1)
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ctx.Pool(self.processes, initializer=_init, initargs=(self.key, self.opts))
+        return self._pool
+
+    def map(self, fn: Any, tasks: list[Any]) -> Iterator[Any]:
+        """Results in order; inline for small jobs or a single process."""
+        if self.processes <= 1 or len(tasks) < INLINE_BELOW:
+            _init(self.key, self.opts)
+            return iter([fn(t) for t in tasks])
+        chunk = max(1, min(64, len(tasks) // (self.processes * 4)))
+        return iter(self._get_pool().imap(fn, tasks, chunksize=chunk))
+
+    def submit(self, fn: Any, tasks: list[Any]) -> Any:
+        """Start a job in the background when the pool is worth it; ``.get()`` returns the list."""
+        if self.processes <= 1 or len(tasks) < INLINE_BELOW:
+            return _Done(list(self.map(fn, tasks)))
+        chunk = max(1, min(64, len(tasks) // (self.processes * 4)))
+        return self._get_pool().map_async(fn, tasks, chunksize=chunk)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None and exc[0] is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        self.close()
+
+
+class _Done:
+    def __init__(self, value: list[Any]) -> None:
+        self.value = value
+
+    def get(self) -> list[Any]:
+        return self.value
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    buf: list[Any] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
