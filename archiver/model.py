@@ -137,6 +137,9 @@ class SearchHit:
     client: str
     matters: tuple[str, ...]
     snippet: str = ""
+    #: (start, end) character ranges of ``snippet`` that matched the query, for highlighting
+    #: (archiver.index.store.highlight_html renders them as escaped HTML with <mark>).
+    highlights: tuple[tuple[int, int], ...] = ()
     score: float = 0.0
 
 

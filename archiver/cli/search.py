@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.table import Table
-
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.model import SearchHit
 
@@ -52,13 +50,15 @@ def run(args: argparse.Namespace) -> int:
         for h in result.hits:
             print_json(hit_json(h))
         return 0
-    table = Table("date", "from", "subject", "client/matters", "id", box=None, pad_edge=False)
     for h in result.hits:
-        tags = h.client + (f" {', '.join(h.matters)}" if h.matters else "")
-        table.add_row(h.date.strftime("%Y-%m-%d %H:%M"), h.from_, h.subject or "(no subject)", tags, h.id[:12])
+        tags = h.client + (f" [{', '.join(h.matters)}]" if h.matters else "")
+        subject = _esc(h.subject or "(no subject)")
+        console.print(
+            f"[bold]{h.date.strftime('%Y-%m-%d %H:%M')}[/]  {_esc(h.from_)}  {subject}  "
+            f"[cyan]{_esc(tags)}[/]  [dim]{h.id[:12]}[/]"
+        )
         if h.snippet:
-            table.add_row("", "", f"[dim]{_esc(h.snippet)}[/]", "", "")
-    console.print(table)
+            console.print(f"    [dim]{_esc(_shorten(h.snippet, 200))}[/]")
     shown = len(result.hits)
     console.print(f"{result.total} matching message(s){'' if shown == result.total else f', {shown} shown'}")
     return 0
@@ -68,3 +68,8 @@ def _esc(text: str) -> str:
     from rich.markup import escape
 
     return escape(" ".join(text.split()))
+
+
+def _shorten(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -45,7 +45,11 @@ def checkpoint_message(archive_id: str, seq: int, head_hash: str) -> bytes:
 
 
 class JournalError(Exception):
-    """The journal is damaged at a given line."""
+    """The journal is damaged at a given line; ``torn`` when it is an unfinished last line."""
+
+    def __init__(self, message: str, torn: bool = False) -> None:
+        super().__init__(message)
+        self.torn = torn
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,7 @@ class Journal:
             for raw in fh:
                 end = pos + len(raw)
                 if not raw.endswith(b"\n"):
-                    raise JournalError(f"journal line at byte {pos} is incomplete")
+                    raise JournalError(f"journal line at byte {pos} is incomplete", torn=True)
                 try:
                     rec = json.loads(raw)
                 except ValueError:

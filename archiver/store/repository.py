@@ -531,8 +531,11 @@ class Repository:
                 if seq % 10000 == 0:
                     tick("journal", seq)
         except JournalError as exc:
-            report.problem(f"The journal is damaged: {exc}.")
-            broken = True
+            if exc.torn:
+                report.notes.append("The journal ends in an unfinished record (an interrupted write, cut on the next write).")
+            else:
+                report.problem(f"The journal is damaged: {exc}.")
+                broken = True
         fresh.execute("COMMIT")
         report.counts["journal_records"] = seq
         report.counts["signed_checkpoints"] = commits

@@ -1,0 +1,212 @@
+"""The tantivy schema of the message index, its tokenizers, and IndexDoc -> tantivy Document.
+
+Matching rules, decided here once for indexing and querying alike:
+
+* Text fields (subject, body, names, attachment names and text) use the ``mail`` analyzer:
+  split on anything that is not a letter or digit, drop words longer than 40 characters
+  (base64 and hashes), lower-case, fold to ASCII (``résumé`` matches ``resume``).  There is
+  NO stemming: ``contract`` does not match ``contracts``; a prefix query (``contract*``) does.
+* Address fields (``from_addr`` ...) hold, for every address, the whole lower-cased address
+  and its domain and parent domains (``a@mail.example.com`` -> ``a@mail.example.com``,
+  ``mail.example.com``, ``example.com``; the bare top-level domain is left out), each as one
+  token.  So ``from:a@mail.example.com`` is an exact match and ``from:example.com`` matches
+  the domain and its subdomains.
+* Name fields (``from_name`` ...) hold display names and local parts as words, so
+  ``from:skilling`` matches "Jeff Skilling <jeff.skilling@enron.com>".
+* Label fields (client, matter, source, folder, message-id) are one lower-cased token each:
+  matching is exact but case-insensitive.
+* The body is indexed in full (with positions, for phrases) but only its first few hundred
+  characters are stored, for snippets: the index is a rebuildable cache and must stay small
+  next to the store (on Enron mail the positional postings alone are ~0.36x the raw bytes;
+  every 1000 stored characters of body add ~0.16x).  Callers that have the store at hand can
+  pass a body loader to ``MessageIndex.search`` for snippets from the whole text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import tantivy
+
+from archiver.model import Address, IndexDoc
+
+#: the analyzer name for words (see the module docstring).
+MAIL_TOKENIZER: Final = "mail"
+#: one lower-cased token per value (labels, message ids).
+LABEL_TOKENIZER: Final = "label"
+#: longest word that is indexed; longer "words" are base64, hashes, URLs' innards.
+MAX_WORD_CHARS: Final = 40
+#: how much of the body is kept for snippets by default (characters; whitespace collapsed).
+BODY_STORE_CHARS: Final = 300
+#: how many recipients are kept for display in a hit (all are indexed).
+DISPLAY_RECIPIENTS: Final = 20
+
+ADDRESS_ROLES: Final = ("from", "to", "cc", "bcc")
+
+# Field names.
+F_ID: Final = "id"
+F_MESSAGE_ID: Final = "message_id"
+F_SUBJECT: Final = "subject"
+F_BODY: Final = "body"
+F_ATT_NAME: Final = "attachment_name"
+F_ATT_TEXT: Final = "attachment_text"
+F_DATE: Final = "date"
+F_CLIENT: Final = "client"
+F_MATTER: Final = "matter"
+F_SOURCE: Final = "source"
+F_FOLDER: Final = "folder"
+F_SIZE: Final = "size"
+F_HAS_ATT: Final = "has_attachments"
+#: stored-only JSON blob with what a hit displays but nobody searches (from, to, body prefix).
+F_DISPLAY: Final = "display"
+
+
+def addr_field(role: str) -> str:
+    """The exact-address/domain field of an address role ("from", "to", "cc", "bcc")."""
+    return f"{role}_addr"
+
+
+def name_field(role: str) -> str:
+    """The display-name/local-part words field of an address role."""
+    return f"{role}_name"
+
+
+#: every field a bare word is looked up in (the addr fields get the whole lower-cased word).
+WORD_FIELDS: Final = (
+    F_SUBJECT,
+    F_BODY,
+    *(name_field(r) for r in ADDRESS_ROLES),
+    F_ATT_NAME,
+    F_ATT_TEXT,
+)
+ADDR_FIELDS: Final = tuple(addr_field(r) for r in ADDRESS_ROLES)
+#: every field of the schema; an index on disk with other fields needs a reindex.
+ALL_FIELDS: Final = (
+    F_ID,
+    F_MESSAGE_ID,
+    *ADDR_FIELDS,
+    *(name_field(r) for r in ADDRESS_ROLES),
+    F_SUBJECT,
+    F_BODY,
+    F_ATT_NAME,
+    F_ATT_TEXT,
+    F_DATE,
+    F_CLIENT,
+    F_MATTER,
+    F_SOURCE,
+    F_FOLDER,
+    F_SIZE,
+    F_HAS_ATT,
+    F_DISPLAY,
+)
+
+
+def build_schema() -> tantivy.Schema:
+    """The schema; changing it means a reindex (the index is derived data)."""
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field(F_ID, stored=True, tokenizer_name="raw", index_option="basic")
+    # message_id is stored (as typed, with brackets) in the display blob, not here.
+    sb.add_text_field(F_MESSAGE_ID, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    for role in ADDRESS_ROLES:
+        sb.add_text_field(addr_field(role), tokenizer_name="raw", index_option="basic")
+        sb.add_text_field(name_field(role), tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_text_field(F_SUBJECT, stored=True, tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_text_field(F_BODY, tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_text_field(F_ATT_NAME, tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_text_field(F_ATT_TEXT, tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_date_field(F_DATE, stored=True, indexed=False, fast=True)
+    sb.add_text_field(F_CLIENT, stored=True, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_text_field(F_MATTER, stored=True, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_text_field(F_SOURCE, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_text_field(F_FOLDER, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_unsigned_field(F_SIZE, indexed=False, fast=True)
+    sb.add_boolean_field(F_HAS_ATT, indexed=True)
+    sb.add_bytes_field(F_DISPLAY, stored=True, indexed=False)
+    return sb.build()
+
+
+def mail_analyzer() -> tantivy.TextAnalyzer:
+    """Words: letters/digits runs, <= 40 chars, lower-cased, ASCII-folded, never stemmed."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(MAX_WORD_CHARS + 1))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .build()
+    )
+
+
+def label_analyzer() -> tantivy.TextAnalyzer:
+    """A whole value as one lower-cased token."""
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.raw()).filter(tantivy.Filter.lowercase()).build()
+
+
+def register_tokenizers(index: tantivy.Index) -> None:
+    """Tokenizers are not persisted by tantivy: every opened Index must get them again."""
+    index.register_tokenizer(MAIL_TOKENIZER, mail_analyzer())
+    index.register_tokenizer(LABEL_TOKENIZER, label_analyzer())
+
+
+def address_terms(addr: str) -> list[str]:
+    """The tokens indexed for one address: itself, its domain and parent domains (not the TLD)."""
+    addr = addr.strip().lower()
+    if not addr:
+        return []
+    terms = [addr]
+    local, at, domain = addr.rpartition("@")
+    if at and local and domain:
+        labels = domain.split(".")
+        # "mail.example.com" -> "mail.example.com", "example.com"; a dotless domain stands alone.
+        for i in range(max(1, len(labels) - 1)):
+            suffix = ".".join(labels[i:])
+            if suffix and suffix not in terms:
+                terms.append(suffix)
+    return terms
+
+
+def normalize_message_id(value: str) -> str:
+    """Message-IDs are matched without their angle brackets."""
+    return value.strip().strip("<>").strip()
+
+
+def to_document(doc: IndexDoc, *, body_chars: int = BODY_STORE_CHARS) -> tantivy.Document:
+    """Convert an IndexDoc; every multi-valued field gets one value per item.
+
+    ``body_chars`` is how much of the body (whitespace collapsed) is stored for snippets.
+    """
+    d = tantivy.Document()
+    d.add_text(F_ID, doc.id.lower())
+    d.add_text(F_MESSAGE_ID, normalize_message_id(doc.message_id))
+    roles: dict[str, tuple[Address, ...]] = {"from": doc.from_, "to": doc.to, "cc": doc.cc, "bcc": doc.bcc}
+    for role, addrs in roles.items():
+        for a in addrs:
+            for term in address_terms(a.addr):
+                d.add_text(addr_field(role), term)
+            words = f"{a.name} {a.local}".strip()
+            if words:
+                d.add_text(name_field(role), words)
+    d.add_text(F_SUBJECT, doc.subject)
+    d.add_text(F_BODY, doc.body)
+    for name in doc.attachment_names:
+        d.add_text(F_ATT_NAME, name)
+    if doc.attachment_text:
+        d.add_text(F_ATT_TEXT, doc.attachment_text)
+    d.add_date(F_DATE, doc.date)
+    d.add_text(F_CLIENT, doc.client)
+    for matter in doc.matters:
+        d.add_text(F_MATTER, matter)
+    for source in doc.sources:
+        d.add_text(F_SOURCE, source)
+    for folder in doc.folders:
+        d.add_text(F_FOLDER, folder)
+    d.add_unsigned(F_SIZE, max(0, doc.size))
+    d.add_boolean(F_HAS_ATT, doc.has_attachments)
+    display = {
+        "message_id": doc.message_id,
+        "from": ", ".join(str(a) for a in doc.from_),
+        "to": [str(a) for a in doc.to[:DISPLAY_RECIPIENTS]],
+        "body": " ".join(doc.body[: body_chars * 2].split())[:body_chars] if body_chars > 0 else "",
+    }
+    d.add_bytes(F_DISPLAY, json.dumps(display, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return d

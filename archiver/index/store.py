@@ -1,0 +1,409 @@
+"""MessageIndex: the on-disk tantivy index of messages (add, delete, commit, search).
+
+The index is derived data: the store is the truth and ``reindex`` rebuilds this.  tantivy
+allows one writer per index directory (a lock file), so the writer is opened on the first
+add/delete and released by ``commit``/``close``: a daemon that is not ingesting does not
+block the CLI from writing, and vice versa.  Searchers are refreshed after our own commits;
+commits by other processes become visible within a second (tantivy watches meta.json), or at
+once through ``reload()``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import tantivy
+
+from archiver.errors import ArchiverError, LockedError, QueryError
+from archiver.index import schema as S
+from archiver.index.query import parse_query
+from archiver.index.translate import Translator
+from archiver.model import IndexDoc, SearchHit, SearchResult
+
+#: how long a snippet is (characters), and the fallback when the body has no match.
+SNIPPET_CHARS = 200
+_MIN_HEAP_PER_THREAD_MB = 16
+#: same-length replacement of line breaks and tabs (keeps highlight offsets valid).
+_SPACES = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\f": " ", "\v": " "})
+
+
+class IndexUnavailableError(ArchiverError):
+    """The search index could not be used; run `archiver reindex` to rebuild it from the store."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """Plain snippet text with highlighted character ranges (Python str offsets)."""
+
+    text: str
+    highlights: tuple[tuple[int, int], ...] = ()
+
+    def to_html(self) -> str:
+        """HTML-escaped text with each highlight wrapped in <mark>."""
+        return highlight_html(self.text, self.highlights)
+
+
+def highlight_html(text: str, highlights: Sequence[tuple[int, int]], tag: str = "mark") -> str:
+    """Escape ``text`` for HTML and wrap each (start, end) character range in ``<tag>``."""
+    out: list[str] = []
+    last = 0
+    for start, end in sorted(highlights):
+        if start < last:
+            continue
+        out.append(html.escape(text[last:start]))
+        out.append(f"<{tag}>{html.escape(text[start:end])}</{tag}>")
+        last = end
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+class MessageIndex:
+    """The full-text index of one archive; see the module docstring for the locking rules."""
+
+    def __init__(
+        self, path: Path, index: tantivy.Index, *, heap_mb: int, lock_timeout: float, stored_body_chars: int
+    ) -> None:
+        self.path = path
+        self._index = index
+        self._schema = index.schema
+        self._translator = Translator(self._schema)
+        self._heap_mb = max(heap_mb, _MIN_HEAP_PER_THREAD_MB)
+        self._lock_timeout = lock_timeout
+        self._body_chars = stored_body_chars
+        self._writer: tantivy.IndexWriter | None = None
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        heap_mb: int = 128,
+        create: bool = True,
+        lock_timeout: float = 10.0,
+        stored_body_chars: int = S.BODY_STORE_CHARS,
+    ) -> MessageIndex:
+        """Open the index at ``path`` (a directory), creating it if allowed and absent.
+
+        ``lock_timeout`` is how long add/delete wait for another process's writer to finish;
+        ``stored_body_chars`` how much body text documents added from now on keep for snippets.
+        """
+        path = Path(path)
+        try:
+            if path.is_dir() and tantivy.Index.exists(str(path)):
+                index = tantivy.Index.open(str(path))
+                if _field_names(path) != set(S.ALL_FIELDS):
+                    raise IndexUnavailableError(
+                        f"The search index at {path} was built with another schema; "
+                        "run `archiver reindex` to rebuild it."
+                    )
+            elif create:
+                path.mkdir(parents=True, exist_ok=True)
+                index = tantivy.Index(S.build_schema(), path=str(path), reuse=False)
+            else:
+                raise IndexUnavailableError(f"No search index at {path}; run `archiver reindex` to build it.")
+        except (ValueError, OSError) as e:
+            raise IndexUnavailableError(
+                f"The search index at {path} cannot be opened ({e}); run `archiver reindex` to rebuild it."
+            ) from e
+        S.register_tokenizers(index)
+        return cls(path, index, heap_mb=heap_mb, lock_timeout=lock_timeout, stored_body_chars=stored_body_chars)
+
+    def close(self) -> None:
+        """Release the writer (uncommitted changes are discarded) and forget the index."""
+        if self._writer is not None:
+            try:
+                self._writer.rollback()
+            finally:
+                self._writer = None
+        self._closed = True
+
+    def __enter__(self) -> MessageIndex:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _writer_now(self) -> tantivy.IndexWriter:
+        """The writer, opened on first use; waits up to lock_timeout for another holder."""
+        if self._closed:
+            raise IndexUnavailableError("The search index is closed.")
+        if self._writer is not None:
+            return self._writer
+        threads = max(1, min(os.cpu_count() or 1, 4, self._heap_mb // _MIN_HEAP_PER_THREAD_MB))
+        deadline = time.monotonic() + self._lock_timeout
+        while True:
+            try:
+                self._writer = self._index.writer(heap_size=self._heap_mb * 1_000_000, num_threads=threads)
+                return self._writer
+            except ValueError as e:
+                if "lock" not in str(e).lower():
+                    raise IndexUnavailableError(f"Cannot write to the search index at {self.path}: {e}") from e
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        f"Another process is writing to the search index at {self.path}; "
+                        "try again when it has finished."
+                    ) from e
+                time.sleep(0.05)
+
+    def _release_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.wait_merging_threads()  # consumes the writer and frees the lock
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, docs: Iterable[IndexDoc]) -> None:
+        """Add documents, replacing any already indexed under the same id (visible after commit)."""
+        for doc in docs:
+            writer = self._writer_now()
+            writer.delete_documents_by_term(S.F_ID, doc.id.lower())
+            writer.add_document(S.to_document(doc, body_chars=self._body_chars))
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Delete documents by id (visible after commit; text physically goes in merge_and_gc)."""
+        for doc_id in ids:
+            self._writer_now().delete_documents_by_term(S.F_ID, doc_id.lower())
+
+    def commit(self) -> None:
+        """Make pending adds/deletes durable and visible, then release the writer lock."""
+        if self._writer is None:
+            return
+        self._writer.commit()
+        self._release_writer()
+        self._index.reload()
+
+    def rollback(self) -> None:
+        """Discard pending adds/deletes and release the writer lock."""
+        if self._writer is not None:
+            self._writer.rollback()
+            self._release_writer()
+
+    def clear(self) -> None:
+        """Delete every document (for reindex) and commit."""
+        self._writer_now().delete_all_documents()
+        self.commit()
+        self.garbage_collect()
+
+    def garbage_collect(self) -> None:
+        """Remove files no longer referenced by the index (old segments after merges/deletes)."""
+        self._writer_now().garbage_collect_files()
+        self._release_writer()
+
+    def merge_and_gc(self, reload_docs: Callable[[Sequence[str]], Iterable[IndexDoc]] | None = None) -> int:
+        """Make deleted documents' text physically gone from disk; returns how many docs were rewritten.
+
+        tantivy keeps a deleted document's postings and stored fields until its segment is
+        merged, and the Python binding cannot force a merge.  But a segment whose documents are
+        all deleted is dropped at commit.  So, for each segment that holds deleted documents,
+        we delete its live documents and add them again from ``reload_docs`` (which returns
+        the IndexDoc of each id, from the store); then we commit and garbage-collect the files.
+        Without ``reload_docs`` only finished merges are collected.
+        """
+        self.commit()
+        rewritten = 0
+        if reload_docs is not None:
+            ids = self._live_ids_in_segments_with_deletes()
+            if ids:
+                # Delete first: an id the store no longer returns must not stay live in the segment.
+                self.delete(ids)
+                self.add(reload_docs(ids))
+                self.commit()
+                rewritten = len(ids)
+        self.garbage_collect()
+        return rewritten
+
+    def deleted_docs_on_disk(self) -> int:
+        """How many deleted documents still occupy the segments (0 after merge_and_gc)."""
+        return sum(seg["deleted"] for seg in self._segment_metas())
+
+    def _segment_metas(self) -> list[dict[str, int]]:
+        meta = json.loads((self.path / "meta.json").read_text(encoding="utf-8"))
+        out = []
+        for seg in meta.get("segments", []):
+            deletes = seg.get("deletes") or {}
+            out.append({"max_doc": int(seg["max_doc"]), "deleted": int(deletes.get("num_deleted_docs", 0))})
+        return out
+
+    def _live_ids_in_segments_with_deletes(self) -> list[str]:
+        """Ids of live docs sharing a segment with deleted docs (all live ids if unsure)."""
+        self._index.reload()
+        searcher = self._index.searcher()
+        metas = self._segment_metas()
+        if not any(m["deleted"] for m in metas):
+            return []
+        by_segment: dict[int, list[str]] = {}
+        for addr in self._all_addresses(searcher):
+            doc_id = searcher.doc(addr).get_first(S.F_ID)
+            by_segment.setdefault(addr.segment_ord, []).append(str(doc_id))
+        # Searcher segment ordinals follow meta.json's order; check it by the live counts and
+        # rewrite everything if they disagree (correct, only slower).
+        live = [m["max_doc"] - m["deleted"] for m in metas]
+        if len(metas) != searcher.num_segments or any(len(by_segment.get(i, [])) != n for i, n in enumerate(live)):
+            return [i for ids in by_segment.values() for i in ids]
+        return [i for ordinal, m in enumerate(metas) if m["deleted"] for i in by_segment.get(ordinal, [])]
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """See other processes' commits now rather than within a second."""
+        self._index.reload()
+
+    def count(self) -> int:
+        """Number of live (committed, not deleted) documents."""
+        return int(self._index.searcher().num_docs)
+
+    def all_ids(self) -> set[str]:
+        """Every indexed id (for verify: compare with the catalog)."""
+        searcher = self._index.searcher()
+        live = searcher.terms_with_prefix(S.F_ID, "", filter_query=tantivy.Query.all_query())
+        return {term for term, n in live if n > 0}
+
+    def iter_ids(self) -> Iterator[str]:
+        yield from sorted(self.all_ids())
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        sort: Literal["date", "relevance"] = "date",
+        exclude_clients: Sequence[str] = (),
+        exclude_matters: Sequence[str] = (),
+        body_loader: Callable[[str], str | None] | None = None,
+    ) -> SearchResult:
+        """Run a query (see query.py for the language); newest first unless sort="relevance".
+
+        ``limit=0`` returns every hit.  Exclusions apply to hits and to the total.
+        ``body_loader(id)``, if given, returns a hit's full body text so that the snippet can
+        come from anywhere in it (the index stores only the beginning); None falls back to the
+        stored beginning.  Raises QueryError for a malformed query.
+        """
+        parsed = parse_query(query)
+        q = self._translator.translate(parsed)
+        q = self._exclude(q, exclude_clients, exclude_matters)
+        searcher = self._index.searcher()
+        if limit <= 0:
+            limit = max(1, searcher.num_docs)
+        offset = max(0, offset)
+        try:
+            if sort == "date":
+                result = searcher.search(q, limit, count=True, order_by_field=S.F_DATE, offset=offset)
+            else:
+                result = searcher.search(q, limit, count=True, offset=offset)
+        except ValueError as e:  # e.g. a prefix expanding beyond tantivy's automaton limits
+            raise QueryError(f"The query {query!r} could not be run ({e}); make it more specific.") from e
+        snippets = tantivy.SnippetGenerator.create(searcher, q, self._schema, S.F_BODY)
+        snippets.set_max_num_chars(SNIPPET_CHARS)
+        hits = []
+        for order_key, addr in result.hits:
+            doc = searcher.doc(addr)
+            score = float(order_key) if sort == "relevance" else 0.0
+            hits.append(_hit(doc, snippets, score, body_loader))
+        # The binding's stub omits SearchResult.count, which search(count=True) fills in.
+        total = getattr(result, "count", None)
+        return SearchResult(total=int(total or 0), hits=tuple(hits))
+
+    def _exclude(self, q: tantivy.Query, clients: Sequence[str], matters: Sequence[str]) -> tantivy.Query:
+        excluded = [(S.F_CLIENT, c) for c in clients if c.strip()]
+        excluded += [(S.F_MATTER, m) for m in matters if m.strip()]
+        if not excluded:
+            return q
+        clauses = [(tantivy.Occur.Must, q)]
+        for field, value in excluded:
+            term = tantivy.Query.term_query(self._schema, field, value.strip().lower(), index_option="basic")
+            clauses.append((tantivy.Occur.MustNot, term))
+        return tantivy.Query.boolean_query(clauses)
+
+    @staticmethod
+    def _all_addresses(searcher: tantivy.Searcher) -> list[tantivy.DocAddress]:
+        n = searcher.num_docs
+        if n == 0:
+            return []
+        return [addr for _, addr in searcher.search(tantivy.Query.all_query(), n, count=False).hits]
+
+
+def _field_names(path: Path) -> set[str]:
+    """The field names recorded in an index's meta.json (the binding exposes no field list)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        return {str(f["name"]) for f in meta.get("schema", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _hit(
+    doc: tantivy.Document,
+    snippets: tantivy.SnippetGenerator,
+    score: float,
+    body_loader: Callable[[str], str | None] | None,
+) -> SearchHit:
+    display: dict[str, Any] = {}
+    raw = doc.get_first(S.F_DISPLAY)
+    if isinstance(raw, bytes):
+        try:
+            display = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            display = {}
+    doc_id = str(doc.get_first(S.F_ID) or "")
+    body = body_loader(doc_id) if body_loader is not None else None
+    if body is None:
+        body = str(display.get("body", ""))
+    snippet = make_snippet(snippets, body)
+    date = doc.get_first(S.F_DATE)
+    if not isinstance(date, datetime):
+        date = datetime.fromtimestamp(0, UTC)
+    return SearchHit(
+        id=doc_id,
+        message_id=str(display.get("message_id", "")),
+        date=date,
+        from_=str(display.get("from", "")),
+        to=tuple(str(t) for t in display.get("to", ())),
+        subject=str(doc.get_first(S.F_SUBJECT) or ""),
+        client=str(doc.get_first(S.F_CLIENT) or ""),
+        matters=tuple(str(m) for m in doc.get_all(S.F_MATTER)),
+        snippet=snippet.text,
+        highlights=snippet.highlights,
+        score=score,
+    )
+
+
+def make_snippet(generator: tantivy.SnippetGenerator, body: str) -> Snippet:
+    """The best-matching fragment of ``body`` with char-offset highlights, else its beginning."""
+    if body:
+        sn = generator.snippet_from_doc(tantivy.Document(**{S.F_BODY: body}))
+        fragment = sn.fragment()
+        if fragment and sn.highlighted():
+            raw = fragment.encode("utf-8")
+            # tantivy gives byte offsets into the fragment; Python wants characters.
+            ranges = tuple(
+                (len(raw[: r.start].decode("utf-8", "ignore")), len(raw[: r.end].decode("utf-8", "ignore")))
+                for r in sn.highlighted()
+            )
+            return Snippet(fragment.translate(_SPACES), ranges)
+    return Snippet(_lead(body))
+
+
+def _lead(body: str) -> str:
+    """The first SNIPPET_CHARS of the body with whitespace collapsed, cut at a word boundary."""
+    text = " ".join(body.split())
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    cut = text.rfind(" ", 0, SNIPPET_CHARS)
+    return text[: cut if cut > SNIPPET_CHARS // 2 else SNIPPET_CHARS] + "…"

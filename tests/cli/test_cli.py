@@ -1,0 +1,180 @@
+"""The commands of the quick start, end to end through the CLI, on the tests' own sample mail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import MALFORMED, SAMPLE_MAILDIR, CliResult, sha256
+
+
+def sample_files() -> list[Path]:
+    return sorted(
+        p
+        for p in SAMPLE_MAILDIR.rglob("*")
+        if p.is_file() and p.parent.name in ("cur", "new") and not p.name.startswith(".")
+    )
+
+
+@pytest.fixture
+def imported(initialised: Callable[..., CliResult]) -> Callable[..., CliResult]:
+    r = initialised("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
+    assert r.code == 0, r.err
+    return initialised
+
+
+def test_import_summary_and_rerun_adds_nothing(initialised: Callable[..., CliResult]) -> None:
+    r = initialised("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
+    s = r.json()
+    assert isinstance(s, dict)
+    unique = {sha256(p.read_bytes()) for p in sample_files()}
+    assert s["imported"] == len(unique)
+    assert s["imported"] + s["duplicates"] == len(sample_files())
+    assert s["failed"] == 0
+    again = initialised("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json").json()
+    assert isinstance(again, dict) and again["imported"] == 0
+    stats = initialised("stats", "--json").json()
+    assert isinstance(stats, dict) and stats["messages"] == len(unique)
+
+
+def test_show_raw_is_byte_exact_for_every_fixture(imported: Callable[..., CliResult]) -> None:
+    for path in sample_files():
+        data = path.read_bytes()
+        r = imported("show", sha256(data), "--raw")
+        assert r.code == 0, r.err
+        assert sha256(r.raw) == sha256(data), path
+
+
+def test_malformed_corpus_is_archived_byte_exact(initialised: Callable[..., CliResult]) -> None:
+    files = sorted(p for p in MALFORMED.rglob("*") if p.is_file() and p.name != "README.txt")
+    assert len(files) >= 40
+    r = initialised("import", str(MALFORMED), "--source", "bad", "--json")
+    s = r.json()
+    assert isinstance(s, dict)
+    nonempty = [p for p in files if p.stat().st_size > 0]
+    stored = 0
+    for p in nonempty:
+        out = initialised("show", sha256(p.read_bytes()), "--raw")
+        if out.code == 0:
+            assert out.raw == p.read_bytes()
+            stored += 1
+    # everything that is a message is stored; what the connector refused is listed as failed
+    assert stored + s["failed"] >= len(nonempty)
+    assert stored >= len(nonempty) - 3
+    assert s["parse_errors"] > 0
+    assert initialised("verify", "--full").code == 0
+
+
+def test_show_headers_and_json(imported: Callable[..., CliResult]) -> None:
+    hit = imported("search", "subject:grievance", "--json").json_lines()[0]
+    r = imported("show", str(hit["id"])[:12])
+    assert r.code == 0
+    assert "Subject" in r.out and "grievance" in r.out
+    js = imported("show", str(hit["id"]), "--json").json()
+    assert isinstance(js, dict) and js["client"] == "globex" and "20871-0003" in js["matters"]
+    assert js["provenance"][0]["source"] == "legacy"
+
+
+def test_search_json_fields_and_limit(imported: Callable[..., CliResult]) -> None:
+    rows = imported("search", "client:acme", "--json", "--limit", "0").json_lines()
+    assert rows, "acme mail expected in the sample"
+    for row in rows:
+        assert {"id", "message_id", "date", "from", "to", "subject", "client", "matters"} <= set(row)
+        assert row["client"] == "acme"
+    dates = [str(r["date"]) for r in rows]
+    assert dates == sorted(dates, reverse=True)
+    two = imported("search", "client:acme", "--json", "--limit", "2").json_lines()
+    assert [r["id"] for r in two] == [r["id"] for r in rows[:2]]
+
+
+def test_malformed_query_is_a_clear_error(imported: Callable[..., CliResult]) -> None:
+    r = imported("search", '(from:a@b.example AND "unclosed')
+    assert r.code == 7
+    assert "Traceback" not in r.err and "^" in r.err
+
+
+def test_reindex_gives_identical_results(imported: Callable[..., CliResult], config_file: Path) -> None:
+    queries = ["contract", "client:acme", "matter:20871-0003", "after:2021-01-01 before:2023-01-01", "NOT client:unfiled"]
+    before = {q: [r["id"] for r in imported("search", q, "--json", "--limit", "0").json_lines()] for q in queries}
+    import shutil
+
+    shutil.rmtree(config_file.parent / "archive" / "index")
+    r = imported("reindex", "--json")
+    assert r.code == 0, r.err
+    after = {q: [r["id"] for r in imported("search", q, "--json", "--limit", "0").json_lines()] for q in queries}
+    assert before == after
+    assert any(before.values())
+
+
+def test_retag_after_rules_change(imported: Callable[..., CliResult], config_file: Path) -> None:
+    assert not imported("search", "client:initech", "--json").json_lines()
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["tagging"]["clients"].insert(0, {"name": "initech", "domains": ["acme.example"]})
+    cfg["tagging"]["clients"][1]["matter_prefixes"] = []
+    config_file.write_text(yaml.safe_dump(cfg))
+    r = imported("retag", "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert isinstance(out, dict) and out["changed"] > 0
+    assert imported("search", "client:initech", "--json").json_lines()
+    journal = (config_file.parent / "archive" / "journal" / "journal.jsonl").read_text().splitlines()
+    assert any(json.loads(x)["type"] == "retag" for x in journal)
+    assert imported("verify").code == 0
+
+
+def test_thread_inheritance_tags_replies(imported: Callable[..., CliResult]) -> None:
+    """Replies without a matter number in them join their parent's matter."""
+    rows = imported("search", "matter:10234-0002", "--json", "--limit", "0").json_lines()
+    ids = {str(r["id"]) for r in rows}
+    texts = [imported("show", i, "--json").json() for i in ids]
+    assert any("10234-0002" not in (str(t["subject"]) + str(t.get("body_text", ""))) for t in texts if isinstance(t, dict))
+
+
+def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    r = cli("stats")
+    assert r.code == 4 and "archiver init" in r.err
+    r = cli("stats", config=tmp_path / "missing.yaml")
+    assert r.code == 3 and "does not exist" in r.err
+    r = cli("stats", config=None)
+    assert r.code == 3 and "ARCHIVER_CONFIG" in r.err
+    assert cli("init").code == 0
+    r = cli("init")
+    assert r.code == 4 and "already exists" in r.err
+    r = cli("show", "zzzz")
+    assert r.code == 8
+    r = cli("import", str(tmp_path / "no-such-dir"), "--json")
+    assert r.code == 1
+    out = r.json()
+    assert isinstance(out, dict) and out["failed"] == 1
+    for res in (r,):
+        assert "Traceback" not in res.err
+
+
+def test_wrong_passphrase(imported: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCHIVER_PASSPHRASE", "wrong")
+    r = imported("verify")
+    assert r.code == 5 and "Wrong passphrase" in r.err
+
+
+def test_keys_show(imported: Callable[..., CliResult]) -> None:
+    info = imported("keys", "show", "--json").json()
+    assert isinstance(info, dict) and len(str(info["fingerprint"]).replace(":", "")) == 64
+
+
+def test_deleted_index_is_rebuilt_on_next_write(imported: Callable[..., CliResult], config_file: Path) -> None:
+    import shutil
+
+    n = len(imported("search", "NOT client:nobody", "--json", "--limit", "0").json_lines())
+    shutil.rmtree(config_file.parent / "archive" / "index")
+    import sqlite3
+
+    conn = sqlite3.connect(config_file.parent / "archive" / "catalog.sqlite")
+    conn.execute("UPDATE messages SET indexed=0")
+    conn.commit()
+    conn.close()
+    assert imported("import", str(SAMPLE_MAILDIR), "--source", "legacy").code == 0
+    assert len(imported("search", "NOT client:nobody", "--json", "--limit", "0").json_lines()) == n

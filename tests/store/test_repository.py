@@ -1,0 +1,162 @@
+"""Repository: round trip, dedup, keys, recovery from an interrupted commit, catalog rebuild."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from archiver.errors import ArchiveExists, ArchiveNotFound, PassphraseError
+from archiver.model import ProvenanceRow, Tags
+from archiver.store.objects import message_id_of
+from archiver.store.repository import Repository
+
+PW = "pw"
+
+
+def prov(i: int, folder: str = "INBOX") -> ProvenanceRow:
+    return ProvenanceRow(source="t", folder=folder, uid=str(i), location=f"m{i}", fetched_at=datetime.now(UTC))
+
+
+def msg(i: int) -> bytes:
+    return f"Subject: message {i}\r\nMessage-ID: <{i}@x>\r\n\r\nbody {i}\r\n".encode()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository.create(tmp_path / "a", PW)
+
+
+def test_round_trip_and_dedup(repo: Repository) -> None:
+    with repo.transaction() as tx:
+        ids = [tx.put_raw(msg(i), prov(i), Tags(client="c", matters=("m1",))) for i in range(5)]
+        again = tx.put_raw(msg(0), prov(0, "Archive"), Tags())
+    assert again == ids[0] == message_id_of(msg(0))
+    for i, oid in enumerate(ids):
+        assert repo.read_raw(oid) == msg(i)
+    assert len(list(repo.catalog.live_ids())) == 5
+    provs = repo.catalog.provenance(ids[0])
+    assert [p["folder"] for p in provs] == ["INBOX", "Archive"]
+    assert repo.catalog.tags(ids[1]) == ("c", ("m1",))
+    # the same copy again adds no record at all
+    before = repo.catalog.head().seq
+    with repo.transaction() as tx:
+        tx.put_raw(msg(0), prov(0), Tags())
+    assert repo.catalog.head().seq == before
+    assert repo.verify(full=True).ok
+
+
+def test_ciphertext_is_not_plaintext(repo: Repository) -> None:
+    secret = b"Subject: s\r\n\r\n" + b"TOP-SECRET-MERGER-PLAN " * 50
+    with repo.transaction() as tx:
+        tx.put_raw(secret, prov(1), Tags())
+    for seg in (repo.path / "segments").iterdir():
+        assert b"TOP-SECRET" not in seg.read_bytes()
+    assert b"TOP-SECRET" not in (repo.path / "journal" / "journal.jsonl").read_bytes()
+
+
+def test_wrong_passphrase_writes_nothing(repo: Repository, tmp_path: Path) -> None:
+    repo.close()
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    with pytest.raises(PassphraseError, match="Wrong passphrase"):
+        Repository.open(tmp_path / "a", "not it")
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_create_refuses_existing_and_open_missing(repo: Repository, tmp_path: Path) -> None:
+    with pytest.raises(ArchiveExists):
+        Repository.create(tmp_path / "a", PW)
+    with pytest.raises(ArchiveNotFound, match="archiver init"):
+        Repository.open(tmp_path / "nowhere", PW)
+
+
+def test_failed_transaction_leaves_nothing(repo: Repository) -> None:
+    with pytest.raises(RuntimeError), repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+        raise RuntimeError("boom")
+    assert list(repo.catalog.live_ids()) == []
+    assert repo.verify().ok
+
+
+def test_uncommitted_tail_is_discarded(repo: Repository) -> None:
+    """Simulate a crash after data and journal records were written but before the commit record."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    seg_size = repo.segments.path(0).stat().st_size
+    jsize = repo.journal.size()
+    # a torn write: segment bytes and a half journal line with no commit
+    with open(repo.segments.path(0), "ab") as fh:
+        fh.write(b"OBJ\x01" + b"\0" * 100)
+    with open(repo.journal.path, "ab") as fh:
+        fh.write(b'{"actor":"x","data":{},"prev":"')
+    report = repo.verify()
+    assert report.ok, report.problems
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    assert repo.segments.path(0).stat().st_size > seg_size
+    assert repo.journal.size() > jsize
+    assert repo.read_raw(message_id_of(msg(2))) == msg(2)
+    assert repo.verify(full=True).ok
+
+
+def test_committed_journal_not_yet_in_catalog_is_applied(repo: Repository, tmp_path: Path) -> None:
+    """Crash between the journal fsync and the catalog commit: the next writer applies the records."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    head = repo.catalog.head()
+    seg = repo.catalog.segment_end()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    # roll the catalog back to the earlier head, as if step 4 never happened
+    c = repo.catalog.conn
+    c.execute("DELETE FROM objects WHERE id=?", (message_id_of(msg(2)),))
+    c.execute("DELETE FROM provenance WHERE id=?", (message_id_of(msg(2)),))
+    c.execute("DELETE FROM tags WHERE id=?", (message_id_of(msg(2)),))
+    for k, v in (("journal_seq", head.seq), ("journal_hash", head.hash), ("journal_offset", head.offset)):
+        repo.catalog.set_meta(k, str(v))
+    repo.catalog.set_meta("segment", str(seg[0]))
+    repo.catalog.set_meta("segment_end", str(seg[1]))
+    repo.close()
+    r2 = Repository.open(tmp_path / "a", PW)
+    with r2.lock():
+        actions = r2.recover()
+    assert any("applied" in a for a in actions)
+    assert r2.read_raw(message_id_of(msg(2))) == msg(2)
+    assert r2.verify(full=True).ok
+
+
+def test_catalog_is_rebuilt_from_journal(repo: Repository, tmp_path: Path) -> None:
+    with repo.transaction() as tx:
+        for i in range(3):
+            tx.put_raw(msg(i), prov(i), Tags(client="acme", matters=("1",)))
+        tx.checkpoint("files:x", "1:2")
+    repo.close()
+    for f in (tmp_path / "a").glob("catalog.sqlite*"):
+        f.unlink()
+    r2 = Repository.open(tmp_path / "a", PW)
+    assert sorted(r2.catalog.live_ids()) == sorted(message_id_of(msg(i)) for i in range(3))
+    assert r2.catalog.checkpoints() == {"files:x": "1:2"}
+    assert r2.catalog.tags(message_id_of(msg(0))) == ("acme", ("1",))
+    assert r2.verify(full=True).ok
+
+
+def test_segments_roll_over(tmp_path: Path) -> None:
+    repo = Repository.create(tmp_path / "a", PW, segment_max_bytes=2000)
+    import os
+
+    with repo.transaction() as tx:
+        for i in range(20):
+            tx.put_raw(msg(i) + os.urandom(300), prov(i), Tags())
+    assert len(repo.segments.numbers()) > 3
+    assert repo.verify(full=True).ok
+
+
+def test_journal_records_hold_no_content(repo: Repository) -> None:
+    with repo.transaction() as tx:
+        tx.put_raw(b"Subject: Project Falcon\r\n\r\nsecret body", prov(1), Tags())
+    lines = repo.journal.path.read_text().splitlines()
+    assert all("Falcon" not in line and "secret body" not in line for line in lines)
+    assert json.loads(lines[-1])["type"] == "commit"
