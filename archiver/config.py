@@ -191,9 +191,7 @@ class MsalAuth(_Strict):
     def _one_credential(self) -> MsalAuth:
         secret = self.client_secret_env is not None or self.client_secret_file is not None
         if secret == (self.certificate_file is not None):
-            raise ValueError(
-                "give exactly one credential: client_secret_env/client_secret_file or certificate_file"
-            )
+            raise ValueError("give exactly one credential: client_secret_env/client_secret_file or certificate_file")
         return self
 
 
@@ -371,12 +369,9 @@ def read_passphrase(cfg: ArchiveConfig) -> str:
         try:
             first = cfg.passphrase_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise PassphraseError(
-                f"Cannot read the passphrase file {cfg.passphrase_file}: {exc.strerror}."
-            ) from None
+            raise PassphraseError(f"Cannot read the passphrase file {cfg.passphrase_file}: {exc.strerror}.") from None
         if first and first[0]:
             return first[0]
     raise PassphraseError(
-        f"No passphrase: set the environment variable {cfg.passphrase_env} "
-        "or archive.passphrase_file in the config."
+        f"No passphrase: set the environment variable {cfg.passphrase_env} or archive.passphrase_file in the config."
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from archiver.archive import Archive
@@ -109,6 +110,7 @@ def ingest(
     actor: str = "system",
     progress: ProgressFn | None = None,
     stop: Callable[[], bool] | None = None,
+    event: str = "import",
 ) -> IngestSummary:
     """Pull every batch from ``connector`` into the archive; returns what happened.
 
@@ -140,7 +142,7 @@ def ingest(
         if summary.imported or summary.failed or summary.events:
             with repo.transaction(actor) as tx:
                 tx.event(
-                    "import",
+                    event,
                     {
                         "source": getattr(connector, "name", ""),
                         "imported": summary.imported,
@@ -175,9 +177,23 @@ def _submit(repo: Any, workers: Workers, batch: Batch) -> tuple[Batch, list[tupl
         if oid in seen or repo.catalog.has_object(oid):
             continue
         seen.add(oid)
-        received = msg.origin.internaldate or now
-        tasks.append((msg.data, oid, received))
+        tasks.append((msg.data, oid, _received(msg.origin, now)))
     return batch, hashed, (workers.submit(prepare, tasks) if tasks else None)
+
+
+def _received(origin: Origin, now: datetime) -> datetime:
+    """When the message reached its mailbox: the source's date when plausible, else now.
+
+    The normalizer falls back to this for a bad Date and flags Dates far after it, so a
+    bogus internal date (a Maildir file named by a broken clock) must not be trusted.
+    """
+    d = origin.internaldate
+    if d is None or d.tzinfo is None or d < _EPOCH_FLOOR or d > now + timedelta(days=1):
+        return now
+    return d
+
+
+_EPOCH_FLOOR = datetime(1980, 1, 1, tzinfo=UTC)
 
 
 def _commit(

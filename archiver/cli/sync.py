@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         for src in sources:
             connector = build_connector(src)
             with progress_bar(args, f"syncing {src.name}") as update:
-                results[src.name] = ingest(archive, connector, actor=actor(), progress=update)
+                results[src.name] = ingest(archive, connector, actor=actor(), progress=update, event="sync")
     if wants_json(args):
         print_json({name: s.as_json() for name, s in results.items()})
         return 1 if any(s.failed for s in results.values()) else 0

@@ -7,10 +7,9 @@ here, never logged) into a connector instance.  One module per connector family.
 
 from __future__ import annotations
 
-from connectors.base import Connector
-
 from archiver.config import SourceConfig
 from archiver.errors import ConfigError
+from connectors.base import Connector
 
 
 def build_connector(src: SourceConfig) -> Connector:

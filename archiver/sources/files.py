@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from connectors.files import FilesConnector
-
 from archiver.config import FilesSource
+from connectors.files import FilesConnector
 
 
 def build_files(src: FilesSource) -> FilesConnector:
-    """A :class:`FilesConnector` over the source's paths (already resolved by the config loader)."""
-    return FilesConnector(src.name, list(src.paths))
+    """A :class:`FilesConnector` over the source's paths (``~`` expanded).
+
+    Relative paths are taken as the config loader left them; the connector makes
+    them absolute so checkpoint keys do not depend on the daemon's working folder.
+    """
+    return FilesConnector(src.name, [p.expanduser() for p in src.paths])

@@ -138,8 +138,16 @@ class Catalog:
         self.path = path
         self.conn = connect(path)
         self.conn.executescript(SCHEMA)
-        if self.get_meta("schema") is None:
+        schema = self.get_meta("schema")
+        if schema is None:
             self.set_meta("schema", str(SCHEMA_VERSION))
+        elif schema != str(SCHEMA_VERSION):
+            from archiver.errors import ArchiverError
+
+            raise ArchiverError(
+                f"The catalog {path} has schema {schema}; this version uses {SCHEMA_VERSION}. "
+                "Move it aside: it is rebuilt from the journal on the next open."
+            )
 
     def close(self) -> None:
         self.conn.close()

@@ -39,9 +39,10 @@ def record_hash(rec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
-def checkpoint_message(archive_id: str, seq: int, head_hash: str) -> bytes:
-    """What a commit record's signature covers: the archive, and the chain head before it."""
-    return CHECKPOINT_CONTEXT + f"{archive_id}\x00{seq}\x00{head_hash}".encode()
+def checkpoint_message(archive_id: str, seq: int, head_hash: str, segment: int, end: int) -> bytes:
+    """What a commit record's signature covers: the archive, the chain head before it,
+    and the committed segment end the commit record itself names."""
+    return CHECKPOINT_CONTEXT + f"{archive_id}\x00{seq}\x00{head_hash}\x00{segment}\x00{end}".encode()
 
 
 class JournalError(Exception):
@@ -131,7 +132,10 @@ class Journal:
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (e.g. a nearly full disk)
+                n = os.write(fd, view)
+                view = view[n:]
             os.fsync(fd)
             size = os.fstat(fd).st_size
         finally:
@@ -141,6 +145,21 @@ class Journal:
 
             fsync_dir(self.path.parent)
         return size
+
+    def has_complete_commit_after(self, offset: int) -> bool:
+        """True when a complete, parsable commit record lies after ``offset`` (then it is damage, not a torn write)."""
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    return False
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and rec.get("type") == "commit":
+                    return True
+        return False
 
     def truncate(self, offset: int) -> None:
         with open(self.path, "r+b") as fh:

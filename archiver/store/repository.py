@@ -70,23 +70,37 @@ from archiver.store.journal import (
 )
 from archiver.store.keystore import Keystore
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
-from archiver.store.segments import HEADER, Location, SegmentError, SegmentStore, record_digest
+from archiver.store.segments import HEADER, Location, SegmentError, SegmentStore, fsync_dir, record_digest
 
 FORMAT_VERSION = 1
 LOCK_WAIT_S = 600.0
 
 
+def safe_text(s: str) -> str:
+    """Text storable as UTF-8: undecodable bytes smuggled in as surrogates (file names) become \\xNN."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = s.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def prov_dict(p: ProvenanceRow) -> dict[str, Any]:
     return {
-        "source": p.source,
-        "account": p.account,
-        "folder": p.folder,
-        "uid": p.uid,
+        "source": safe_text(p.source),
+        "account": safe_text(p.account),
+        "folder": safe_text(p.folder),
+        "uid": safe_text(p.uid),
         "uidvalidity": p.uidvalidity,
         "internaldate": iso(p.internaldate) if p.internaldate else None,
-        "flags": list(p.flags),
-        "location": p.location,
-        "envelope_recipients": list(p.envelope_recipients),
+        "flags": [safe_text(f) for f in p.flags],
+        "location": safe_text(p.location),
+        "envelope_recipients": [safe_text(r) for r in p.envelope_recipients],
         "fetched_at": iso(p.fetched_at) if p.fetched_at else None,
     }
 
@@ -207,10 +221,14 @@ class Repository:
         self.keystore = Keystore(path / "keys.sqlite")
         self._lock_fd: int | None = None
         self._lock_depth = 0
-        if self.catalog.head().offset == 0 and self.journal.size() > 0:
-            # No catalog (deleted or lost): rebuild it from the journal now.
-            with self.lock():
-                self.recover()
+        if self.catalog.head().offset != self.journal.size():
+            # A crash left the catalog behind the journal (or an uncommitted tail), or the
+            # catalog was lost and is rebuilt from the journal: recover before anyone reads.
+            try:
+                with self.lock():
+                    self.recover()
+            except IntegrityError:
+                pass  # reported by verify; reads of what the catalog has stay possible
 
     # -- creation and opening ---------------------------------------------------
     @staticmethod
@@ -241,14 +259,20 @@ class Repository:
         if path.exists() and any(p.name not in ("index",) for p in path.iterdir()):
             raise ArchiveExists(f"{path} is not empty; choose an empty or new folder for the archive.")
         archive_id = str(uuid.uuid4())
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)  # the catalog and index hold derived plaintext: owner only
         for sub in ("keys", "segments", "journal"):
-            (path / sub).mkdir(exist_ok=True)
+            (path / sub).mkdir(exist_ok=True, mode=0o700)
         keys = create_keyfile(path / "keys" / "master.json", archive_id, passphrase)
         info = {"format": FORMAT_VERSION, "archive_id": archive_id, "created": iso(clock())}
         tmp = path / "archive.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(info, indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path / "archive.json")
+        fsync_dir(path / "keys")
+        fsync_dir(path)
         repo = cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
         repo.segments.active()
         with repo.transaction(actor) as tx:
@@ -327,11 +351,15 @@ class Repository:
             try:
                 yield tx
             except BaseException:
-                # Nothing was committed; cut what this transaction appended.
-                seg, end = self.catalog.segment_end()
-                self.segments.truncate_to(seg, end)
+                self._cut_uncommitted()  # nothing was committed; cut what this transaction appended
                 raise
-            self._commit(tx)
+            try:
+                self._commit(tx)
+            except BaseException:
+                # a failure before the commit point leaves an uncommitted tail: cut it now
+                if self.journal.size() == self.catalog.head().offset:
+                    self._cut_uncommitted()
+                raise
 
     def _commit(self, tx: Transaction) -> None:
         if not tx.records:
@@ -352,7 +380,7 @@ class Repository:
             records.append(rec)
             seq, prev = seq + 1, rec["hash"]
         seg, end = self.segments.active()
-        signature = keys.sign(checkpoint_message(self.archive_id, seq, prev))
+        signature = keys.sign(checkpoint_message(self.archive_id, seq, prev, seg, end))
         commit = make_record(
             seq=seq,
             prev=prev,
@@ -386,31 +414,31 @@ class Repository:
                 f"The journal is shorter ({size} bytes) than the catalog has recorded ({head.offset} bytes): "
                 "journal records were removed. Run `archiver verify` and restore the journal from a backup."
             )
-        cut_tail = False
         if size > head.offset:
             committed, new_head, cut = self.journal.committed_tail(head)
             if size > cut:
-                with open(self.journal.path, "rb") as fh:
-                    fh.seek(cut)
-                    tail = fh.read()
-                if b'"type":"commit"' in tail:
+                if self.journal.has_complete_commit_after(cut):
                     raise IntegrityError(
                         f"The journal is damaged at byte {cut} with committed records after it; "
                         "run `archiver verify` to see what was altered."
                     )
                 self.journal.truncate(cut)
                 actions.append(f"cut {size - cut} uncommitted journal bytes")
-                cut_tail = True
             if committed:
                 self.catalog.apply_records(committed, new_head)
                 actions.append(f"applied {len(committed)} committed journal records to the catalog")
+        actions.extend(self._cut_uncommitted())
+        return actions
+
+    def _cut_uncommitted(self) -> list[str]:
+        """Cut segment bytes past the last commit, and the keys of the objects in them."""
         seg, end = self.catalog.segment_end()
-        seg_actions = self.segments.truncate_to(seg, end)
-        actions.extend(seg_actions)
-        if seg_actions or cut_tail:
-            n = self.keystore.remove_orphans(self.catalog.path)
-            if n:
-                actions.append(f"dropped {n} keys of uncommitted objects")
+        cut_ids = self.segments.ids_after(seg, end)
+        actions = self.segments.truncate_to(seg, end)
+        # Keys of objects in the cut tail belong to no commit (unless the object was committed elsewhere).
+        orphans = [oid for oid in cut_ids if not self.catalog.has_object(oid)]
+        if orphans and self.keystore.destroy(orphans):
+            actions.append(f"dropped the keys of {len(orphans)} uncommitted objects")
         return actions
 
     # -- reads ---------------------------------------------------------------------
@@ -464,6 +492,12 @@ class Repository:
         """Check the journal chain and signatures, segments, keystore and catalog; decrypt all with ``full``."""
         report = VerifyReport()
         tick = progress or (lambda _stage, _n: None)
+        try:
+            with self.lock():
+                for action in self.recover():
+                    report.notes.append(f"recovered from an interrupted write: {action}")
+        except IntegrityError as exc:
+            report.problem(str(exc))
         workdir = Path(tempfile.mkdtemp(prefix="archiver-verify-"))
         try:
             fresh = connect(workdir / "expected.sqlite")
@@ -520,7 +554,10 @@ class Repository:
                 pending.append(rec)
                 if rec["type"] == "commit":
                     sig = base64.b64decode(rec["data"].get("signature", ""))
-                    if not verify_signature(self.public_key, sig, checkpoint_message(self.archive_id, seq, prev)):
+                    signed = checkpoint_message(
+                        self.archive_id, seq, prev, int(rec["data"].get("segment", -1)), int(rec["data"].get("end", -1))
+                    )
+                    if not verify_signature(self.public_key, sig, signed):
                         report.problem(f"{where}: the signed checkpoint's signature is invalid.")
                     for r in pending:
                         apply_record(fresh, r)
@@ -532,7 +569,9 @@ class Repository:
                     tick("journal", seq)
         except JournalError as exc:
             if exc.torn:
-                report.notes.append("The journal ends in an unfinished record (an interrupted write, cut on the next write).")
+                report.notes.append(
+                    "The journal ends in an unfinished record (an interrupted write, cut on the next write)."
+                )
             else:
                 report.problem(f"The journal is damaged: {exc}.")
                 broken = True

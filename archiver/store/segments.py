@@ -168,6 +168,26 @@ class SegmentStore:
                 yield StoredRecord(oid, codec, payload, Location(number, pos, RECORD.size + plen))
                 pos += RECORD.size + plen
 
+    def ids_after(self, number: int, end: int) -> list[str]:
+        """Ids of the (possibly torn) records past the committed end: the tail recovery cuts."""
+        out: list[str] = []
+        for n in self.numbers():
+            if n < number:
+                continue
+            p = self.path(n)
+            start = end if n == number else HEADER.size
+            with open(p, "rb") as fh:
+                fh.seek(start)
+                while True:
+                    head = fh.read(RECORD.size)
+                    if len(head) < 4 + 32 or head[:4] != RECORD_MAGIC:
+                        break
+                    out.append(head[4:36].hex())
+                    if len(head) < RECORD.size:
+                        break
+                    fh.seek(RECORD.unpack(head)[4], os.SEEK_CUR)
+        return out
+
     def truncate_to(self, number: int, end: int) -> list[str]:
         """Cut the uncommitted tail: segment ``number`` back to ``end``, later segments removed."""
         actions = []

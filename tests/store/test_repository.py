@@ -120,10 +120,8 @@ def test_committed_journal_not_yet_in_catalog_is_applied(repo: Repository, tmp_p
     repo.catalog.set_meta("segment", str(seg[0]))
     repo.catalog.set_meta("segment_end", str(seg[1]))
     repo.close()
-    r2 = Repository.open(tmp_path / "a", PW)
-    with r2.lock():
-        actions = r2.recover()
-    assert any("applied" in a for a in actions)
+    r2 = Repository.open(tmp_path / "a", PW)  # recovery runs on open
+    assert r2.catalog.head().offset == r2.journal.size()
     assert r2.read_raw(message_id_of(msg(2))) == msg(2)
     assert r2.verify(full=True).ok
 
@@ -160,3 +158,31 @@ def test_journal_records_hold_no_content(repo: Repository) -> None:
     lines = repo.journal.path.read_text().splitlines()
     assert all("Falcon" not in line and "secret body" not in line for line in lines)
     assert json.loads(lines[-1])["type"] == "commit"
+
+
+def test_torn_final_commit_line_is_uncommitted(repo: Repository, tmp_path: Path) -> None:
+    """A commit record cut short before its newline was never acknowledged: recovery drops it."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    good = repo.journal.size()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    repo.close()
+    # roll the catalog back and tear the last line (the commit record) two bytes short
+    data = (tmp_path / "a" / "journal" / "journal.jsonl").read_bytes()
+    (tmp_path / "a" / "journal" / "journal.jsonl").write_bytes(data[:-2])
+    for f in (tmp_path / "a").glob("catalog.sqlite*"):
+        f.unlink()
+    r2 = Repository.open(tmp_path / "a", PW)
+    assert r2.journal.size() == good
+    assert not r2.catalog.has_object(message_id_of(msg(2)))
+    assert r2.keystore.get(message_id_of(msg(2))) is None, "the uncommitted object's key must be dropped"
+    assert r2.verify(full=True).ok
+
+
+def test_undecodable_file_name_in_provenance(repo: Repository) -> None:
+    name = b"/mail/caf\xe9.eml".decode("utf-8", "surrogateescape")
+    with repo.transaction() as tx:
+        oid = tx.put_raw(msg(9), ProvenanceRow(source="t", location=name), Tags())
+    assert repo.catalog.provenance(oid)[0]["location"] == "/mail/caf\\xe9.eml"
+    assert repo.verify().ok
