@@ -330,6 +330,15 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
         updates["passphrase_file"] = (base / archive.passphrase_file).resolve()
     if updates:
         cfg = cfg.model_copy(update={"archive": archive.model_copy(update=updates)})
+    # Relative paths of file sources are relative to the config file, not the daemon's folder.
+    sources = [
+        s.model_copy(update={"paths": [p if p.expanduser().is_absolute() else (base / p).resolve() for p in s.paths]})
+        if isinstance(s, FilesSource)
+        else s
+        for s in cfg.sources
+    ]
+    if sources != cfg.sources:
+        cfg = cfg.model_copy(update={"sources": sources})
     return cfg
 
 

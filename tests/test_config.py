@@ -63,3 +63,41 @@ def test_passphrase_file_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     f.write_text("s3cret\nignored\n")
     cfg = parse_config({"archive": {"path": "a", "passphrase_file": str(f)}})
     assert read_passphrase(cfg.archive) == "s3cret"
+
+
+def _field_names(model: type, seen: set[type] | None = None) -> set[str]:
+    import typing
+
+    from pydantic import BaseModel
+
+    seen = seen or set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        if name == "origin":
+            continue
+        names.add(name)
+        stack = [field.annotation]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                names |= _field_names(t, seen)
+            stack.extend(typing.get_args(t))
+    return names
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    import re
+
+    import yaml
+
+    from archiver.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "config.example.yaml").read_text()
+    parse_config(yaml.safe_load(text))
+    keys = set(re.findall(r"^\s*(?:#\s*)?(?:- )?([a-z_]+):", text, flags=re.M))
+    missing = _field_names(Config) - keys
+    assert not missing, f"config.example.yaml does not document: {sorted(missing)}"
