@@ -268,6 +268,75 @@ class GraphSource(_Strict):
         return self
 
 
+class RetentionConfig(_Strict):
+    """Where the retention rules live (see retention_rules.yaml)."""
+
+    #: the rules file; relative to this config file's folder.
+    rules_file: Path = Path("retention_rules.yaml")
+
+
+class NamingConfig(_Strict):
+    """File names for exported or filed messages (archiver name, evidence bundles)."""
+
+    #: Python format template; fields: client, matter, date (UTC datetime), from_local, from_domain,
+    #: subject_slug, id, message_id_slug, source, folder.
+    template: str = "{client}-{matter}/{date:%Y}/{date:%Y%m%dT%H%M%SZ}_{from_local}_{subject_slug}_{id:.12}.eml"
+    #: the longest path (characters) a generated name may have.
+    max_length: int = Field(default=200, ge=40, le=1000)
+
+
+class DaemonConfig(_Strict):
+    """The scheduling daemon (archiver daemon)."""
+
+    #: health and metrics HTTP endpoint (loopback by default).
+    listen: str = "127.0.0.1:9464"
+    #: cron expressions (minute hour day month weekday), in UTC.
+    retention_schedule: str = "0 3 * * *"
+    verify_schedule: str = "0 4 * * 0"
+    #: decrypt everything on the scheduled verify (slow on big archives).
+    verify_full: bool = False
+    #: how long a graceful shutdown may take before the daemon exits anyway.
+    shutdown_timeout_s: float = Field(default=60.0, gt=0)
+    #: also serve the web UI from the daemon.
+    serve_web: bool = False
+
+
+class WebUser(_Strict):
+    """A web user; password_hash is an argon2 hash (archiver web hash-password)."""
+
+    username: str
+    password_hash: str
+    role: Literal["admin", "compliance", "auditor", "viewer"]
+    groups: list[str] = []
+    #: viewers only: the matters (or client/*) they may see.
+    allowed: list[str] = []
+
+
+class EthicalWall(_Strict):
+    """Bars users or groups from clients or matters everywhere in the web UI and API."""
+
+    name: str
+    users: list[str] = []
+    groups: list[str] = []
+    clients: list[str] = []
+    matters: list[str] = []
+
+
+class WebConfig(_Strict):
+    listen: str = "127.0.0.1:8080"
+    users: list[WebUser] = []
+    #: YAML file with a `users:` list in the same form (kept out of the main config).
+    users_file: Path | None = None
+    walls: list[EthicalWall] = []
+    #: secret for session cookies; generated into the archive folder when not given.
+    session_secret_file: Path | None = None
+    session_hours: float = Field(default=8.0, gt=0)
+    #: set false only for plain-HTTP development on loopback.
+    secure_cookies: bool = True
+    #: failed logins per user and client address before a 15-minute lockout.
+    max_failed_logins: int = Field(default=5, ge=1)
+
+
 SourceConfig = Annotated[ImapSource | FilesSource | EwsSource | GraphSource, Field(discriminator="type")]
 
 
@@ -277,6 +346,10 @@ class Config(_Strict):
     index: IndexConfig = IndexConfig()
     logging: LoggingConfig = LoggingConfig()
     tagging: TaggingConfig = TaggingConfig()
+    retention: RetentionConfig = RetentionConfig()
+    naming: NamingConfig = NamingConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    web: WebConfig = WebConfig()
     sources: list[SourceConfig] = []
     #: where this config was loaded from (relative paths resolve against its folder).
     origin: Path | None = None
@@ -330,6 +403,15 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
         updates["passphrase_file"] = (base / archive.passphrase_file).resolve()
     if updates:
         cfg = cfg.model_copy(update={"archive": archive.model_copy(update=updates)})
+    rules = cfg.retention.rules_file
+    if not rules.is_absolute():
+        cfg = cfg.model_copy(
+            update={"retention": cfg.retention.model_copy(update={"rules_file": (base / rules).resolve()})}
+        )
+    for key in ("users_file", "session_secret_file"):
+        value = getattr(cfg.web, key)
+        if value is not None and not value.is_absolute():
+            cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={key: (base / value).resolve()})})
     # Relative paths of file sources are relative to the config file, not the daemon's folder.
     sources = [
         s.model_copy(update={"paths": [p if p.expanduser().is_absolute() else (base / p).resolve() for p in s.paths]})

@@ -132,6 +132,7 @@ class Transaction:
         self.keys: list[tuple[str, bytes]] = []
         self.metadata: list[tuple[str, ParsedMessage]] = []
         self.new_ids: set[str] = set()
+        self.disposed: list[str] = []
         self._copies: set[tuple[str, ...]] = set()
 
     def has(self, oid: str) -> bool:
@@ -193,6 +194,16 @@ class Transaction:
 
     def set_tags(self, oid: str, tags: Tags) -> None:
         self.records.append(("tag", {"id": oid, "client": tags.client, "matters": list(tags.matters)}))
+
+    def dispose(self, oid: str, rule: str, reason: str = "") -> None:
+        """Crypto-shred a message: journal a tombstone, then (after the commit) destroy its data key.
+
+        The tombstone keeps the message's hash, the rule and the time; the ciphertext stays in its
+        segment but can never be decrypted again.  Removing its text from the index is the
+        caller's job (the store knows nothing of the index).
+        """
+        self.disposed.append(oid)
+        self.records.append(("dispose", {"id": oid, "sha256": oid, "rule": rule, "reason": reason}))
 
     def checkpoint(self, key: str, value: str) -> None:
         self.records.append(("checkpoint", {"key": key, "value": value}))
@@ -400,6 +411,9 @@ class Repository:
         self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset))
         if tx.metadata:
             self.catalog.put_metadata(tx.metadata)
+        # 5. disposal: the tombstones are committed; now the keys go (recovery redoes this step)
+        if tx.disposed:
+            self.keystore.destroy(tx.disposed)
 
     def recover(self) -> list[str]:
         """Bring the catalog, segments and keystore in line with the last journal commit.
@@ -427,6 +441,9 @@ class Repository:
             if committed:
                 self.catalog.apply_records(committed, new_head)
                 actions.append(f"applied {len(committed)} committed journal records to the catalog")
+                shredded = [r["data"]["id"] for r in committed if r["type"] == "dispose"]
+                if shredded and self.keystore.destroy(shredded):
+                    actions.append(f"destroyed the keys of {len(shredded)} disposed messages")
         actions.extend(self._cut_uncommitted())
         return actions
 

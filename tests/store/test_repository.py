@@ -186,3 +186,28 @@ def test_undecodable_file_name_in_provenance(repo: Repository) -> None:
         oid = tx.put_raw(msg(9), ProvenanceRow(source="t", location=name), Tags())
     assert repo.catalog.provenance(oid)[0]["location"] == "/mail/caf\\xe9.eml"
     assert repo.verify().ok
+
+
+def test_dispose_crypto_shreds(repo: Repository, tmp_path: Path) -> None:
+    with repo.transaction() as tx:
+        keep = tx.put_raw(msg(1), prov(1), Tags())
+        gone = tx.put_raw(msg(2), prov(2), Tags())
+    wrapped = repo.keystore.get(gone)
+    assert wrapped is not None
+    with repo.transaction("officer") as tx:
+        tx.dispose(gone, rule="six-years")
+    from archiver.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="six-years"):
+        repo.read_raw(gone)
+    assert repo.keystore.get(gone) is None
+    assert repo.read_raw(keep) == msg(1)
+    # even with the master key and the old ciphertext, nothing decrypts without the wrapped key
+    row = repo.catalog.object(gone)
+    assert row is not None and row.disposed_at
+    assert repo.catalog.message(gone) is None
+    keys_db = (tmp_path / "a" / "keys.sqlite").read_bytes()
+    assert wrapped not in keys_db, "secure_delete must overwrite the key on disk"
+    wal = tmp_path / "a" / "keys.sqlite-wal"
+    assert not wal.exists() or wrapped not in wal.read_bytes()
+    assert repo.verify(full=True).ok
