@@ -34,6 +34,8 @@ log = get_logger("archiver.pipeline")
 #: index commits are batched: at most this many messages or seconds between commits.
 INDEX_COMMIT_EVERY = 5000
 INDEX_COMMIT_SECONDS = 30.0
+#: a batch the workers have not finished by then means a lost task: fail loudly, never hang.
+WORKER_TIMEOUT_S = 3600.0
 
 
 @dataclass
@@ -190,7 +192,9 @@ def _received(origin: Origin, now: datetime) -> datetime:
     d = origin.internaldate
     if d is None or d.tzinfo is None or d < _EPOCH_FLOOR or d > now + timedelta(days=1):
         return now
-    return d
+    # A plain UTC datetime: connector libraries' own tzinfo classes may not survive pickling
+    # into the worker processes (a task a worker cannot unpickle is lost, and the pool waits).
+    return d.astimezone(UTC)
 
 
 _EPOCH_FLOOR = datetime(1980, 1, 1, tzinfo=UTC)
@@ -206,7 +210,7 @@ def _commit(
 ) -> None:
     batch, hashed, job = prepared
     repo = archive.repo
-    results = job.get() if job is not None else []
+    results = job.get(timeout=WORKER_TIMEOUT_S) if job is not None else []
     by_id = {sealed.id: (parsed, sealed) for parsed, sealed in results}
     folder_key = "/".join(x for x in (batch.account, batch.folder) if x) or "-"
     fs = summary.folders.setdefault(folder_key, FolderSummary())

@@ -120,7 +120,7 @@ class _Done:
     def __init__(self, value: list[Any]) -> None:
         self.value = value
 
-    def get(self) -> list[Any]:
+    def get(self, timeout: float | None = None) -> list[Any]:
         return self.value
 
 
