@@ -48,6 +48,7 @@ from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
 from archiver.model import Address, Attachment, ParsedMessage
+from archiver.normalize.attachments import extract_text
 from archiver.normalize.text import clean_text, decode_bytes, html_to_text
 
 __all__ = ["decode_header_value", "parse_message"]
@@ -303,19 +304,27 @@ class _Walker:
             text = self._decode(part, payload)
             (self.plain if ctype == "text/plain" else self.html).append(text)
             return
-        text = ""
+        text = error = ""
+        filename = self._filename(part)
         if ctype in _ATTACHMENT_TEXT_TYPES and self.max_text > 0:
             text = self._decode(part, payload[: self.max_text * 4])
             if ctype == "text/html":
                 text = html_to_text(text)
             text = text[: self.max_text]
+        elif self.max_text > 0:
+            # documents, and text sent as application/octet-stream: bounded in size, memory and time.
+            charset = self._charset(part)
+            text, error = extract_text(payload, ctype, filename, max_chars=self.max_text, charset=charset)
+            if error:
+                self.errors.append(f"attachment {(filename or ctype)[:80]!r}: {error}")
         self.attachments.append(
             Attachment(
-                filename=self._filename(part),
+                filename=filename,
                 content_type=ctype,
                 size=len(payload),
                 sha256=hashlib.sha256(payload).hexdigest(),
                 text=text,
+                error=error,
             )
         )
 
