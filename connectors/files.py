@@ -484,6 +484,11 @@ class FilesConnector:
 
     # -- entry point ---------------------------------------------------------
 
+    def _key(self, path: Path | str) -> str:
+        """Checkpoint key of one file: per source, so the same file imported under another
+        source name is read again and gains that source's provenance."""
+        return f"files:{self.name}:{path}"
+
     def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
         """Yield batches for every path, skipping files whose checkpoint still matches."""
         out = _Batcher(self.batch_size)
@@ -575,7 +580,7 @@ class FilesConnector:
             except OSError as exc:
                 yield from out.failure(folder, str(path / sub), f"cannot list: {exc.strerror or exc}", False)
         for filename, file in sorted(files):
-            key = f"files:{file}"
+            key = self._key(file)
             try:
                 st = file.stat()
             except FileNotFoundError:
@@ -618,7 +623,7 @@ class FilesConnector:
 
     def _file(self, path: Path, folder: str, rel: str, cps: Mapping[str, str], out: _Batcher) -> Iterator[Batch]:
         """One file found by content: a message, an mbox, a PST, or a failure."""
-        key = f"files:{path}"
+        key = self._key(path)
         try:
             st = path.stat()
             if not stat.S_ISREG(st.st_mode):

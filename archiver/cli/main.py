@@ -24,6 +24,12 @@ COMMAND_MODULES = (
     "archiver.cli.stats",
     "archiver.cli.maintenance",
     "archiver.cli.keys",
+    "archiver.cli.retention",
+    "archiver.cli.holds",
+    "archiver.cli.matter",
+    "archiver.cli.name",
+    "archiver.cli.export",
+    "archiver.cli.bundle",
 )
 
 

@@ -12,4 +12,4 @@ def build_files(src: FilesSource) -> FilesConnector:
     Relative paths are taken as the config loader left them; the connector makes
     them absolute so checkpoint keys do not depend on the daemon's working folder.
     """
-    return FilesConnector(src.name, [p.expanduser() for p in src.paths])
+    return FilesConnector(src.name, [p.expanduser() for p in src.paths], batch_size=src.batch_size)

@@ -86,6 +86,35 @@ CREATE TABLE IF NOT EXISTS messages(
 );
 CREATE INDEX IF NOT EXISTS messages_by_msgid ON messages(message_id);
 CREATE INDEX IF NOT EXISTS messages_unindexed ON messages(indexed) WHERE indexed = 0;
+CREATE TABLE IF NOT EXISTS holds(
+    case_name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    placed_at TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_seq INTEGER NOT NULL,
+    released_at TEXT,
+    released_by TEXT,
+    released_seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS matter_events(
+    seq INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    matter TEXT NOT NULL,
+    event TEXT NOT NULL,
+    date TEXT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS matter_events_by_matter ON matter_events(client, matter);
+CREATE TABLE IF NOT EXISTS retention_rules(
+    seq INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
 """
 
 #: journal record types that are kept in the events table (audit trail queries).
@@ -98,14 +127,31 @@ EVENT_TYPES = frozenset(
         "import",
         "sync",
         "hold",
+        "hold_release",
+        "matter_close",
+        "matter_reopen",
+        "retention_rules",
+        "disposition",
         "dispose",
         "search",
         "view",
+        "download",
+        "login",
         "export",
     }
 )
 
-DERIVED_TABLES = ("objects", "tags", "matters", "provenance", "checkpoints", "events")
+DERIVED_TABLES = (
+    "objects",
+    "tags",
+    "matters",
+    "provenance",
+    "checkpoints",
+    "events",
+    "holds",
+    "matter_events",
+    "retention_rules",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +453,8 @@ def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
             (rec["time"], d.get("rule", ""), seq, d["id"]),
         )
         c.execute("DELETE FROM messages WHERE id=?", (d["id"],))
+    elif t in _POLICY_RECORDS:
+        _apply_policy(c, rec)
     if t in EVENT_TYPES:
         c.execute(
             "INSERT OR REPLACE INTO events(seq, type, time, actor, data) VALUES (?,?,?,?,?)",
@@ -442,3 +490,39 @@ def _apply_tags(c: sqlite3.Connection, oid: str, client: str, matters: list[str]
     )
     c.execute("DELETE FROM matters WHERE id=?", (oid,))
     c.executemany("INSERT OR IGNORE INTO matters(id, matter) VALUES (?,?)", [(oid, m) for m in matters])
+
+
+#: journal records of the retention and hold policies (archiver/policies), derived into their tables.
+_POLICY_RECORDS = frozenset({"hold", "hold_release", "matter_close", "matter_reopen", "retention_rules"})
+
+
+def _apply_policy(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
+    """Holds, matter close/reopen events and journalled retention rules (docs/retention.md)."""
+    t, d, seq = rec["type"], rec["data"], rec["seq"]
+    if t == "hold":
+        c.execute(
+            "INSERT OR REPLACE INTO holds(case_name,kind,value,reason,placed_at,placed_by,placed_seq)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (d["case"], d["kind"], d["value"], d.get("reason", ""), rec["time"], rec["actor"], seq),
+        )
+    elif t == "hold_release":
+        c.execute(
+            "UPDATE holds SET released_at=?, released_by=?, released_seq=? WHERE case_name=? AND released_at IS NULL",
+            (rec["time"], rec["actor"], seq, d["case"]),
+        )
+    elif t in ("matter_close", "matter_reopen"):
+        c.execute(
+            "INSERT OR REPLACE INTO matter_events(seq,client,matter,event,date,time,actor) VALUES (?,?,?,?,?,?,?)",
+            (seq, d["client"], d["matter"], t.removeprefix("matter_"), d.get("date"), rec["time"], rec["actor"]),
+        )
+    elif t == "retention_rules":
+        c.execute(
+            "INSERT OR REPLACE INTO retention_rules(seq,fingerprint,rules,time,actor) VALUES (?,?,?,?,?)",
+            (
+                seq,
+                d["fingerprint"],
+                json.dumps(d["rules"], sort_keys=True, ensure_ascii=False),
+                rec["time"],
+                rec["actor"],
+            ),
+        )

@@ -732,6 +732,20 @@ _COMPARED: dict[str, tuple[str, ...]] = {
         "seq",
     ),
     "checkpoints": ("key", "value", "seq"),
+    "holds": (
+        "case_name",
+        "kind",
+        "value",
+        "reason",
+        "placed_at",
+        "placed_by",
+        "placed_seq",
+        "released_at",
+        "released_by",
+        "released_seq",
+    ),
+    "matter_events": ("seq", "client", "matter", "event", "date", "time", "actor"),
+    "retention_rules": ("seq", "fingerprint", "rules", "time", "actor"),
 }
 
 # The derived part of the catalog schema, for the expected state built by verify.

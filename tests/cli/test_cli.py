@@ -178,3 +178,15 @@ def test_deleted_index_is_rebuilt_on_next_write(imported: Callable[..., CliResul
     conn.close()
     assert imported("import", str(SAMPLE_MAILDIR), "--source", "legacy").code == 0
     assert len(imported("search", "NOT client:nobody", "--json", "--limit", "0").json_lines()) == n
+
+
+def test_same_files_under_another_source_add_provenance_only(imported: Callable[..., CliResult]) -> None:
+    before = imported("stats", "--json").json()
+    r = imported("import", str(SAMPLE_MAILDIR), "--source", "second", "--json").json()
+    assert isinstance(r, dict) and isinstance(before, dict)
+    assert r["imported"] == 0 and r["duplicates"] == len(sample_files())
+    after = imported("stats", "--json").json()
+    assert isinstance(after, dict)
+    assert after["messages"] == before["messages"]
+    assert after["copies"] == before["copies"] + len(sample_files())
+    assert len(imported("search", "source:second", "--json", "--limit", "0").json_lines()) == before["messages"]

@@ -236,7 +236,7 @@ def test_single_eml_file_origin(tmp_path: Path) -> None:
     assert msg.origin.location == str(path)
     assert msg.origin.folder == ""
     assert msg.origin.internaldate == datetime.fromtimestamp(1_700_000_000.123456789, UTC)
-    assert batch.checkpoints[0].key == f"files:{path}"
+    assert batch.checkpoints[0].key == f"files:test:{path}"
     assert batch.checkpoints[0].value == f"{len(mail('single'))}:1700000000123456789"
 
 
@@ -271,7 +271,7 @@ def test_mboxrd_round_trip(tmp_path: Path) -> None:
         assert raw[int(offset) :].startswith(b"From sender")
         assert m.origin.folder == "box"
     assert msgs[1].origin.internaldate == datetime(2019, 5, 14, 15, 1, tzinfo=UTC)
-    assert saved(batches) == {f"files:{box}": f"{box.stat().st_size}:{box.stat().st_mtime_ns}"}
+    assert saved(batches) == {f"files:test:{box}": f"{box.stat().st_size}:{box.stat().st_mtime_ns}"}
 
 
 def test_mbox_fixtures() -> None:
@@ -388,12 +388,12 @@ def test_checkpoints_skip_unchanged_and_reread_touched(tmp_path: Path) -> None:
     cps = saved(first)
     assert len(cps) == 36
     for m in messages(first):
-        key = "files:" + m.origin.location.split("#")[0]
+        key = "files:test:" + m.origin.location.split("#")[0]
         st = Path(m.origin.location.split("#")[0]).stat()
         assert cps[key] == f"{st.st_size}:{st.st_mtime_ns}"
     # Each file's checkpoint rides in the same batch as its (last) message.
     for b in first:
-        paths = {"files:" + m.origin.location.split("#")[0] for m in b.messages}
+        paths = {"files:test:" + m.origin.location.split("#")[0] for m in b.messages}
         assert {c.key for c in b.checkpoints} <= paths
 
     assert run([md, box], cps) == []  # an unchanged import reads nothing
@@ -402,7 +402,7 @@ def test_checkpoints_skip_unchanged_and_reread_touched(tmp_path: Path) -> None:
     os.utime(touched, ns=(1, 1))
     again = run([md, box], cps)
     assert [m.origin.location for m in messages(again)] == [str(touched)]
-    assert saved(again) == {f"files:{touched}": f"{touched.stat().st_size}:1"}
+    assert saved(again) == {f"files:test:{touched}": f"{touched.stat().st_size}:1"}
 
     with box.open("ab") as fh:
         fh.write(b"From x@example.com Tue May 14 15:00:00 2019\n" + mail("appended") + b"\n")

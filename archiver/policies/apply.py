@@ -1,0 +1,586 @@
+"""Applying retention to an archive: plan (a dry run), apply (dispose of what is due), approve (review).
+
+Disposal is crypto-shredding (docs/retention.md): for each message due, a ``dispose``
+tombstone (id, hash, rule, reason) is journalled and, once committed, its wrapped data key is
+destroyed (``Transaction.dispose``), so the ciphertext left in the append-only segments can
+never be decrypted again; the message is deleted from the index and the index segments that
+held it are rewritten (``merge_and_gc``) so its text is physically gone.  Each apply ends with
+a disposition certificate signed with the archive's Ed25519 key, journalled as a
+``disposition`` record and saved under ``certificates/``.
+
+Before deciding anything, plan and apply bring the index up to date (query rules and query
+holds are evaluated through it) and journal the rules when they changed, refusing a change
+that would weaken a compliance-mode rule.  Everything happens under the archive's writer
+lock, so no ingest or hold change interleaves with a decision and its execution.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archiver.clock import iso, parse_iso
+from archiver.crypto.keys import fingerprint, verify_signature
+from archiver.errors import NotFoundError, PolicyError
+from archiver.model import IndexDoc
+from archiver.policies.holds import Hold, hold_matches, list_holds, query_hold_ids
+from archiver.policies.matters import closures as matter_closures
+from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
+from archiver.policies.rules import RuleSet, check_change, load_rules, parse_rules
+
+if TYPE_CHECKING:
+    from archiver.archive import Archive
+
+CERT_CONTEXT = b"archiver/disposition-certificate/v1\x00"
+CERT_FORMAT = "archiver/disposition-certificate/v1"
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanItem:
+    """One message in a plan, with what decided it."""
+
+    id: str
+    decision: str
+    rule: str
+    action: str
+    mode: str
+    end: str | None
+    reason: str
+    holds: tuple[str, ...] = ()
+    subject: str = ""
+    date: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "decision": self.decision,
+            "rule": self.rule,
+            "action": self.action,
+            "mode": self.mode,
+            "end": self.end,
+            "reason": self.reason,
+            "holds": list(self.holds),
+            "subject": self.subject,
+            "date": self.date,
+        }
+
+
+@dataclass
+class Plan:
+    """What retention would do at ``as_of``: due messages, review items, and what holds keep."""
+
+    as_of: datetime
+    rules_fingerprint: str
+    rules_file: str
+    dispose: list[PlanItem] = field(default_factory=list)
+    review: list[PlanItem] = field(default_factory=list)
+    #: messages a hold keeps although their retention has ended (the holds' effect).
+    held: list[PlanItem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "as_of": iso(self.as_of),
+            "rules_file": self.rules_file,
+            "rules_fingerprint": self.rules_fingerprint,
+            "counts": self.counts,
+            "dispose": [i.to_json() for i in self.dispose],
+            "review": [i.to_json() for i in self.review],
+            "held": [i.to_json() for i in self.held],
+            "holds": [h.to_json() for h in self.holds if h.active],
+        }
+
+
+@dataclass
+class Certificate:
+    """A signed disposition certificate (``body`` is what the signature covers)."""
+
+    body: dict[str, Any]
+    signature: str
+    path: Path | None = None
+
+    @property
+    def disposed(self) -> int:
+        return int(self.body["counts"]["disposed"])
+
+    @property
+    def ids(self) -> list[str]:
+        return [d["id"] for d in self.body["disposed"]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CERT_FORMAT, "algorithm": "ed25519", "certificate": self.body, "signature": self.signature}
+
+
+# -- rules ------------------------------------------------------------------------------------
+
+
+def rules_path(archive: Archive) -> Path:
+    return archive.cfg.retention.rules_file
+
+
+def last_journalled_rules(archive: Archive) -> tuple[RuleSet, dict[str, Any]] | None:
+    """The rules as last journalled (and when, by whom), or None before the first plan or apply."""
+    row = archive.repo.catalog.conn.execute(
+        "SELECT rules, fingerprint, time, actor, seq FROM retention_rules ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    info = {"fingerprint": row[1], "time": row[2], "actor": row[3], "seq": row[4]}
+    return parse_rules(json.loads(row[0]), f"journal record {row[4]}"), info
+
+
+def sync_rules(archive: Archive, rules: RuleSet, *, actor: str) -> list[str]:
+    """Journal the rules when they differ from the last journalled ones; PolicyError if that weakens compliance."""
+    last = last_journalled_rules(archive)
+    if last is not None and last[1]["fingerprint"] == rules.fingerprint:
+        return []
+    changes = ["initial rules"] if last is None else check_change(last[0], rules)
+    with archive.repo.transaction(actor) as tx:
+        tx.event(
+            "retention_rules",
+            {
+                "fingerprint": rules.fingerprint,
+                "file": str(rules_path(archive)),
+                "changes": changes,
+                "rules": rules.canonical(),
+            },
+        )
+    return changes
+
+
+# -- building records ---------------------------------------------------------------------------
+
+
+def _dt(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        d = parse_iso(text)
+    except ValueError:
+        return None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def _domain(addr: str) -> str:
+    return addr.rpartition("@")[2].lower() if "@" in addr else ""
+
+
+_OBJECTS_SQL = (
+    "SELECT o.id, o.ingested_at, t.client, t.matters, m.date, m.from_addr, m.to_addrs, m.cc_addrs, m.bcc_addrs,"
+    " m.subject FROM objects o LEFT JOIN tags t ON t.id = o.id LEFT JOIN messages m ON m.id = o.id"
+    " WHERE o.disposed_at IS NULL {where} ORDER BY o.id"
+)
+_PROV_SQL = (
+    "SELECT p.id, p.source, p.account, p.folder, p.internaldate, p.fetched_at, p.flags, p.envelope_recipients"
+    " FROM provenance p JOIN objects o ON o.id = p.id WHERE o.disposed_at IS NULL {where} ORDER BY p.id, p.seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    record: MessageRecord
+    addresses: frozenset[str]
+    subject: str
+    date: str
+
+
+def iter_records(
+    archive: Archive, query_rules: dict[str, set[str]], ids: Sequence[str] | None = None
+) -> Iterator[_Loaded]:
+    """Every live message (or those in ``ids``) as a MessageRecord, streaming (a merge join by id)."""
+    conn = archive.repo.catalog.conn
+    if ids is not None:
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            yield from _merge(
+                conn.execute(_OBJECTS_SQL.format(where=f"AND o.id IN ({marks})"), chunk),
+                conn.execute(_PROV_SQL.format(where=f"AND p.id IN ({marks})"), chunk),
+                query_rules,
+            )
+        return
+    yield from _merge(
+        conn.execute(_OBJECTS_SQL.format(where="")), conn.execute(_PROV_SQL.format(where="")), query_rules
+    )
+
+
+def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, set[str]]) -> Iterator[_Loaded]:
+    prov_iter = iter(provs)
+    pending = next(prov_iter, None)
+    for oid, ingested_at, client, matters_json, date, from_addr, to_j, cc_j, bcc_j, subject in objects:
+        rows = []
+        while pending is not None and pending[0] < oid:
+            pending = next(prov_iter, None)
+        while pending is not None and pending[0] == oid:
+            rows.append(pending)
+            pending = next(prov_iter, None)
+        ingested = _dt(ingested_at) or datetime.fromtimestamp(0, UTC)
+        addresses: set[str] = set()
+        to_domains: set[str] = set()
+        recipients = [a[0] for j in (to_j, cc_j, bcc_j) if j for a in json.loads(j)]
+        copies = []
+        for _id, source, account, folder, internaldate, fetched_at, flags_j, env_j in rows:
+            envelope = [str(x).lower() for x in json.loads(env_j or "[]")]
+            recipients.extend(envelope)
+            if account:
+                addresses.add(str(account).lower())
+            labels = tuple(f for f in json.loads(flags_j or "[]") if not str(f).startswith("\\"))
+            copies.append(
+                Copy(
+                    source=source,
+                    account=account,
+                    folder=folder,
+                    labels=labels,
+                    received=_dt(internaldate) or _dt(fetched_at) or ingested,
+                )
+            )
+        for r in recipients:
+            addresses.add(r.lower())
+            if _domain(r):
+                to_domains.add(_domain(r))
+        if from_addr:
+            addresses.add(from_addr.lower())
+        record = MessageRecord(
+            id=oid,
+            client=client or "unfiled",
+            matters=tuple(json.loads(matters_json)) if matters_json else (),
+            sent=_dt(date) or ingested,
+            from_domains=frozenset({_domain(from_addr)} if from_addr and _domain(from_addr) else ()),
+            to_domains=frozenset(to_domains),
+            copies=tuple(copies),
+            query_rules=frozenset(name for name, hit in query_rules.items() if oid in hit),
+        )
+        yield _Loaded(record, frozenset(addresses), subject or "", date or "")
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def _prepare(archive: Archive, actor: str) -> RuleSet:
+    """Under the lock: recover, bring the index up to date, load and journal the rules."""
+    repo = archive.repo
+    repo.recover()
+    rules = load_rules(rules_path(archive))
+    sync_rules(archive, rules, actor=actor)
+    _purge_index(archive)
+    archive.catch_up()
+    return rules
+
+
+def _evaluate(
+    archive: Archive, rules: RuleSet, now: datetime, ids: Sequence[str] | None = None
+) -> Iterator[tuple[_Loaded, Outcome]]:
+    holds = list_holds(archive.repo.catalog, active_only=True)
+    qhold = query_hold_ids(archive, holds)
+    qrules = {
+        r.name: {h.id for h in archive.index.search(r.match.query, limit=0).hits}
+        for r in rules.rules
+        if r.match.query is not None
+    }
+    closed = matter_closures(archive.repo.catalog)
+    for loaded in iter_records(archive, qrules, ids):
+        rec = loaded.record
+        held = [
+            h.case
+            for h in holds
+            if hold_matches(
+                h,
+                client=rec.client,
+                matters=rec.matters,
+                addresses=loaded.addresses,
+                query_ids=qhold.get(h.case, ()),
+                oid=rec.id,
+            )
+        ]
+        yield loaded, decide(rec, rules, now, closures=closed, holds=held)
+
+
+def _item(loaded: _Loaded, out: Outcome) -> PlanItem:
+    return PlanItem(
+        id=out.id,
+        decision=out.decision.value,
+        rule=out.rule,
+        action=out.action,
+        mode=out.mode,
+        end=iso(out.end) if out.end else None,
+        reason=out.reason,
+        holds=out.holds,
+        subject=loaded.subject,
+        date=loaded.date,
+    )
+
+
+def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
+    rules = _prepare(archive, actor)
+    plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
+    plan.holds = list_holds(archive.repo.catalog)
+    counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
+    for loaded, out in _evaluate(archive, rules, now):
+        counts["messages"] += 1
+        counts[out.decision.value] += 1
+        if out.end is None and _waiting(out):
+            counts["waiting"] += 1
+        if out.decision is Decision.DISPOSE:
+            plan.dispose.append(_item(loaded, out))
+        elif out.decision is Decision.REVIEW:
+            plan.review.append(_item(loaded, out))
+        elif out.decision is Decision.HOLD and out.end is not None and out.end <= now:
+            counts["held_past_end"] += 1
+            plan.held.append(_item(loaded, out))
+    plan.counts = counts
+    return plan
+
+
+def _waiting(out: Outcome) -> bool:
+    """Kept because an event (a matter closing) has not happened yet."""
+    return any(c.start is None for c in out.copies)
+
+
+def plan(archive: Archive, now: datetime, actor: str = "system") -> Plan:
+    """A dry run at ``now``: what would be disposed (and under which rule), reviewed, and kept by holds.
+
+    Nothing is disposed, but the rules are journalled when they changed (and refused when
+    that would weaken a compliance-mode rule), and the index is brought up to date.
+    """
+    with archive.repo.lock():
+        return _plan_locked(archive, now, actor)
+
+
+# -- disposing --------------------------------------------------------------------------------
+
+
+def _purge_index(archive: Archive) -> int:
+    """Delete from the index any disposed message still in it (after a crash between the two steps)."""
+    live = set(archive.repo.catalog.live_ids())
+    try:
+        stale = archive.index.all_ids() - live
+    except Exception:
+        return 0  # no usable index: reindex rebuilds it from live messages only
+    if stale:
+        archive.index.delete(stale)
+        archive.index.commit()
+    return len(stale)
+
+
+def _reload_docs(archive: Archive) -> Any:
+    def reload(ids: Sequence[str]) -> list[IndexDoc]:
+        with archive.workers() as w:
+            return [archive.doc_for(oid, p) for oid, p, _err in archive.reparse(ids, w) if p is not None]
+
+    return reload
+
+
+def _dispose(
+    archive: Archive,
+    items: Sequence[PlanItem],
+    *,
+    now: datetime,
+    actor: str,
+    kind: str,
+    rules_fingerprint: str,
+    counts: dict[str, int],
+) -> Certificate:
+    """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate."""
+    repo = archive.repo
+    started = iso(repo.clock())
+    for start in range(0, len(items), BATCH):
+        batch = items[start : start + BATCH]
+        with repo.transaction(actor) as tx:
+            for it in batch:
+                reason = f"{kind}: retention ended {it.end[:10] if it.end else '-'} ({it.reason})"
+                tx.dispose(it.id, it.rule, reason)
+        archive.index.delete([it.id for it in batch])
+        archive.index.commit()
+    if items:
+        _purge_index(archive)
+        archive.index.merge_and_gc(_reload_docs(archive))
+    disposed = []
+    for it in items:
+        row = repo.catalog.object(it.id)
+        disposed.append(
+            {
+                "id": it.id,
+                "sha256": it.id,
+                "rule": it.rule,
+                "end": it.end,
+                "disposed_at": row.disposed_at if row else None,
+            }
+        )
+    head = repo.catalog.head()
+    by_rule: dict[str, int] = {}
+    for it in items:
+        by_rule[it.rule] = by_rule.get(it.rule, 0) + 1
+    keys = repo.require_keys()
+    body = {
+        "type": "disposition",
+        "kind": kind,
+        "archive_id": repo.archive_id,
+        "public_key": base64.b64encode(keys.public_key).decode(),
+        "public_key_fingerprint": fingerprint(keys.public_key),
+        "as_of": iso(now),
+        "started_at": started,
+        "finished_at": iso(repo.clock()),
+        "actor": actor,
+        "rules_fingerprint": rules_fingerprint,
+        "counts": {**counts, "disposed": len(items), "by_rule": by_rule},
+        "disposed": disposed,
+        "journal": {"seq": head.seq - 1, "hash": head.hash},
+    }
+    signature = base64.b64encode(keys.sign(CERT_CONTEXT + _canonical(body))).decode()
+    cert = Certificate(body=body, signature=signature)
+    digest = hashlib.sha256(_canonical(cert.to_json())).hexdigest()
+    name = f"disposition-{repo.clock().strftime('%Y%m%dT%H%M%SZ')}-{head.seq:08d}.json"
+    with repo.transaction(actor) as tx:
+        tx.event("disposition", {"file": name, "sha256": digest, "certificate": body, "signature": signature})
+    cert.path = _save(repo.path / "certificates", name, cert.to_json())
+    return cert
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _save(folder: Path, name: str, doc: dict[str, Any]) -> Path:
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / name
+    tmp = folder / (name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def apply(archive: Archive, now: datetime, actor: str = "system") -> Certificate:
+    """Dispose of every message whose retention has ended at ``now`` under a ``delete`` rule.
+
+    Held messages and review items are not touched.  Returns the signed certificate
+    (``.disposed`` is the count), which is journalled and saved under ``certificates/``.
+    """
+    with archive.repo.lock():
+        p = _plan_locked(archive, now, actor)
+        counts = {k: p.counts[k] for k in ("messages", "review", "hold", "held_past_end")}
+        return _dispose(
+            archive,
+            p.dispose,
+            now=now,
+            actor=actor,
+            kind="retention",
+            rules_fingerprint=p.rules_fingerprint,
+            counts=counts,
+        )
+
+
+def review(archive: Archive, now: datetime, actor: str = "system") -> list[PlanItem]:
+    """Messages whose retention ended under a ``review`` rule, waiting for a person's approval."""
+    return plan(archive, now, actor).review
+
+
+def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, actor: str) -> Certificate:
+    """Dispose of reviewed messages; each must be due for review under ``rule`` right now.
+
+    Refused as a whole (nothing disposed) when any id is held, not yet due, decided by another
+    rule, or unknown: compliance periods cannot be cut short by approving early.
+    """
+    with archive.repo.lock():
+        rules = _prepare(archive, actor)
+        if rules.rule(rule) is None:
+            raise PolicyError(f"There is no retention rule named {rule!r} in {rules_path(archive)}.")
+        wanted = [archive.repo.resolve(i) for i in ids]
+        found = {loaded.record.id: (loaded, out) for loaded, out in _evaluate(archive, rules, now, wanted)}
+        problems = []
+        items = []
+        for oid in dict.fromkeys(wanted):
+            if oid not in found:
+                problems.append(f"{oid[:12]} was already disposed of")
+                continue
+            loaded, out = found[oid]
+            if out.decision is Decision.HOLD:
+                problems.append(f"{oid[:12]} is under legal hold ({', '.join(out.holds)})")
+            elif out.decision is not Decision.REVIEW:
+                problems.append(f"{oid[:12]} is not awaiting review ({out.reason})")
+            elif out.rule != rule:
+                problems.append(f"{oid[:12]} is awaiting review under rule {out.rule!r}, not {rule!r}")
+            else:
+                items.append(_item(loaded, out))
+        if problems:
+            raise PolicyError("Nothing was disposed: " + "; ".join(problems) + ".")
+        if not items:
+            raise NotFoundError("No messages to approve.")
+        return _dispose(
+            archive,
+            items,
+            now=now,
+            actor=actor,
+            kind="review-approved",
+            rules_fingerprint=rules.fingerprint,
+            counts={"approved": len(items)},
+        )
+
+
+# -- certificates -------------------------------------------------------------------------------
+
+
+def load_certificate(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{path} is not a readable certificate: {exc}.") from None
+    if not isinstance(doc, dict) or doc.get("format") != CERT_FORMAT or not isinstance(doc.get("certificate"), dict):
+        raise PolicyError(f"{path} is not a disposition certificate ({CERT_FORMAT}).")
+    return doc
+
+
+def verify_certificate(doc: dict[str, Any], public_key: bytes) -> list[str]:
+    """Problems with a certificate (empty when it is genuine): signature and key under ``public_key``."""
+    problems = []
+    body = doc.get("certificate")
+    if not isinstance(body, dict):
+        return ["the document holds no certificate"]
+    try:
+        sig = base64.b64decode(str(doc.get("signature", "")), validate=True)
+    except ValueError:
+        return ["the signature is not base64"]
+    if body.get("public_key") != base64.b64encode(public_key).decode():
+        problems.append("the certificate names another public key than the one it is checked against")
+    if not verify_signature(public_key, sig, CERT_CONTEXT + _canonical(body)):
+        problems.append("the signature does not verify: the certificate was altered or not signed by this archive")
+    disposed = body.get("disposed")
+    counts = body.get("counts")
+    if not isinstance(disposed, list) or not isinstance(counts, dict) or counts.get("disposed") != len(disposed):
+        problems.append("the disposed count does not match the list of disposed messages")
+    return problems
+
+
+def check_against_archive(archive: Archive, doc: dict[str, Any]) -> list[str]:
+    """Problems between a certificate and the archive's journal: journalled, and every id disposed."""
+    problems = []
+    body = doc["certificate"]
+    if body.get("archive_id") != archive.repo.archive_id:
+        problems.append("the certificate belongs to another archive")
+        return problems
+    rows = archive.repo.catalog.conn.execute("SELECT data FROM events WHERE type='disposition'").fetchall()
+    if not any(json.loads(r[0]).get("signature") == doc.get("signature") for r in rows):
+        problems.append("the journal holds no disposition record for this certificate")
+    for d in body.get("disposed", []):
+        row = archive.repo.catalog.object(str(d.get("id", "")))
+        if row is None or not row.disposed_at:
+            problems.append(f"message {d.get('id')} is not disposed of in the archive")
+        elif archive.repo.keystore.get(row.id) is not None:
+            problems.append(f"message {row.id} still has a data key")
+    return problems
