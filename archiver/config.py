@@ -158,6 +158,8 @@ class FilesSource(_Strict):
     name: str
     type: Literal["files"]
     paths: list[Path]
+    #: messages per committed batch (one transaction, one checkpoint).
+    batch_size: int = Field(default=500, ge=1, le=100_000)
     interval: str = "1h"
 
 
@@ -335,6 +337,8 @@ class WebConfig(_Strict):
     secure_cookies: bool = True
     #: failed logins per user and client address before a 15-minute lockout.
     max_failed_logins: int = Field(default=5, ge=1)
+    #: where evidence bundles exported from the browser are written; a temporary folder when not given.
+    export_dir: Path | None = None
 
 
 SourceConfig = Annotated[ImapSource | FilesSource | EwsSource | GraphSource, Field(discriminator="type")]
@@ -408,7 +412,7 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
         cfg = cfg.model_copy(
             update={"retention": cfg.retention.model_copy(update={"rules_file": (base / rules).resolve()})}
         )
-    for key in ("users_file", "session_secret_file"):
+    for key in ("users_file", "session_secret_file", "export_dir"):
         value = getattr(cfg.web, key)
         if value is not None and not value.is_absolute():
             cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={key: (base / value).resolve()})})

@@ -39,6 +39,14 @@ def _init(key: bytes, opts: ParseOptions) -> None:
     _KEY, _OPTS = key, opts
 
 
+def _init_worker(key: bytes, opts: ParseOptions) -> None:
+    """Worker process set-up: the parent alone handles Ctrl-C and SIGTERM and stops the pool."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init(key, opts)
+
+
 def _parse(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
     return parse_message(
         raw,
@@ -81,7 +89,7 @@ class Workers:
     def _get_pool(self) -> Any:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ctx.Pool(self.processes, initializer=_init, initargs=(self.key, self.opts))
+            self._pool = ctx.Pool(self.processes, initializer=_init_worker, initargs=(self.key, self.opts))
         return self._pool
 
     def map(self, fn: Any, tasks: list[Any]) -> Iterator[Any]:

@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "archiver.cli.name",
     "archiver.cli.export",
     "archiver.cli.bundle",
+    "archiver.cli.daemon",
+    "archiver.cli.status",
 )
 
 

@@ -1,0 +1,296 @@
+"""What the daemon's scheduled jobs do: sync one source, sweep retention, verify.
+
+Every job runs in the scheduler's single worker thread against the one
+:class:`~archiver.archive.Archive` the daemon opened (see ``service`` for why one
+thread), binds its own logging context (contextvars do not follow work into
+APScheduler's threads), records its outcome in the state file and the metrics,
+and never lets an exception escape: a failing source is reported and retried on
+its next run, it does not stop the daemon or the other sources.
+
+Shutdown is cooperative: ``stop`` is polled by the ingest pipeline between
+batches, so a sync stops right after a committed batch (messages and checkpoint
+in the same transaction) and the next run resumes exactly there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from structlog.contextvars import bound_contextvars
+
+from archiver.archive import Archive
+from archiver.clock import Clock, parse_iso, system_clock
+from archiver.config import Config, SourceConfig
+from archiver.daemon.metrics import Metrics
+from archiver.daemon.state import DaemonState
+from archiver.errors import ArchiverError
+from archiver.logging import get_logger
+from archiver.normalize.tagging import Tagger
+from archiver.pipeline import ingest
+from archiver.sources import build_connector
+
+log = get_logger("archiver.daemon")
+
+ACTOR = "daemon"
+RETENTION_JOB = "retention"
+VERIFY_JOB = "verify"
+
+
+def sync_job_id(source: str) -> str:
+    return f"sync:{source}"
+
+
+def accounts_of(src: SourceConfig) -> list[str]:
+    """The mailboxes a source reads, for the log context (file sources have none)."""
+    if src.type == "imap":
+        return [a.username for a in src.accounts]
+    if src.type in ("ews", "graph"):
+        return list(src.mailboxes)
+    return []
+
+
+class Jobs:
+    """The job functions APScheduler calls, with what they share."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        state: DaemonState,
+        metrics: Metrics,
+        stop: threading.Event,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.archive = archive
+        self.state = state
+        self.metrics = metrics
+        self.stop = stop
+        self.clock = clock
+        self._pending: Config | None = None
+        self._guard = threading.Lock()
+        self._running: set[str] = set()
+        self._idle = threading.Condition(self._guard)
+
+    # -- coordination with the main thread --------------------------------------------
+    def use_config(self, cfg: Config) -> None:
+        """Called on reload (main thread); the worker thread switches before its next job."""
+        with self._guard:
+            self._pending = cfg
+
+    def running(self) -> list[str]:
+        with self._guard:
+            return sorted(self._running)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no job runs (queued jobs see ``stop`` and return at once)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, timeout=timeout)
+
+    @contextmanager
+    def _run(self, job_id: str, **context: str) -> Iterator[bool]:
+        """Bookkeeping around one job; yields False when the daemon is stopping (skip the work)."""
+        with self._guard:
+            skip = self.stop.is_set()
+            if not skip:
+                self._running.add(job_id)
+                pending, self._pending = self._pending, None
+        if skip:
+            yield False
+            return
+        try:
+            if pending is not None:
+                # Only this thread uses the archive, so swapping its config here is race-free.
+                self.archive.cfg = pending
+                self.archive.tagger = Tagger(pending.tagging)
+            self.metrics.job_running.labels(job_id).set(1)
+            with bound_contextvars(job=job_id, **context):
+                yield True
+        finally:
+            self.metrics.job_running.labels(job_id).set(0)
+            with self._idle:
+                self._running.discard(job_id)
+                self._idle.notify_all()
+
+    # -- the jobs -----------------------------------------------------------------------
+    def sync(self, source: str) -> None:
+        """One ingest pass over one source; stops at a committed batch when asked to."""
+        job_id = sync_job_id(source)
+        cfg_src = next((s for s in (self._pending or self.archive.cfg).sources if s.name == source), None)
+        accounts = ",".join(accounts_of(cfg_src)) if cfg_src is not None else ""
+        context = {"source": source, **({"account": accounts} if accounts else {})}
+        with self._run(job_id, **context) as go:
+            if not go:
+                return
+            src = next((s for s in self.archive.cfg.sources if s.name == source), None)
+            if src is None:  # removed by a reload after this run was queued
+                return
+            self.state.job_started(job_id)
+            log.info("sync started")
+            error: str | None = None
+            result: dict[str, Any] | None = None
+            try:
+                connector = build_connector(src)
+                summary = ingest(
+                    self.archive,
+                    connector,
+                    actor=ACTOR,
+                    stop=self.stop.is_set,
+                    event="sync",
+                    progress=lambda done, _bytes: self.state.job_progress(job_id, done),
+                )
+            except ArchiverError as exc:
+                error = str(exc)
+                log.error("sync failed", error=error)
+            except Exception as exc:  # a bug or an unexpected fault: report it, keep the daemon up
+                error = f"{type(exc).__name__}: {exc}"
+                log.exception("sync failed unexpectedly", error=error)
+            else:
+                result = {
+                    "imported": summary.imported,
+                    "duplicates": summary.duplicates,
+                    "parse_errors": summary.parse_errors,
+                    "failed": summary.failed,
+                    "seconds": summary.seconds,
+                    "failures": summary.failures[:20],
+                }
+                source_level = [f["reason"] for f in summary.failures if f.get("location") == source]
+                if source_level:
+                    error = source_level[0]
+                self.metrics.archived.labels(source).inc(summary.imported)
+                self.metrics.duplicates.labels(source).inc(summary.duplicates)
+                if summary.failed:
+                    self.metrics.sync_errors.labels(source).inc(summary.failed)
+                log.info(
+                    "sync finished",
+                    imported=summary.imported,
+                    duplicates=summary.duplicates,
+                    failed=summary.failed,
+                    parse_errors=summary.parse_errors,
+                    seconds=summary.seconds,
+                    stopped=self.stop.is_set(),
+                )
+            if error is None:
+                self.metrics.last_success.labels(source).set(self.clock().timestamp())
+            elif result is None:
+                self.metrics.sync_errors.labels(source).inc()
+            self.metrics.syncs.labels(source).inc()
+            self.state.job_finished(job_id, result=result, error=error, complete=not self.stop.is_set())
+            self.refresh_gauges()
+
+    def retention(self) -> None:
+        """The retention sweep: dispose of what is due now, under the journalled rules."""
+        with self._run(RETENTION_JOB) as go:
+            if not go:
+                return
+            self.state.job_started(RETENTION_JOB)
+            try:
+                from archiver.policies.apply import apply as apply_retention
+            except ImportError as exc:
+                log.warning("retention sweep skipped: retention is not available in this version", error=str(exc))
+                self.metrics.retention_runs.labels("skipped").inc()
+                self.state.job_finished(RETENTION_JOB, result={"skipped": str(exc)}, error=None)
+                return
+            error: str | None = None
+            result: dict[str, Any] | None = None
+            log.info("retention sweep started")
+            try:
+                outcome = apply_retention(self.archive, now=self.clock(), actor=ACTOR)
+                result = _as_dict(outcome)
+                log.info("retention sweep finished", **{k: v for k, v in result.items() if _scalar(v)})
+            except ArchiverError as exc:
+                error = str(exc)
+                log.error("retention sweep failed", error=error)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.exception("retention sweep failed unexpectedly", error=error)
+            self.metrics.retention_runs.labels("error" if error else "ok").inc()
+            self.metrics.retention_last_run.set(self.clock().timestamp())
+            self.state.job_finished(RETENTION_JOB, result=result, error=error)
+            self.refresh_gauges()
+
+    def verify(self) -> None:
+        """The scheduled verify (``daemon.verify_full`` decrypts everything); journalled like the CLI's."""
+        with self._run(VERIFY_JOB) as go:
+            if not go:
+                return
+            self.state.job_started(VERIFY_JOB)
+            full = self.archive.cfg.daemon.verify_full
+            log.info("verify started", full=full)
+            error: str | None = None
+            result: dict[str, Any] | None = None
+            try:
+                report = self.archive.verify(full=full, actor=ACTOR)
+                result = {"ok": report.ok, "full": full, "problems": report.problems[:20], "counts": report.counts}
+                if not report.ok:
+                    error = f"verification failed with {len(report.problems)} problem(s): {report.problems[0]}"
+                    log.error("verify failed", problems=report.problems[:20])
+                else:
+                    log.info("verify passed", counts=report.counts)
+                self.metrics.verify_ok.set(1 if report.ok else 0)
+            except ArchiverError as exc:
+                error = str(exc)
+                self.metrics.verify_ok.set(0)
+                log.error("verify could not run", error=error)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                self.metrics.verify_ok.set(0)
+                log.exception("verify failed unexpectedly", error=error)
+            self.metrics.verify_last_run.set(self.clock().timestamp())
+            self.state.job_finished(VERIFY_JOB, result=result, error=error)
+
+    # -- gauges read from the archive -------------------------------------------------------
+    def seed_gauges(self) -> None:
+        """At start, before any job runs: gauges from the archive and the previous daemon's state.
+
+        Otherwise /metrics would claim "the last verify failed" (0) and "never synced" until the
+        next scheduled run, which may be days away.
+        """
+        self.refresh_gauges()
+        for job_id, job in self.state.data["jobs"].items():
+            success = job.get("last_success")
+            if job_id.startswith("sync:") and success:
+                self.metrics.last_success.labels(job_id[len("sync:") :]).set(parse_iso(success).timestamp())
+        verify = self.state.data["jobs"].get(VERIFY_JOB) or {}
+        if verify.get("last_end"):
+            self.metrics.verify_ok.set(1 if (verify.get("last_result") or {}).get("ok") else 0)
+            self.metrics.verify_last_run.set(parse_iso(verify["last_end"]).timestamp())
+
+    def refresh_gauges(self) -> None:
+        """Messages held and disposed of, per rule, from the catalog (worker thread only)."""
+        try:
+            conn = self.archive.repo.catalog.conn
+            live = conn.execute("SELECT COUNT(*) FROM objects WHERE disposed_at IS NULL").fetchone()[0]
+            rows = conn.execute(
+                "SELECT COALESCE(disposed_rule, ''), COUNT(*) FROM objects WHERE disposed_at IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        except Exception as exc:  # metrics must never break a job
+            log.warning("cannot read archive counts for the metrics", error=str(exc))
+            return
+        self.metrics.live_messages.set(live)
+        for rule, count in rows:
+            self.metrics.disposed.labels(rule or "unknown").set(count)
+
+
+def _as_dict(outcome: Any) -> dict[str, Any]:
+    """The retention result as JSON-able data, whatever shape the policies module returns."""
+    if outcome is None:
+        return {}
+    body = getattr(outcome, "body", None)
+    if isinstance(body, dict):  # a disposition certificate: its counts and where it was saved, not every id
+        path = getattr(outcome, "path", None)
+        return {"counts": body.get("counts"), "certificate": str(path) if path else None}
+    if hasattr(outcome, "as_json"):
+        value = outcome.as_json()
+        return value if isinstance(value, dict) else {"result": value}
+    if dataclasses.is_dataclass(outcome) and not isinstance(outcome, type):
+        return dataclasses.asdict(outcome)
+    if isinstance(outcome, dict):
+        return outcome
+    return {"result": str(outcome)}
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool) or v is None
