@@ -90,6 +90,7 @@ class Archive:
             max_parse_bytes=self.cfg.ingest.max_parse_mb * 2**20,
             max_attachment_text_chars=self.cfg.ingest.max_attachment_text_chars,
             matter_header=self.cfg.tagging.matter_header,
+            tagging=self.cfg.tagging,
         )
 
     def workers(self) -> Workers:

@@ -87,20 +87,20 @@ class _Indexer:
 
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
-        self.pending: list[IndexDoc] = []
+        self.pending: list[str] = []  # ids only: the documents are already in tantivy's writer
         self.last = time.monotonic()
 
     def add(self, docs: list[IndexDoc]) -> None:
         if docs:
             self.archive.index.add(docs)
-            self.pending.extend(docs)
+            self.pending.extend(d.id for d in docs)
         if len(self.pending) >= INDEX_COMMIT_EVERY or time.monotonic() - self.last > INDEX_COMMIT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             self.archive.index.commit()
-            self.archive.repo.catalog.mark_indexed([d.id for d in self.pending])
+            self.archive.repo.catalog.mark_indexed(self.pending)
             self.pending = []
         self.last = time.monotonic()
 
@@ -169,17 +169,16 @@ def _guarded(connector: Connector, checkpoints: dict[str, str], summary: IngestS
 
 def _submit(repo: Any, workers: Workers, batch: Batch) -> tuple[Batch, list[tuple[int, str]], Any]:
     """Hash every message; send the ones not yet stored to the workers for parsing and sealing."""
-    hashed: list[tuple[int, str]] = []
+    hashed = [(i, message_id_of(msg.data)) for i, msg in enumerate(batch.messages)]
+    stored = repo.catalog.existing([oid for _i, oid in hashed])
     tasks: list[tuple[bytes, str, Any]] = []
     seen: set[str] = set()
     now = repo.clock()
-    for i, msg in enumerate(batch.messages):
-        oid = message_id_of(msg.data)
-        hashed.append((i, oid))
-        if oid in seen or repo.catalog.has_object(oid):
+    for i, oid in hashed:
+        if oid in seen or oid in stored:
             continue
         seen.add(oid)
-        tasks.append((msg.data, oid, _received(msg.origin, now)))
+        tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now)))
     return batch, hashed, (workers.submit(prepare, tasks) if tasks else None)
 
 
@@ -211,7 +210,11 @@ def _commit(
     batch, hashed, job = prepared
     repo = archive.repo
     results = job.get(timeout=WORKER_TIMEOUT_S) if job is not None else []
-    by_id = {sealed.id: (parsed, sealed) for parsed, sealed in results}
+    by_id = {sealed.id: (parsed, sealed, tags) for parsed, sealed, tags in results}
+    # The batch was checked against the catalog before the previous batch committed.
+    if by_id:
+        committed_meanwhile = repo.catalog.existing(list(by_id))
+        by_id = {k: v for k, v in by_id.items() if k not in committed_meanwhile}
     folder_key = "/".join(x for x in (batch.account, batch.folder) if x) or "-"
     fs = summary.folders.setdefault(folder_key, FolderSummary())
     now = repo.clock()
@@ -222,12 +225,12 @@ def _commit(
         for i, oid in hashed:
             msg = batch.messages[i]
             pd = prov_dict(origin_to_provenance(msg.origin, now))
-            if oid in by_id and not tx.has(oid):
-                parsed, sealed = by_id[oid]
-                tags = archive.tagger.tag(parsed, parent_tags=_parents(archive, parsed, local_tags))
+            if oid in by_id and oid not in tx.new_ids:
+                parsed, sealed, own_tags = by_id[oid]
+                tags = _final_tags(archive, parsed, own_tags, local_tags)
                 if parsed.message_id:
                     local_tags[parsed.message_id] = tags
-                tx.put(sealed, origin_to_provenance(msg.origin, now), tags, parsed)
+                tx.put(sealed, origin_to_provenance(msg.origin, now), tags, parsed, known_new=True)
                 new_docs[oid] = (sealed.size, parsed, tags, [pd])
                 summary.imported += 1
                 fs.imported += 1
@@ -260,6 +263,16 @@ def _commit(
     indexer.add([index_doc(oid, size, p, t, provs) for oid, (size, p, t, provs) in new_docs.items()])
     if progress is not None:
         progress(summary.imported + summary.duplicates + summary.failed, summary.bytes)
+
+
+def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local: dict[str, Tags]) -> Tags:
+    """The worker's tags, unless the message has no matter of its own and a parent to inherit from."""
+    if own is not None and (own.matters or not archive.cfg.tagging.thread_inheritance):
+        return own
+    parents = _parents(archive, parsed, local)
+    if own is not None and not parents:
+        return own
+    return archive.tagger.tag(parsed, parent_tags=parents)
 
 
 def _parents(archive: Archive, parsed: ParsedMessage, local: dict[str, Tags]) -> list[Tags]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from archiver.model import ParsedMessage
+from archiver.config import TaggingConfig
+from archiver.model import ParsedMessage, Tags
 from archiver.normalize.parse import parse_message
+from archiver.normalize.tagging import Tagger
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
 
 INLINE_BELOW = 48
@@ -28,6 +30,8 @@ class ParseOptions:
     max_parse_bytes: int
     max_attachment_text_chars: int
     matter_header: str
+    #: tagging rules, so workers tag what needs no catalog (thread inheritance stays in the writer).
+    tagging: TaggingConfig | None = None
 
 
 _KEY: bytes | None = None
@@ -35,7 +39,9 @@ _OPTS: ParseOptions | None = None
 
 
 def _init(key: bytes, opts: ParseOptions) -> None:
-    global _KEY, _OPTS
+    global _KEY, _OPTS, _TAGGER
+    if _OPTS is not opts:
+        _TAGGER = None
     _KEY, _OPTS = key, opts
 
 
@@ -57,11 +63,28 @@ def _parse(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
     )
 
 
-def prepare(task: tuple[bytes, str, datetime]) -> tuple[ParsedMessage, SealedObject]:
-    """Parse and seal one new message (runs in a worker)."""
+def prepare(task: tuple[bytes, str, datetime]) -> tuple[ParsedMessage, SealedObject, Tags | None]:
+    """Parse, tag and seal one new message (runs in a worker).
+
+    The parsed message goes back without what the writer does not use (the HTML body, the
+    header list): pickling results is paid for in the writer's process.
+    """
     raw, oid, received = task
     assert _KEY is not None and _OPTS is not None
-    return _parse(raw, received, _OPTS), seal(_KEY, raw, oid)
+    parsed = _parse(raw, received, _OPTS)
+    tags = _tagger().tag(parsed) if _OPTS.tagging is not None else None
+    return replace(parsed, body_html="", headers=()), seal(_KEY, raw, oid), tags
+
+
+_TAGGER: Tagger | None = None
+
+
+def _tagger() -> Tagger:
+    global _TAGGER
+    if _TAGGER is None:
+        assert _OPTS is not None and _OPTS.tagging is not None
+        _TAGGER = Tagger(_OPTS.tagging)
+    return _TAGGER
 
 
 def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMessage | None, str]:

@@ -46,6 +46,8 @@ from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceFailure
 __all__ = ["FilesConnector", "detect_format"]
 
 #: how much of a file is looked at to decide what it is.
+#: files up to this size are read in one go (the sniffed sample is the message).
+_READ_WHOLE_BYTES = 1 << 20
 _SNIFF_BYTES = 128 * 1024
 #: mbox lines longer than this are read in pieces.
 _MAX_LINE = 1 << 20
@@ -637,13 +639,15 @@ class FilesConnector:
                 yield from out.checkpoint(folder, key, value)
                 return
             with path.open("rb") as fh:
-                sample = fh.read(_SNIFF_BYTES)
+                # Small files (nearly every single message) are read whole at once: one open, one read.
+                whole = st.st_size <= _READ_WHOLE_BYTES
+                sample = fh.read() if whole else fh.read(_SNIFF_BYTES)
         except OSError as exc:
             yield from out.failure(folder, str(path), f"cannot read: {exc.strerror or exc}", permanent=False)
             return
-        kind = _classify(sample, path.name)
+        kind = _classify(sample[:_SNIFF_BYTES], path.name)
         if kind == "eml":
-            yield from self._eml(path, folder, st, key, value, out)
+            yield from self._eml(path, folder, st, key, value, out, data=sample if whole else None)
         elif kind == "mbox":
             yield from self._mbox(path, folder, rel, st, key, value, out)
         elif kind == "pst":
@@ -666,12 +670,22 @@ class FilesConnector:
             "raise the limit to import it"
         )
 
-    def _eml(self, path: Path, folder: str, st: os.stat_result, key: str, value: str, out: _Batcher) -> Iterator[Batch]:
+    def _eml(
+        self,
+        path: Path,
+        folder: str,
+        st: os.stat_result,
+        key: str,
+        value: str,
+        out: _Batcher,
+        data: bytes | None = None,
+    ) -> Iterator[Batch]:
         if st.st_size > self.max_message_bytes:
             yield from out.failure(folder, str(path), self._too_big(st.st_size))
             return
         try:
-            data = path.read_bytes()
+            if data is None:
+                data = path.read_bytes()
         except OSError as exc:
             yield from out.failure(folder, str(path), f"cannot read: {exc.strerror or exc}", permanent=False)
             return

@@ -26,7 +26,7 @@ from archiver.store.segments import HEADER
 SCHEMA_VERSION = 1
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects(
     id TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -39,14 +39,14 @@ CREATE TABLE IF NOT EXISTS objects(
     disposed_at TEXT,
     disposed_rule TEXT,
     disposed_seq INTEGER
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tags(
     id TEXT PRIMARY KEY,
     client TEXT NOT NULL,
     matters TEXT NOT NULL,
     seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS matters(id TEXT NOT NULL, matter TEXT NOT NULL, PRIMARY KEY(id, matter));
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS matters(id TEXT NOT NULL, matter TEXT NOT NULL, PRIMARY KEY(id, matter)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS matters_by_matter ON matters(matter);
 CREATE TABLE IF NOT EXISTS provenance(
     id TEXT NOT NULL,
@@ -60,11 +60,11 @@ CREATE TABLE IF NOT EXISTS provenance(
     location TEXT NOT NULL,
     envelope_recipients TEXT NOT NULL,
     fetched_at TEXT,
-    seq INTEGER NOT NULL,
-    UNIQUE(id, source, account, folder, uid, location)
+    seq INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS provenance_by_id ON provenance(id);
 CREATE INDEX IF NOT EXISTS provenance_by_source ON provenance(source, account, folder);
-CREATE TABLE IF NOT EXISTS checkpoints(key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,
     actor TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages(
@@ -217,16 +217,23 @@ class Catalog:
         return int(self.get_meta("segment") or 0), int(self.get_meta("segment_end") or HEADER.size)
 
     # -- applying journal records -------------------------------------------
-    def apply_records(self, records: Iterable[dict[str, Any]], head: Head) -> None:
-        """Apply committed journal records and move the head, in one SQLite transaction."""
+    def apply_records(
+        self, records: Iterable[dict[str, Any]], head: Head, metadata: Sequence[tuple[str, ParsedMessage]] = ()
+    ) -> None:
+        """Apply committed journal records and move the head, in one SQLite transaction
+        (with the parsed metadata of new messages, so one commit serves a whole batch)."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            if metadata:
+                c.executemany(_PUT_METADATA, [metadata_row(oid, p) for oid, p in metadata])
+            batch = _Batch(c)
             for rec in records:
-                apply_record(c, rec)
+                batch.apply(rec)
                 if rec["type"] == "commit":
                     self.set_meta("segment", str(rec["data"]["segment"]))
                     self.set_meta("segment_end", str(rec["data"]["end"]))
+            batch.flush()
             self.set_meta("journal_seq", str(head.seq))
             self.set_meta("journal_hash", head.hash)
             self.set_meta("journal_offset", str(head.offset))
@@ -243,6 +250,15 @@ class Catalog:
             (oid,),
         ).fetchone()
         return None if row is None else ObjectRow(*row)
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored (one query per 500 ids instead of one per message)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM objects WHERE id IN ({marks})", chunk))
+        return found
 
     def has_object(self, oid: str) -> bool:
         return self.conn.execute("SELECT 1 FROM objects WHERE id=?", (oid,)).fetchone() is not None
@@ -347,12 +363,7 @@ class Catalog:
     def put_metadata(self, items: Sequence[tuple[str, ParsedMessage]]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO messages(id,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
-                "from_name,to_addrs,cc_addrs,bcc_addrs,subject,attachments,parse_errors,indexed)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
-                [metadata_row(oid, p) for oid, p in items],
-            )
+            self.conn.executemany(_PUT_METADATA, [metadata_row(oid, p) for oid, p in items])
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -385,6 +396,13 @@ class Catalog:
             "newest": dates[1],
             "journal_records": self.head().seq,
         }
+
+
+_PUT_METADATA = (
+    "INSERT OR REPLACE INTO messages(id,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
+    "from_name,to_addrs,cc_addrs,bcc_addrs,subject,attachments,parse_errors,indexed)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
+)
 
 
 def _addrs(addrs: Iterable[Any]) -> str:
@@ -421,6 +439,57 @@ def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
     )
 
 
+class _Batch:
+    """Applies records like :func:`apply_record`, but the frequent ones (ingest, copy, checkpoint)
+    as one ``executemany`` per table: a batch of thousands of messages is a handful of statements.
+
+    Order is kept where it matters: buffered rows are flushed before any other record type.
+    """
+
+    def __init__(self, c: sqlite3.Connection) -> None:
+        self.c = c
+        self.objects: list[tuple[Any, ...]] = []
+        self.provenance: list[tuple[Any, ...]] = []
+        self.tags: list[tuple[Any, ...]] = []
+        self.matters: list[tuple[str, str]] = []
+        self.checkpoints: list[tuple[Any, ...]] = []
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        t, d, seq = rec["type"], rec["data"], rec["seq"]
+        if t == "ingest":
+            self.objects.append(
+                (d["id"], d["size"], d["segment"], d["offset"], d["length"], d["record_sha256"], seq, rec["time"])
+            )
+            self.provenance.append(_provenance_row(d["id"], d["prov"], seq))
+            self.tags.append((d["id"], d["client"], json.dumps(d["matters"]), seq))
+            self.matters.extend((d["id"], m) for m in d["matters"])
+        elif t == "copy":
+            self.provenance.append(_provenance_row(d["id"], d["prov"], seq))
+        elif t == "checkpoint":
+            self.checkpoints.append((d["key"], d["value"], seq))
+        elif t == "checkpoints":
+            self.checkpoints.extend((k, v, seq) for k, v in d["items"].items())
+        elif t != "commit":
+            self.flush()
+            apply_record(self.c, rec)
+
+    def flush(self) -> None:
+        c = self.c
+        if self.objects:
+            c.executemany(
+                "INSERT INTO objects(id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                self.objects,
+            )
+            c.executemany("INSERT OR REPLACE INTO tags(id, client, matters, seq) VALUES (?,?,?,?)", self.tags)
+            c.executemany("INSERT OR IGNORE INTO matters(id, matter) VALUES (?,?)", self.matters)
+        if self.provenance:
+            c.executemany(_INSERT_PROVENANCE, self.provenance)
+        if self.checkpoints:
+            c.executemany("INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)", self.checkpoints)
+        self.objects, self.provenance, self.tags, self.matters, self.checkpoints = [], [], [], [], []
+
+
 def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
     """Apply one journal record to the derived tables (the single place that defines their meaning)."""
     t, d, seq = rec["type"], rec["data"], rec["seq"]
@@ -447,6 +516,11 @@ def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
         _apply_tags(c, d["id"], d["client"], d["matters"], seq)
     elif t == "checkpoint":
         c.execute("INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)", (d["key"], d["value"], seq))
+    elif t == "checkpoints":
+        c.executemany(
+            "INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)",
+            [(k, v, seq) for k, v in d["items"].items()],
+        )
     elif t == "dispose":
         c.execute(
             "UPDATE objects SET disposed_at=?, disposed_rule=?, disposed_seq=? WHERE id=?",
@@ -462,25 +536,31 @@ def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
         )
 
 
-def _apply_provenance(c: sqlite3.Connection, oid: str, p: dict[str, Any], seq: int) -> None:
-    c.execute(
-        "INSERT OR IGNORE INTO provenance(id,source,account,folder,uid,uidvalidity,internaldate,flags,location,"
-        "envelope_recipients,fetched_at,seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            oid,
-            p["source"],
-            p.get("account", ""),
-            p.get("folder", ""),
-            p.get("uid", ""),
-            p.get("uidvalidity", ""),
-            p.get("internaldate"),
-            json.dumps(p.get("flags", [])),
-            p.get("location", ""),
-            json.dumps(p.get("envelope_recipients", [])),
-            p.get("fetched_at"),
-            seq,
-        ),
+_INSERT_PROVENANCE = (
+    "INSERT INTO provenance(id,source,account,folder,uid,uidvalidity,internaldate,flags,location,"
+    "envelope_recipients,fetched_at,seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _provenance_row(oid: str, p: dict[str, Any], seq: int) -> tuple[Any, ...]:
+    return (
+        oid,
+        p["source"],
+        p.get("account", ""),
+        p.get("folder", ""),
+        p.get("uid", ""),
+        p.get("uidvalidity", ""),
+        p.get("internaldate"),
+        json.dumps(p.get("flags", [])),
+        p.get("location", ""),
+        json.dumps(p.get("envelope_recipients", [])),
+        p.get("fetched_at"),
+        seq,
     )
+
+
+def _apply_provenance(c: sqlite3.Connection, oid: str, p: dict[str, Any], seq: int) -> None:
+    c.execute(_INSERT_PROVENANCE, _provenance_row(oid, p, seq))
 
 
 def _apply_tags(c: sqlite3.Connection, oid: str, client: str, matters: list[str], seq: int) -> None:

@@ -133,6 +133,7 @@ class Transaction:
         self.metadata: list[tuple[str, ParsedMessage]] = []
         self.new_ids: set[str] = set()
         self.disposed: list[str] = []
+        self.checkpoints: dict[str, str] = {}
         self._copies: set[tuple[str, ...]] = set()
 
     def has(self, oid: str) -> bool:
@@ -144,10 +145,15 @@ class Transaction:
         prov: ProvenanceRow,
         tags: Tags,
         parsed: ParsedMessage | None = None,
+        *,
+        known_new: bool = False,
     ) -> bool:
-        """Store a sealed object (or only its new provenance when already stored); True when new."""
+        """Store a sealed object (or only its new provenance when already stored); True when new.
+
+        ``known_new`` skips the catalog lookup when the caller has just checked (a whole batch at once).
+        """
         pd = prov_dict(prov)
-        if self.has(obj.id):
+        if obj.id in self.new_ids or (not known_new and self.repo.catalog.has_object(obj.id)):
             self.add_copy(obj.id, pd)
             return False
         loc = self.repo.segments.append(bytes.fromhex(obj.id), obj.codec, obj.payload)
@@ -206,7 +212,8 @@ class Transaction:
         self.records.append(("dispose", {"id": oid, "sha256": oid, "rule": rule, "reason": reason}))
 
     def checkpoint(self, key: str, value: str) -> None:
-        self.records.append(("checkpoint", {"key": key, "value": value}))
+        """Save a connector checkpoint with this transaction (all of them in one journal record)."""
+        self.checkpoints[key] = value
 
     def event(self, type_: str, data: dict[str, Any]) -> None:
         self.records.append((type_, data))
@@ -311,6 +318,7 @@ class Repository:
         return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
 
     def close(self) -> None:
+        self.segments.forget()
         self.catalog.close()
         self.keystore.close()
 
@@ -358,6 +366,7 @@ class Repository:
         """Run one atomic transaction under the lock; it commits when the block exits normally."""
         with self.lock():
             self.recover()
+            self.segments.forget()
             tx = Transaction(self, actor)
             try:
                 yield tx
@@ -373,6 +382,9 @@ class Repository:
                 raise
 
     def _commit(self, tx: Transaction) -> None:
+        if tx.checkpoints:
+            tx.records.append(("checkpoints", {"items": tx.checkpoints}))
+            tx.checkpoints = {}
         if not tx.records:
             return
         keys = self.require_keys()
@@ -390,7 +402,7 @@ class Repository:
             rec = make_record(seq=seq, prev=prev, time=now, type=type_, actor=tx.actor, data=data)
             records.append(rec)
             seq, prev = seq + 1, rec["hash"]
-        seg, end = self.segments.active()
+        seg, end = self.segments.position()
         signature = keys.sign(checkpoint_message(self.archive_id, seq, prev, seg, end))
         commit = make_record(
             seq=seq,
@@ -408,9 +420,7 @@ class Repository:
         records.append(commit)
         offset = self.journal.append(records)
         # 4. catalog
-        self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset))
-        if tx.metadata:
-            self.catalog.put_metadata(tx.metadata)
+        self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset), tx.metadata)
         # 5. disposal: the tombstones are committed; now the keys go (recovery redoes this step)
         if tx.disposed:
             self.keystore.destroy(tx.disposed)

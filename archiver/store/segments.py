@@ -22,6 +22,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SEGMENT_MAGIC = b"ARCSEG\x00\x01"
 HEADER = struct.Struct(">8sQ")
@@ -77,6 +78,11 @@ class SegmentStore:
         self.max_bytes = max_bytes
         self._dirty: set[int] = set()
         self._created = False
+        # The segment being appended to, its size and an open handle: valid only while the
+        # archive lock is held (another process may append between transactions).
+        self._active: tuple[int, int] | None = None
+        self._fh: Any = None
+        self._fh_number = -1
 
     def path(self, number: int) -> Path:
         return self.root / f"{number:08d}.seg"
@@ -106,20 +112,44 @@ class SegmentStore:
         self._created = True
         return number
 
+    def position(self) -> tuple[int, int]:
+        """The current append position (cached while a transaction appends)."""
+        if self._active is None:
+            self._active = self.active()
+        return self._active
+
+    def forget(self) -> None:
+        """Drop the cached append position (at the start of every transaction)."""
+        self._close_handle()
+        self._active = None
+
+    def _close_handle(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
     def append(self, object_id: bytes, codec: int, payload: bytes) -> Location:
         """Append one record (not yet durable: call :meth:`sync`)."""
-        n, size = self.active()
+        if self._active is None:
+            self._active = self.active()
+        n, size = self._active
         if size > HEADER.size and size + RECORD.size + len(payload) > self.max_bytes:
+            self._close_handle()
             n, size = self._create(n + 1), HEADER.size
-        head = RECORD.pack(RECORD_MAGIC, object_id, codec, b"\0\0\0", len(payload))
-        with open(self.path(n), "ab") as fh:
-            fh.write(head)
-            fh.write(payload)
+        if self._fh is None or self._fh_number != n:
+            self._close_handle()
+            self._fh = open(self.path(n), "ab")  # noqa: SIM115 - kept open across appends
+            self._fh_number = n
+        self._fh.write(RECORD.pack(RECORD_MAGIC, object_id, codec, b"\0\0\0", len(payload)))
+        self._fh.write(payload)
         self._dirty.add(n)
+        self._active = (n, size + RECORD.size + len(payload))
         return Location(n, size, RECORD.size + len(payload))
 
     def sync(self) -> None:
         """fsync every segment written since the last sync, and the folder if a file was created."""
+        if self._fh is not None:
+            self._fh.flush()
         for n in sorted(self._dirty):
             fd = os.open(self.path(n), os.O_RDONLY)
             try:
@@ -190,6 +220,7 @@ class SegmentStore:
 
     def truncate_to(self, number: int, end: int) -> list[str]:
         """Cut the uncommitted tail: segment ``number`` back to ``end``, later segments removed."""
+        self.forget()
         actions = []
         for n in self.numbers():
             p = self.path(n)

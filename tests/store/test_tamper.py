@@ -91,8 +91,8 @@ def test_truncated_journal_tail(archive_dir: Path, initialised: Callable[..., Cl
 @pytest.mark.parametrize(
     ("sql", "fragment"),
     [
-        ("UPDATE tags SET client='other' WHERE rowid=1", "catalog table tags"),
-        ("UPDATE objects SET record_sha256='00' WHERE rowid=2", "catalog table objects"),
+        ("UPDATE tags SET client='other' WHERE id=(SELECT MIN(id) FROM tags)", "catalog table tags"),
+        ("UPDATE objects SET record_sha256='00' WHERE id=(SELECT MAX(id) FROM objects)", "catalog table objects"),
         ("DELETE FROM provenance WHERE rowid=3", "catalog table provenance"),
         ("INSERT INTO matters VALUES ('feedface', '1-1')", "catalog table matters"),
     ],
