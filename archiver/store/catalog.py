@@ -168,10 +168,16 @@ class ObjectRow:
     disposed_rule: str | None
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, durable: bool = True) -> sqlite3.Connection:
+    """Open an archive database in WAL mode with secure_delete.
+
+    ``durable=False`` (the catalog) skips the fsync at each commit: everything the catalog
+    derives from the journal is re-applied by recovery if a power loss drops its last commits.
+    The keystore stays durable: a key must be on disk before the journal commit names it.
+    """
     conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
@@ -182,7 +188,7 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.conn = connect(path)
+        self.conn = connect(path, durable=False)
         self.conn.executescript(SCHEMA)
         schema = self.get_meta("schema")
         if schema is None:
