@@ -287,17 +287,19 @@ class MessageIndex:
         exclude_clients: Sequence[str] = (),
         exclude_matters: Sequence[str] = (),
         body_loader: Callable[[str], str | None] | None = None,
+        only_clients: Sequence[str] | None = None,
+        only_matters: Sequence[str] | None = None,
     ) -> SearchResult:
         """Run a query (see query.py for the language); newest first unless sort="relevance".
 
         ``limit=0`` returns every hit.  Exclusions apply to hits and to the total.
         ``body_loader(id)``, if given, returns a hit's full body text so that the snippet can
         come from anywhere in it (the index stores only the beginning); None falls back to the
-        stored beginning.  Raises QueryError for a malformed query.
+        stored beginning.  ``only_clients``/``only_matters`` (not None) restrict hits to messages
+        of one of those clients or matters (a web viewer's allowed list).  Raises QueryError for
+        a malformed query.
         """
-        parsed = parse_query(query)
-        q = self._translator.translate(parsed)
-        q = self._exclude(q, exclude_clients, exclude_matters)
+        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
         if limit <= 0:
             limit = max(1, searcher.num_docs)
@@ -319,6 +321,59 @@ class MessageIndex:
         # The binding's stub omits SearchResult.count, which search(count=True) fills in.
         total = getattr(result, "count", None)
         return SearchResult(total=int(total or 0), hits=tuple(hits))
+
+    def facets(
+        self,
+        query: str,
+        fields: Sequence[Literal["client", "matter"]] = ("client", "matter"),
+        *,
+        exclude_clients: Sequence[str] = (),
+        exclude_matters: Sequence[str] = (),
+        only_clients: Sequence[str] | None = None,
+        only_matters: Sequence[str] | None = None,
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Per-value hit counts of the label fields among the messages matching ``query``.
+
+        The same exclusions and restrictions as :meth:`search` apply, so a facet never counts a
+        message the caller may not see.  Values are the lower-cased indexed labels.
+        """
+        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
+        searcher = self._index.searcher()
+        out: dict[str, list[tuple[str, int]]] = {}
+        for field in fields:
+            name = S.F_CLIENT if field == "client" else S.F_MATTER
+            terms = searcher.terms_with_prefix(name, "", filter_query=q)
+            out[field] = sorted(((str(t), int(n)) for t, n in terms if n > 0), key=lambda tn: (-tn[1], tn[0]))
+        return out
+
+    def _restricted(
+        self,
+        query: str,
+        exclude_clients: Sequence[str],
+        exclude_matters: Sequence[str],
+        only_clients: Sequence[str] | None,
+        only_matters: Sequence[str] | None,
+    ) -> tantivy.Query:
+        q = self._translator.translate(parse_query(query))
+        if only_clients is not None or only_matters is not None:
+            allowed = [(S.F_CLIENT, c) for c in only_clients or () if c.strip()]
+            allowed += [(S.F_MATTER, m) for m in only_matters or () if m.strip()]
+            terms = [
+                (
+                    tantivy.Occur.Should,
+                    tantivy.Query.term_query(self._schema, f, v.strip().lower(), index_option="basic"),
+                )
+                for f, v in allowed
+            ]
+            # An empty allowed list allows nothing (a MustNot on everything).
+            scope = tantivy.Query.boolean_query(terms) if terms else None
+            if scope is None:
+                q = tantivy.Query.boolean_query(
+                    [(tantivy.Occur.Must, q), (tantivy.Occur.MustNot, tantivy.Query.all_query())]
+                )
+            else:
+                q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), (tantivy.Occur.Must, scope)])
+        return self._exclude(q, exclude_clients, exclude_matters)
 
     def _exclude(self, q: tantivy.Query, clients: Sequence[str], matters: Sequence[str]) -> tantivy.Query:
         excluded = [(S.F_CLIENT, c) for c in clients if c.strip()]
