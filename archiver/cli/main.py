@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "archiver.cli.stats",
     "archiver.cli.maintenance",
     "archiver.cli.keys",
+    "archiver.cli.serve",
     "archiver.cli.retention",
     "archiver.cli.holds",
     "archiver.cli.matter",

@@ -54,6 +54,10 @@ MIN_ID_PREFIX = 8
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
 
+#: the index stores dates as nanoseconds since 1970 in 64 bits: 1677-09-22 .. 2262-04-11.
+_FIRST_DAY = date(1677, 9, 22)
+_LAST_DAY = date(2262, 4, 10)
+
 class QuerySyntaxError(QueryError):
     """The query is malformed; ``column`` (1-based) says where."""
 
@@ -397,6 +401,12 @@ class _Parser:
             raise self.error(
                 f"Bad date '{value}' at column {value_pos + 1}: no such day (write YYYY-MM-DD)", value_pos
             ) from None
+        if not _FIRST_DAY <= day <= _LAST_DAY:
+            raise self.error(
+                f"Date '{value}' at column {value_pos + 1} is out of range: use a year from "
+                f"{_FIRST_DAY.year + 1} to {_LAST_DAY.year - 1}",
+                value_pos,
+            )
         when = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return DateBound("after" if name == "after" else "before", when, field_pos)
 

@@ -175,3 +175,9 @@ def test_errors_point_at_the_problem(text: str, column: int, words: str) -> None
     assert lines[-1] == "  " + " " * (column - 1) + "^"
     assert lines[-2] == "  " + text
     assert err.exit_code == 7
+
+
+@pytest.mark.parametrize("q", ["before:5073-01-01", "after:1500-01-01"])
+def test_dates_outside_the_index_range_are_query_errors(q: str) -> None:
+    with pytest.raises(QueryError, match="out of range"):
+        parse_query(q)

@@ -1,0 +1,71 @@
+"""`archiver serve` (the web UI and API) and `archiver web hash-password`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from archiver.cli.common import config_of
+from archiver.errors import UsageError
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[parent],
+        help="serve the web UI and JSON API",
+        description="Serve search, message view, exports, holds and the access log to web users "
+        "(web.users in the config). See docs/web.md.",
+    )
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default: web.listen, 127.0.0.1:8080)")
+    p.set_defaults(func=run_serve)
+
+    w = sub.add_parser("web", parents=[parent], help="web server utilities")
+    wsub = w.add_subparsers(dest="web_command", metavar="COMMAND")
+    h = wsub.add_parser(
+        "hash-password",
+        parents=[parent],
+        help="print an argon2 hash for web.users[].password_hash",
+        description="Reads the password from the terminal (twice), or one line from standard input when piped.",
+    )
+    h.set_defaults(func=run_hash_password)
+    w.set_defaults(func=lambda _args: (w.print_help(sys.stderr), 2)[1])
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {listen!r} must look like HOST:PORT, e.g. 127.0.0.1:8080.")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from archiver.web.app import create_app
+
+    cfg = config_of(args)
+    if args.listen:
+        cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={"listen": args.listen})})
+    host, port = split_listen(cfg.web.listen)
+    app = create_app(cfg)
+    if not app.state.web.users:
+        print("archiver: no web users are configured (web.users); nobody can log in.", file=sys.stderr)
+    print(f"archiver: serving on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+    return 0
+
+
+def run_hash_password(_args: argparse.Namespace) -> int:
+    from archiver.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise UsageError("The two passwords differ; nothing was printed.")
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    print(hash_password(first))
+    return 0

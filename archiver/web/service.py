@@ -1,0 +1,321 @@
+"""The web server's only door to the archive: every read goes through a :class:`Scope`.
+
+One :class:`WebArchive` wraps the :class:`~archiver.archive.Archive` opened at start-up.  The
+repository and its SQLite connection are not safe for concurrent use by threads (the writer
+lock is re-entrant per object, the catalog connection is shared), so everything touching them
+runs under one lock; index searches run outside it (tantivy searchers are thread-safe).
+
+A message the scope may not see is reported exactly like a message that does not exist
+(:class:`Hidden`, a 404), so a walled user cannot even learn that it exists.  Every access is
+journalled (search, view, download, export, login) in the hash-chained journal.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+from typing import Any, Literal
+
+from archiver.archive import Archive
+from archiver.clock import parse_iso
+from archiver.errors import ArchiverError, NotFoundError, QueryError
+from archiver.index.store import highlight_html
+from archiver.model import Attachment, ParsedMessage, SearchHit
+from archiver.normalize.parse import parse_message
+from archiver.web import policy
+from archiver.web.access import Scope
+
+_ID = re.compile(r"^[0-9a-f]{64}$")
+#: longest query text written to the journal (a 1 MB query is an attack, not an audit need).
+_MAX_LOGGED = 2000
+
+
+class Hidden(NotFoundError):
+    """No such message (or one the user may not see: the answer is the same)."""
+
+
+class Gone(ArchiverError):
+    """The message was disposed of; its content can no longer be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of search results the scope may see."""
+
+    query: str
+    total: int
+    hits: tuple[SearchHit, ...]
+    facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """Everything the message page shows."""
+
+    info: dict[str, Any]
+    parsed: ParsedMessage | None
+    holds: list[dict[str, Any]]
+    retention: dict[str, Any] | None
+
+
+def snippet_html(hit: SearchHit) -> str:
+    return highlight_html(hit.snippet, hit.highlights)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_LOGGED else text[:_MAX_LOGGED] + "…"
+
+
+class WebArchive:
+    """Scoped, journalled access to one opened archive (thread-safe)."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.lock = threading.RLock()
+
+    # -- journal -----------------------------------------------------------------------
+    def journal(
+        self, actor: str, type_: Literal["search", "view", "download", "export", "login"], data: dict[str, Any]
+    ) -> None:
+        """Write one access event to the hash-chained journal (committed before returning)."""
+        with self.lock, self.archive.repo.transaction(actor=f"web:{actor}") as tx:
+            tx.event(type_, data)
+
+    def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        actor: str = "",
+        since: str = "",
+        until: str = "",
+        contains: str = "",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Journal events from the catalog's events table, newest first, with their total."""
+        where: list[str] = []
+        args: list[Any] = []
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            args.extend(types)
+        if actor:
+            where.append("actor LIKE ? ESCAPE '\\'")
+            args.append("%" + actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if since:
+            where.append("time >= ?")
+            args.append(since)
+        if until:
+            where.append("time < ?")
+            args.append(until)
+        if contains:
+            where.append("instr(data, ?) > 0")
+            args.append(contains)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self.lock:
+            conn = self.archive.repo.catalog.conn
+            total = int(conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()[0])
+            rows = conn.execute(
+                f"SELECT seq, type, time, actor, data FROM events{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*args, max(1, min(limit, 1000)), max(0, offset)],
+            ).fetchall()
+        out = []
+        for seq, type_, time_, who, data in rows:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = {"raw": data}
+            out.append({"seq": seq, "type": type_, "time": time_, "actor": who, "data": parsed})
+        return total, out
+
+    # -- search ------------------------------------------------------------------------
+    def search(
+        self,
+        scope: Scope,
+        query: str,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        sort: Literal["date", "relevance"] = "date",
+        facets: bool = True,
+        journal: dict[str, Any] | None = None,
+    ) -> Page:
+        """Search within the scope; the hits, the total and the facets all respect it."""
+        filters = scope.index_filters()
+        index = self.archive.index
+        try:
+            result = index.search(query, limit=limit, offset=offset, sort=sort, **filters)  # type: ignore[arg-type]
+            counts = index.facets(query, **filters) if facets else {}  # type: ignore[arg-type]
+        except ValueError as exc:  # e.g. a date tantivy cannot represent (before:5073-01-01)
+            raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
+        # Defence in depth: the catalog is the truth for tags; drop any hit it says is walled
+        # (an index lagging behind a retag must not leak).
+        with self.lock:
+            hits = []
+            for hit in result.hits:
+                tags = self.archive.repo.catalog.tags(hit.id)
+                if tags is not None and scope.sees(tags[0], tags[1]):
+                    hits.append(hit)
+        total = max(0, result.total - (len(result.hits) - len(hits)))
+        self.journal(
+            scope.username,
+            "search",
+            {
+                "query": _clip(query),
+                **(journal or {}),
+                "sort": sort,
+                "offset": offset,
+                "total": total,
+                "ids": [h.id for h in hits],
+            },
+        )
+        return Page(query=query, total=total, hits=tuple(hits), facets=counts)
+
+    def visible_ids(self, scope: Scope, query: str) -> list[str]:
+        """Every id matching ``query`` that the scope may see (for exports)."""
+        try:
+            result = self.archive.index.search(query, limit=0, sort="date", **scope.index_filters())  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
+        with self.lock:
+            return [h.id for h in result.hits if self._sees(scope, h.id)]
+
+    def matter_ids(self, scope: Scope, matter: str) -> list[str]:
+        """Every live message of ``matter`` (``MATTER`` or ``CLIENT/MATTER``) the scope may see (from the catalog)."""
+        client, sep, number = matter.strip().rpartition("/")
+        sql = (
+            "SELECT m.id FROM matters m JOIN objects o ON o.id = m.id JOIN tags t ON t.id = m.id "
+            "WHERE lower(m.matter) = lower(?) AND o.disposed_at IS NULL"
+        )
+        args = [number.strip()]
+        if sep:
+            sql += " AND lower(t.client) = lower(?)"
+            args.append(client.strip())
+        with self.lock:
+            rows = self.archive.repo.catalog.conn.execute(sql + " ORDER BY m.id", args).fetchall()
+            return [r[0] for r in rows if self._sees(scope, r[0])]
+
+    # -- one message -------------------------------------------------------------------
+    def _sees(self, scope: Scope, oid: str) -> bool:
+        tags = self.archive.repo.catalog.tags(oid)
+        return tags is not None and scope.sees(tags[0], tags[1])
+
+    def _check(self, scope: Scope, oid: str) -> str:
+        """The id when it names a message the scope may see; Hidden otherwise (call under lock)."""
+        oid = oid.strip().lower()
+        if not _ID.match(oid) or self.archive.repo.catalog.object(oid) is None or not self._sees(scope, oid):
+            raise Hidden(f"No message with id {oid[:64]} in the archive.")
+        return oid
+
+    def _parse(self, oid: str, raw: bytes, ingested_at: str) -> ParsedMessage:
+        opts = self.archive.parse_options()
+        return parse_message(
+            raw,
+            received=parse_iso(ingested_at),
+            max_parse_bytes=opts.max_parse_bytes,
+            max_attachment_text_chars=opts.max_attachment_text_chars,
+            matter_header=opts.matter_header,
+        )
+
+    def message(self, scope: Scope, oid: str, *, journal: bool = True) -> MessageView:
+        """The message's catalog record, parsed content (None once disposed), holds and retention."""
+        with self.lock:
+            oid = self._check(scope, oid)
+            info = self.archive.describe(oid)
+            parsed = None
+            if not info.get("disposed_at"):
+                parsed = self._parse(oid, self.archive.repo.read_raw(oid), str(info["ingested_at"]))
+            holds = policy.holds_for(self.archive, oid, info)
+            retention = policy.retention_for(self.archive, oid, info, holds)
+        if journal:
+            self.journal(scope.username, "view", {"id": oid})
+        return MessageView(info=info, parsed=parsed, holds=holds, retention=retention)
+
+    def raw(self, scope: Scope, oid: str) -> tuple[str, bytes]:
+        """The original bytes (journalled as a download)."""
+        with self.lock:
+            oid = self._check(scope, oid)
+            row = self.archive.repo.catalog.object(oid)
+            if row is not None and row.disposed_at:
+                raise Gone(f"Message {oid} was disposed of on {row.disposed_at}; its content can no longer be read.")
+            raw = self.archive.repo.read_raw(oid)
+        self.journal(scope.username, "download", {"id": oid, "part": "raw", "size": len(raw)})
+        return oid, raw
+
+    def html_body(self, scope: Scope, oid: str) -> str:
+        """The HTML body as sent (the caller sanitises it); journalled as a view of that part."""
+        view = self.message(scope, oid, journal=False)
+        self.journal(scope.username, "view", {"id": view.info["id"], "part": "html"})
+        return view.parsed.body_html if view.parsed else ""
+
+    def attachment(self, scope: Scope, oid: str, sha256: str) -> tuple[Attachment, bytes]:
+        """One attachment's decoded bytes, found by its SHA-256 (journalled as a download)."""
+        sha256 = sha256.strip().lower()
+        with self.lock:
+            oid = self._check(scope, oid)
+            view = self.message(scope, oid, journal=False)
+            meta = next((a for a in (view.parsed.attachments if view.parsed else ()) if a.sha256 == sha256), None)
+            if meta is None or not _ID.match(sha256):
+                raise Hidden(f"Message {oid} has no attachment {sha256[:64]}.")
+            raw = self.archive.repo.read_raw(oid)
+        data = find_part(raw, sha256)
+        if data is None:
+            raise Hidden(f"The attachment {sha256} of message {oid} could not be found again in the raw message.")
+        self.journal(
+            scope.username,
+            "download",
+            {"id": oid, "part": "attachment", "sha256": sha256, "filename": meta.filename, "size": len(data)},
+        )
+        return meta, data
+
+    # -- overviews -----------------------------------------------------------------------
+    def clients_and_matters(self, scope: Scope) -> dict[str, list[tuple[str, int]]]:
+        """Facet counts over the whole archive within the scope (filter drop-downs)."""
+        return self.archive.index.facets("size>=0", **scope.index_filters())  # type: ignore[arg-type]
+
+    def sources(self) -> list[str]:
+        with self.lock:
+            rows = self.archive.repo.catalog.conn.execute("SELECT DISTINCT source FROM provenance ORDER BY source")
+            return [r[0] for r in rows]
+
+
+def _parts(msg: Message) -> Iterator[bytes]:
+    """Every candidate attachment payload of a message tree, as the normalizer hashes them."""
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype.startswith("message/"):
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message):
+                try:
+                    yield inner.as_bytes(policy=compat32.clone(max_line_length=0), unixfrom=False)
+                except Exception:
+                    yield str(inner).encode("utf-8", "surrogateescape")
+            continue
+        if part.is_multipart():
+            continue
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:
+            data = None
+        if isinstance(data, bytes):
+            yield data
+        else:
+            text = part.get_payload()
+            if isinstance(text, str):
+                yield text.encode("utf-8", "surrogateescape")
+
+
+def find_part(raw: bytes, sha256: str) -> bytes | None:
+    """The MIME part of ``raw`` whose decoded bytes hash to ``sha256``."""
+    msg = email.message_from_bytes(raw, policy=compat32)
+    for data in _parts(msg):
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return data
+    return None
