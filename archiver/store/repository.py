@@ -134,6 +134,7 @@ class Transaction:
         self.new_ids: set[str] = set()
         self.disposed: list[str] = []
         self.checkpoints: dict[str, str] = {}
+        self.actors: dict[int, str] = {}
         self._copies: set[tuple[str, ...]] = set()
 
     def has(self, oid: str) -> bool:
@@ -215,7 +216,10 @@ class Transaction:
         """Save a connector checkpoint with this transaction (all of them in one journal record)."""
         self.checkpoints[key] = value
 
-    def event(self, type_: str, data: dict[str, Any]) -> None:
+    def event(self, type_: str, data: dict[str, Any], *, actor: str | None = None) -> None:
+        """Journal an event; ``actor`` overrides the transaction's (group-committed audit events)."""
+        if actor is not None:
+            self.actors[len(self.records)] = actor
         self.records.append((type_, data))
 
 
@@ -398,8 +402,8 @@ class Repository:
         now = iso(self.clock())
         seq, prev = head.seq, head.hash
         records: list[dict[str, Any]] = []
-        for type_, data in tx.records:
-            rec = make_record(seq=seq, prev=prev, time=now, type=type_, actor=tx.actor, data=data)
+        for i, (type_, data) in enumerate(tx.records):
+            rec = make_record(seq=seq, prev=prev, time=now, type=type_, actor=tx.actors.get(i, tx.actor), data=data)
             records.append(rec)
             seq, prev = seq + 1, rec["hash"]
         seg, end = self.segments.position()

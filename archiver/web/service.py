@@ -29,6 +29,7 @@ from archiver.errors import ArchiverError, NotFoundError, QueryError
 from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
 from archiver.normalize.parse import parse_message
+from archiver.store.audit import GroupCommit
 from archiver.web import policy
 from archiver.web.access import Scope
 
@@ -79,14 +80,20 @@ class WebArchive:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.lock = threading.RLock()
+        self._audit = GroupCommit(self._commit_events)
+
+    def _commit_events(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+        with self.lock, self.archive.repo.transaction(actor="web") as tx:
+            for actor, type_, data in events:
+                tx.event(type_, data, actor=f"web:{actor}")
 
     # -- journal -----------------------------------------------------------------------
     def journal(
         self, actor: str, type_: Literal["search", "view", "download", "export", "login"], data: dict[str, Any]
     ) -> None:
-        """Write one access event to the hash-chained journal (committed before returning)."""
-        with self.lock, self.archive.repo.transaction(actor=f"web:{actor}") as tx:
-            tx.event(type_, data)
+        """Write one access event to the hash-chained journal (committed before returning;
+        concurrent requests share one commit, see archiver.store.audit)."""
+        self._audit.submit(actor, type_, data)
 
     def events(
         self,

@@ -194,6 +194,8 @@ def test_daemon_syncs_on_schedule_serves_health_and_metrics(setup: tuple[Path, P
             lambda: (
                 (t := http_get(port, "/metrics")[1])
                 and metric(t, "archiver_messages_archived_total", source=SOURCE) == 5
+                # the archive gauges are refreshed when the run ends, a moment after the counters
+                and metric(t, "archiver_messages") == 5
                 and t
             ),
         )
@@ -209,6 +211,9 @@ def test_daemon_syncs_on_schedule_serves_health_and_metrics(setup: tuple[Path, P
             "the metric to count it",
             lambda: metric(http_get(port, "/metrics")[1], "archiver_messages_archived_total", source=SOURCE) == 8,
         )
+
+        # The state file is written when a run ends, a moment after its metrics.
+        wait_for("the second run to be recorded", lambda: int(sync_state(archive).get("runs") or 0) >= 2, daemon=d)
 
         # `archiver status` from another process, without the passphrase.
         env = {k: v for k, v in os.environ.items() if k != "ARCHIVER_PASSPHRASE"}
