@@ -111,6 +111,12 @@ class Daemon:
             previous = self._install_signals()
             state.started(pid=os.getpid(), config=str(cfg.origin or ""), listen=http.address)
             http.start()
+            web = None
+            if cfg.daemon.serve_web:
+                from archiver.daemon.webserver import WebServer
+
+                web = WebServer(cfg, archive)
+                web.start()
             self.scheduler.start()
             log.info(
                 "daemon started",
@@ -124,6 +130,8 @@ class Daemon:
                 self._loop()
                 return self._shutdown()
             finally:
+                if web is not None:
+                    web.stop()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         finally:

@@ -376,3 +376,30 @@ def test_shutdown_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout + r.stderr
     ids, prov = catalog_counts(archive)
     assert ids <= expected and prov == len(ids)
+
+
+def test_daemon_serves_the_web_ui_when_asked(tmp_path: Path) -> None:
+    """daemon.serve_web starts the web UI beside the scheduler and stops it on SIGTERM."""
+    port, web_port = free_port(), free_port()
+    cfg = tmp_path / "archiver.yaml"
+    write_config(cfg, tmp_path, port, serve_web=True)
+    data = yaml.safe_load(cfg.read_text())
+    data["web"] = {"listen": f"127.0.0.1:{web_port}", "secure_cookies": False}
+    cfg.write_text(yaml.safe_dump(data))
+    (tmp_path / "Maildir").mkdir()
+    assert run_process(["--config", str(cfg), "init"]).returncode == 0
+    d = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        wait_for("the web UI's port", lambda: _port_open(web_port), daemon=d)
+        status, body = http_get(web_port, "/login")
+        assert status == 200 and "password" in body.lower()
+        assert http_get(port, "/healthz")[0] == 200
+    finally:
+        assert d.stop() == 0
+    assert not _port_open(web_port), "the web UI must stop with the daemon"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,54 @@
+"""The web UI served from the daemon (``daemon.serve_web: true``).
+
+The web server gets its own Archive object (its own SQLite connections and index
+reader) over the same folder, so the scheduler's worker thread and the web
+request threads never share a connection; it reuses the keys the daemon already
+unlocked instead of deriving them from the passphrase a second time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from archiver.archive import Archive
+from archiver.config import Config
+from archiver.logging import get_logger
+from archiver.store.repository import Repository
+
+log = get_logger("archiver.daemon.web")
+
+
+class WebServer:
+    """uvicorn in a background thread; ``stop()`` asks it to finish its requests and exit."""
+
+    def __init__(self, cfg: Config, archive: Archive) -> None:
+        import uvicorn
+
+        from archiver.cli.serve import split_listen
+        from archiver.web.app import create_app
+
+        repo = Repository(
+            cfg.archive.path,
+            keys=archive.repo.keys,
+            clock=archive.repo.clock,
+            segment_max_bytes=cfg.archive.segment_max_mb * 2**20,
+        )
+        self.archive = Archive(cfg, repo)
+        host, port = split_listen(cfg.web.listen)
+        app = create_app(cfg, self.archive)
+        self.address = f"{host}:{port}"
+        self.server: Any = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False, lifespan="on")
+        )
+        # uvicorn installs signal handlers only in the main thread: the daemon keeps its own.
+        self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        log.info("web UI started", listen=self.address)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.archive.close()
