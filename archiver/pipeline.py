@@ -34,6 +34,8 @@ log = get_logger("archiver.pipeline")
 #: index commits are batched: at most this many messages or seconds between commits.
 INDEX_COMMIT_EVERY = 5000
 INDEX_COMMIT_SECONDS = 30.0
+#: the summary lists at most this many failures (memory stays bounded on a tree of junk files).
+MAX_LISTED_FAILURES = 1000
 #: a batch the workers have not finished by then means a lost task: fail loudly, never hang.
 WORKER_TIMEOUT_S = 3600.0
 
@@ -255,7 +257,8 @@ def _commit(
     for f in batch.failures:
         summary.failed += 1
         fs.failed += 1
-        summary.failures.append({"location": f.location, "reason": f.reason})
+        if len(summary.failures) < MAX_LISTED_FAILURES:  # all are logged; the summary lists the first ones
+            summary.failures.append({"location": f.location, "reason": f.reason})
         log.warning("not imported", location=f.location, reason=f.reason)
     if grown:
         # Earlier messages seen in a new place: their source/folder facets changed.

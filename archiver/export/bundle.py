@@ -85,16 +85,9 @@ class ExportResult:
     fingerprint: str
 
 
-def select_query(archive: Any, query: str, page: int = 1000) -> Selection:
-    """Every message the query finds (disposed messages are not in the index)."""
-    ids: list[str] = []
-    offset = 0
-    while True:
-        result = archive.search(query, limit=page, offset=offset)
-        ids.extend(h.id for h in result.hits)
-        offset += len(result.hits)
-        if not result.hits or offset >= result.total:
-            break
+def select_query(archive: Any, query: str) -> Selection:
+    """Every message the query finds, newest first (disposed messages are not in the index)."""
+    ids = archive.index.matching_ids(query)
     return Selection("query", query, list(dict.fromkeys(ids)))
 
 

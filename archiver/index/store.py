@@ -268,6 +268,33 @@ class MessageIndex:
         """Number of live (committed, not deleted) documents."""
         return int(self._index.searcher().num_docs)
 
+    def matching_ids(
+        self,
+        query: str,
+        *,
+        exclude_clients: Sequence[str] = (),
+        exclude_matters: Sequence[str] = (),
+        only_clients: Sequence[str] | None = None,
+        only_matters: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Ids of every message matching ``query``, newest first, without snippets or display fields.
+
+        For selections (query holds and rules, exports): on a large result set building a snippet
+        and loading the stored fields of every hit is most of the cost of :meth:`search`.
+        """
+        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
+        searcher = self._index.searcher()
+        try:
+            result = searcher.search(q, max(1, searcher.num_docs), count=False, order_by_field=S.F_DATE)
+        except ValueError as e:
+            raise QueryError(f"The query {query!r} could not be run ({e}); make it more specific.") from e
+        out = []
+        for _key, addr in result.hits:
+            values = searcher.doc(addr).get_all(S.F_ID)
+            if values:
+                out.append(str(values[0]))
+        return out
+
     def all_ids(self) -> set[str]:
         """Every indexed id (for verify: compare with the catalog)."""
         searcher = self._index.searcher()

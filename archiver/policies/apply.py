@@ -282,7 +282,7 @@ def _evaluate(
     holds = list_holds(archive.repo.catalog, active_only=True)
     qhold = query_hold_ids(archive, holds)
     qrules = {
-        r.name: {h.id for h in archive.index.search(r.match.query, limit=0).hits}
+        r.name: set(archive.index.matching_ids(r.match.query))
         for r in rules.rules
         if r.match.query is not None
     }

@@ -172,5 +172,5 @@ def query_hold_ids(archive: Archive, holds: Sequence[Hold]) -> dict[str, set[str
     out: dict[str, set[str]] = {}
     for h in holds:
         if h.active and h.kind == "query":
-            out[h.case] = {hit.id for hit in archive.index.search(h.value, limit=0).hits}
+            out[h.case] = set(archive.index.matching_ids(h.value))
     return out

@@ -187,11 +187,11 @@ class WebArchive:
     def visible_ids(self, scope: Scope, query: str) -> list[str]:
         """Every id matching ``query`` that the scope may see (for exports)."""
         try:
-            result = self.archive.index.search(query, limit=0, sort="date", **scope.index_filters())  # type: ignore[arg-type]
+            ids = self.archive.index.matching_ids(query, **scope.index_filters())  # type: ignore[arg-type]
         except ValueError as exc:
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
         with self.lock:
-            return [h.id for h in result.hits if self._sees(scope, h.id)]
+            return [i for i in ids if self._sees(scope, i)]
 
     def matter_ids(self, scope: Scope, matter: str) -> list[str]:
         """Every live message of ``matter`` (``MATTER`` or ``CLIENT/MATTER``) the scope may see (from the catalog)."""

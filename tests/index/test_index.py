@@ -407,3 +407,25 @@ def test_only_the_body_start_is_stored_but_a_loader_gives_full_snippets(tmp_path
         # A loader that does not know the id falls back to the stored start.
         (hit,) = idx.search("needle", body_loader=lambda _id: None).hits
         assert hit.snippet.startswith("opening words.")
+
+
+def test_matching_ids_equals_search_ids(tmp_path: Path) -> None:
+    """The id-only selection used by holds, rules and exports returns what search returns, newest first."""
+    idx = MessageIndex.open(tmp_path / "ix")
+    docs = [
+        make_doc(
+            100 + i,
+            subject=f"gas contract {i}",
+            date=datetime(2001, 5, 1 + i % 27, i % 24, tzinfo=UTC),
+            client="acme" if i % 3 == 0 else "globex",
+        )
+        for i in range(40)
+    ]
+    idx.add(docs)
+    idx.commit()
+    for q in ("gas", "contract AND NOT subject:7", "after:2001-05-10"):
+        full = [h.id for h in idx.search(q, limit=0).hits]
+        assert idx.matching_ids(q) == full
+    assert idx.matching_ids("gas", exclude_clients=["acme"]) == [
+        h.id for h in idx.search("gas", limit=0, exclude_clients=["acme"]).hits
+    ]
