@@ -57,6 +57,15 @@ def close_matter(archive: Archive, ref: str, on: date, *, actor: str, today: dat
     if on > today:
         raise PolicyError(f"{on.isoformat()} is in the future: a matter can only be closed on a past or present date.")
     with archive.repo.transaction(actor) as tx:
+        row = archive.repo.catalog.conn.execute(
+            "SELECT MAX(date) FROM matter_events WHERE client=? AND matter=? AND event='close'", (client, matter)
+        ).fetchone()
+        if row and row[0] and on.isoformat() < row[0]:
+            # Backdating a close would shorten every matter_closed period, compliance ones included.
+            raise PolicyError(
+                f"The matter {client}/{matter} was already closed on {row[0]}; it cannot be closed on an "
+                f"earlier date ({on.isoformat()}), which would shorten its retention periods."
+            )
         tx.event("matter_close", {"client": client, "matter": matter, "date": on.isoformat()})
     return matter_state(archive.repo.catalog, client, matter)
 

@@ -265,6 +265,10 @@ def test_event_based_start_with_matter_close_and_reopen(env: Env) -> None:
     assert env.run("matter", "reopen", "acme/10234-0001").code == 0
     assert env.run("matter", "reopen", "acme/10234-0001").code == 10
     assert retention.plan(env.archive, Y(2100)).dispose == []
+    # Backdating a new close would shorten the periods: refused, and nothing changes.
+    back = env.run("matter", "close", "acme/10234-0001", "--date", "2020-01-01")
+    assert back.code == 10 and "earlier date" in back.err
+    assert retention.plan(env.archive, Y(2100)).dispose == []
     rows = env.archive.repo.catalog.conn.execute("SELECT event, actor FROM matter_events ORDER BY seq").fetchall()
     assert [r[0] for r in rows] == ["close", "reopen"] and all(r[1] for r in rows)
     assert env.run("verify").code == 0
