@@ -139,3 +139,12 @@ def test_clean_archive_verifies_and_is_journalled(archive_dir: Path, initialised
     assert code == 0 and problems == ""
     recs = journal_lines(archive_dir)
     assert [r for r in recs if r["type"] == "verify"][-1]["data"]["ok"] is True  # type: ignore[index]
+
+
+def test_edited_message_metadata_is_caught_by_full_verify(archive_dir: Path, initialised: Callable[..., CliResult]) -> None:
+    conn = sqlite3.connect(archive_dir / "catalog.sqlite")
+    conn.execute("UPDATE messages SET subject='nothing to see here' WHERE id=(SELECT MIN(id) FROM messages)")
+    conn.commit()
+    conn.close()
+    code, problems = verify(initialised, "--full")
+    assert code == 9 and "catalog table messages" in problems and "subject" in problems
