@@ -14,7 +14,7 @@ import html
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -300,9 +300,6 @@ class MessageIndex:
         searcher = self._index.searcher()
         live = searcher.terms_with_prefix(S.F_ID, "", filter_query=tantivy.Query.all_query())
         return {term for term, n in live if n > 0}
-
-    def iter_ids(self) -> Iterator[str]:
-        yield from sorted(self.all_ids())
 
     def search(
         self,

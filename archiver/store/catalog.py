@@ -141,17 +141,6 @@ EVENT_TYPES = frozenset(
     }
 )
 
-DERIVED_TABLES = (
-    "objects",
-    "tags",
-    "matters",
-    "provenance",
-    "checkpoints",
-    "events",
-    "holds",
-    "matter_events",
-    "retention_rules",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +264,6 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def objects(self) -> Iterator[ObjectRow]:
-        cur = self.conn.execute(
-            "SELECT id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at,disposed_at,disposed_rule"
-            " FROM objects ORDER BY segment, offset"
-        )
-        for row in cur:
-            yield ObjectRow(*row)
 
     def live_ids(self) -> Iterator[str]:
         for (oid,) in self.conn.execute("SELECT id FROM objects WHERE disposed_at IS NULL ORDER BY id"):

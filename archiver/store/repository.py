@@ -57,20 +57,19 @@ from archiver.errors import (
     NotFoundError,
 )
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
-from archiver.store.catalog import Catalog, apply_record, connect
+from archiver.store.catalog import SCHEMA, Catalog, apply_record, connect
 from archiver.store.journal import (
     GENESIS,
     Head,
     Journal,
     JournalError,
-    canonical,
     checkpoint_message,
     make_record,
     record_hash,
 )
 from archiver.store.keystore import Keystore
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
-from archiver.store.segments import HEADER, Location, SegmentError, SegmentStore, fsync_dir, record_digest
+from archiver.store.segments import Location, SegmentError, SegmentStore, fsync_dir, record_digest
 
 FORMAT_VERSION = 1
 LOCK_WAIT_S = 600.0
@@ -532,7 +531,7 @@ class Repository:
         workdir = Path(tempfile.mkdtemp(prefix="archiver-verify-"))
         try:
             fresh = connect(workdir / "expected.sqlite")
-            fresh.executescript(_FRESH_SCHEMA)
+            fresh.executescript(SCHEMA)  # the expected state, built from the journal
             last_commit = self._verify_journal(report, fresh, tick)
             self._verify_catalog(report, fresh)
             self._verify_segments(report, fresh, last_commit, tick)
@@ -761,8 +760,3 @@ _COMPARED: dict[str, tuple[str, ...]] = {
     "matter_events": ("seq", "client", "matter", "event", "date", "time", "actor"),
     "retention_rules": ("seq", "fingerprint", "rules", "time", "actor"),
 }
-
-# The derived part of the catalog schema, for the expected state built by verify.
-from archiver.store.catalog import SCHEMA as _FRESH_SCHEMA  # noqa: E402
-
-__all__ = ["HEADER", "Repository", "Transaction", "VerifyReport", "canonical"]
