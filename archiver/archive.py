@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,9 +189,9 @@ class Archive:
                     if parsed is None:
                         summary.failed.append(f"{oid}: {err}")
                         continue
-                    parents = self.parent_tags(parsed, new_tags)
-                    tags = self.tagger.tag(parsed, parent_tags=parents)
-                    new_tags[oid] = tags
+                    tags = self.tagger.tag(parsed, parent_tags=self.parent_tags(parsed, new_tags))
+                    if parsed.message_id:
+                        new_tags[parsed.message_id] = tags
                     old = self.tags_of(oid)
                     if (old.client, old.matters) != (tags.client, tags.matters):
                         changed.append((oid, parsed, tags))
@@ -211,22 +211,20 @@ class Archive:
                 )
         return summary
 
-    def parent_tags(self, parsed: ParsedMessage, local: dict[str, Tags] | None = None) -> list[Tags]:
-        """Tags of the messages this one replies to (thread inheritance)."""
+    def parent_tags(self, parsed: ParsedMessage, local: Mapping[str, Tags] | None = None) -> list[Tags]:
+        """Tags of the messages this one replies to (thread inheritance).
+
+        ``local`` maps Message-IDs to tags decided in the current pass (an ingest batch, a
+        retag): those win over the catalog, which has not seen them yet or holds the old ones.
+        """
         refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
         if not refs or not self.cfg.tagging.thread_inheritance:
             return []
-        found = self.repo.catalog.tags_for_message_ids(refs)
-        out = [Tags(client=c, matters=m) for c, m in found]
         if local:
-            # retag: prefer the tags just computed for the parents in this pass
-            rows = self.repo.catalog.conn.execute(
-                f"SELECT id FROM messages WHERE message_id IN ({','.join('?' * len(refs))})", refs
-            ).fetchall()
-            fresh = [local[r[0]] for r in rows if r[0] in local]
+            fresh = [local[r] for r in refs if r in local]
             if fresh:
-                out = fresh
-        return out
+                return fresh
+        return [Tags(client=c, matters=m) for c, m in self.repo.catalog.tags_for_message_ids(refs)]
 
     # -- queries -----------------------------------------------------------------
     def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str = "date") -> SearchResult:

@@ -272,15 +272,7 @@ def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local
     """The worker's tags, unless the message has no matter of its own and a parent to inherit from."""
     if own is not None and (own.matters or not archive.cfg.tagging.thread_inheritance):
         return own
-    parents = _parents(archive, parsed, local)
+    parents = archive.parent_tags(parsed, local)
     if own is not None and not parents:
         return own
     return archive.tagger.tag(parsed, parent_tags=parents)
-
-
-def _parents(archive: Archive, parsed: ParsedMessage, local: dict[str, Tags]) -> list[Tags]:
-    refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
-    if not refs or not archive.cfg.tagging.thread_inheritance:
-        return []
-    found = [local[r] for r in refs if r in local]
-    return found or archive.parent_tags(parsed)
