@@ -232,7 +232,7 @@ def _commit(
                 tags = _final_tags(archive, parsed, own_tags, local_tags)
                 if parsed.message_id:
                     local_tags[parsed.message_id] = tags
-                tx.put(sealed, origin_to_provenance(msg.origin, now), tags, parsed, known_new=True)
+                tx.put(sealed, pd, tags, parsed, known_new=True)
                 new_docs[oid] = (sealed.size, parsed, tags, [pd])
                 summary.imported += 1
                 fs.imported += 1

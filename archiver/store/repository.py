@@ -142,7 +142,7 @@ class Transaction:
     def put(
         self,
         obj: SealedObject,
-        prov: ProvenanceRow,
+        prov: ProvenanceRow | dict[str, Any],
         tags: Tags,
         parsed: ParsedMessage | None = None,
         *,
@@ -151,8 +151,9 @@ class Transaction:
         """Store a sealed object (or only its new provenance when already stored); True when new.
 
         ``known_new`` skips the catalog lookup when the caller has just checked (a whole batch at once).
+        ``prov`` may already be in journal form (:func:`prov_dict`), as the pipeline has it.
         """
-        pd = prov_dict(prov)
+        pd = prov if isinstance(prov, dict) else prov_dict(prov)
         if obj.id in self.new_ids or (not known_new and self.repo.catalog.has_object(obj.id)):
             self.add_copy(obj.id, pd)
             return False
