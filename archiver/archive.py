@@ -20,6 +20,7 @@ from archiver.documents import index_doc
 from archiver.errors import ArchiverError
 from archiver.index.store import MessageIndex
 from archiver.model import IndexDoc, ParsedMessage, SearchResult, Tags
+from archiver.normalize.parse import parse_message
 from archiver.normalize.tagging import Tagger
 from archiver.store.catalog import metadata_row
 from archiver.store.repository import Repository, VerifyReport
@@ -249,49 +250,51 @@ class Archive:
             **{k: v for k, v in meta.items() if k not in ("id", "indexed")},
         }
 
-    def _verify_metadata(self, report: VerifyReport, progress: Progress) -> None:
-        """Re-parse every message and compare the catalog's metadata that depends only on its bytes.
+    def _metadata_problems(self, oid: str, raw: bytes) -> list[str]:
+        """Compare the catalog's metadata that depends only on a message's bytes with a fresh parse.
 
-        The ``messages`` table is parsed from the objects, not derived from the journal, so
-        the journal cannot vouch for it; the objects can.  Dates and parse errors are left out
-        (they depend on when the message arrived and on the parser's time budgets).
+        The ``messages`` table is parsed from the objects, not derived from the journal, so the
+        journal cannot vouch for it; the objects can.  Dates and parse errors are left out (they
+        depend on when the message arrived and on the parser's time budgets).
         """
-        catalog = self.repo.catalog
-        ids = list(catalog.live_ids())
-        checked = 0
-        with self.workers() as w:
-            for start in range(0, len(ids), 1000):
-                for oid, parsed, _err in self.reparse(ids[start : start + 1000], w):
-                    stored = catalog.message(oid)
-                    if parsed is None or stored is None:
-                        continue
-                    fresh = metadata_row(oid, parsed)
-                    expected = {
-                        "message_id": fresh[1],
-                        "in_reply_to": fresh[2],
-                        "refs": json.loads(fresh[3]),
-                        "from_addr": fresh[6],
-                        "from_name": fresh[7],
-                        "to_addrs": json.loads(fresh[8]),
-                        "cc_addrs": json.loads(fresh[9]),
-                        "bcc_addrs": json.loads(fresh[10]),
-                        "subject": fresh[11],
-                        "attachments": [(a["filename"], a["size"], a["sha256"]) for a in json.loads(fresh[12])],
-                    }
-                    stored["attachments"] = [(a["filename"], a["size"], a["sha256"]) for a in stored["attachments"]]
-                    wrong = sorted(k for k, v in expected.items() if stored.get(k) != v)
-                    if wrong:
-                        report.problem(
-                            f"catalog table messages: the metadata of {oid} ({', '.join(wrong)}) does not match the "
-                            "message itself (the catalog was edited, or filled by another archiver version)."
-                        )
-                    checked += 1
-                progress("metadata", checked, len(ids))
-        report.counts["metadata_checked"] = checked
+        stored = self.repo.catalog.message(oid)
+        if stored is None:
+            return []
+        opts = self.parse_options()
+        parsed = parse_message(
+            raw,
+            received=self.repo.clock(),
+            max_parse_bytes=opts.max_parse_bytes,
+            max_attachment_text_chars=opts.max_attachment_text_chars,
+            matter_header=opts.matter_header,
+        )
+        fresh = metadata_row(oid, parsed)
+        expected = {
+            "message_id": fresh[1],
+            "in_reply_to": fresh[2],
+            "refs": json.loads(fresh[3]),
+            "from_addr": fresh[6],
+            "from_name": fresh[7],
+            "to_addrs": json.loads(fresh[8]),
+            "cc_addrs": json.loads(fresh[9]),
+            "bcc_addrs": json.loads(fresh[10]),
+            "subject": fresh[11],
+            "attachments": [(a["filename"], a["size"], a["sha256"]) for a in json.loads(fresh[12])],
+        }
+        stored["attachments"] = [(a["filename"], a["size"], a["sha256"]) for a in stored["attachments"]]
+        wrong = sorted(k for k, v in expected.items() if stored.get(k) != v)
+        if not wrong:
+            return []
+        return [
+            f"catalog table messages: the metadata of {oid} ({', '.join(wrong)}) does not match the "
+            "message itself (the catalog was edited, or filled by another archiver version)."
+        ]
 
     def verify(self, full: bool = False, progress: Progress = _no_progress, actor: str = "system") -> VerifyReport:
         """Verify the store (and the index against the catalog), then journal the run."""
-        report = self.repo.verify(full=full, progress=lambda s, n: progress(s, n, None))
+        report = self.repo.verify(
+            full=full, progress=lambda s, n: progress(s, n, None), inspect=self._metadata_problems
+        )
         try:
             live = set(self.repo.catalog.live_ids())
             indexed = self.index.all_ids()
@@ -306,8 +309,6 @@ class Archive:
                 )
         except Exception as exc:  # the index is a cache: a broken one is a note, never lost data
             report.notes.append(f"The index could not be checked ({exc}); `archiver reindex` rebuilds it.")
-        if full and report.ok:
-            self._verify_metadata(report, progress)
         try:
             with self.repo.transaction(actor) as tx:
                 tx.event(

@@ -519,8 +519,17 @@ class Repository:
         return row is not None
 
     # -- verification --------------------------------------------------------------
-    def verify(self, full: bool = False, progress: Callable[[str, int], None] | None = None) -> VerifyReport:
-        """Check the journal chain and signatures, segments, keystore and catalog; decrypt all with ``full``."""
+    def verify(
+        self,
+        full: bool = False,
+        progress: Callable[[str, int], None] | None = None,
+        inspect: Callable[[str, bytes], list[str]] | None = None,
+    ) -> VerifyReport:
+        """Check the journal chain and signatures, segments, keystore and catalog; decrypt all with ``full``.
+
+        ``inspect(id, raw)``, with ``full``, sees every decrypted message and returns problems of its
+        own: callers above the store check what they derived from the bytes without a second pass.
+        """
         report = VerifyReport()
         tick = progress or (lambda _stage, _n: None)
         try:
@@ -538,7 +547,7 @@ class Repository:
             self._verify_segments(report, fresh, last_commit, tick)
             self._verify_keys(report, fresh)
             if full:
-                self._verify_objects(report, tick)
+                self._verify_objects(report, tick, inspect)
             fresh.close()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -704,13 +713,21 @@ class Repository:
         if have:
             report.notes.append(f"{len(have)} keys belong to no committed object (cleaned on the next write).")
 
-    def _verify_objects(self, report: VerifyReport, tick: Callable[[str, int], None]) -> None:
+    def _verify_objects(
+        self,
+        report: VerifyReport,
+        tick: Callable[[str, int], None],
+        inspect: Callable[[str, bytes], list[str]] | None,
+    ) -> None:
         n = 0
         for oid in list(self.catalog.live_ids()):
             try:
-                self.read_raw(oid)
+                raw = self.read_raw(oid)
             except (IntegrityError, NotFoundError, SegmentError, OSError, ValueError) as exc:
                 report.problem(f"Message {oid}: {exc}")
+            else:
+                for problem in inspect(oid, raw) if inspect else ():
+                    report.problem(problem)
             n += 1
             if n % 2000 == 0:
                 tick("decrypt", n)
