@@ -198,6 +198,14 @@ class SegmentStore:
                 yield StoredRecord(oid, codec, payload, Location(number, pos, RECORD.size + plen))
                 pos += RECORD.size + plen
 
+    def is_clean(self, number: int, end: int) -> bool:
+        """True when nothing lies past the committed end (segment ``number`` is ``end`` bytes, no later one)."""
+        try:
+            size = self.path(number).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size == end and not self.path(number + 1).exists()
+
     def ids_after(self, number: int, end: int) -> list[str]:
         """Ids of the (possibly torn) records past the committed end: the tail recovery cuts."""
         out: list[str] = []
