@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from archiver.clock import Clock, parse_iso, system_clock
@@ -20,12 +21,11 @@ from archiver.documents import index_doc
 from archiver.errors import ArchiverError
 from archiver.index.store import MessageIndex
 from archiver.model import IndexDoc, ParsedMessage, SearchResult, Tags
-from archiver.normalize.parse import parse_message
 from archiver.normalize.tagging import Tagger
 from archiver.store.catalog import metadata_row
 from archiver.store.repository import Repository, VerifyReport
 from archiver.store.segments import Location
-from archiver.workers import ParseOptions, Workers, reopen
+from archiver.workers import ParseOptions, Workers, parse_with, reopen
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -95,6 +95,13 @@ class Archive:
             matter_header=self.cfg.tagging.matter_header,
             tagging=self.cfg.tagging,
         )
+
+    def parse(self, raw: bytes, received: datetime, *, attachment_text: bool = True) -> ParsedMessage:
+        """Parse a message with this archive's options (the same ones ingest used)."""
+        opts = self.parse_options()
+        if not attachment_text:
+            opts = replace(opts, max_attachment_text_chars=0)
+        return parse_with(raw, received, opts)
 
     def workers(self) -> Workers:
         return Workers(self.repo.require_keys().master, self.parse_options(), self.cfg.ingest.workers)
@@ -260,15 +267,7 @@ class Archive:
         stored = self.repo.catalog.message(oid)
         if stored is None:
             return []
-        opts = self.parse_options()
-        parsed = parse_message(
-            raw,
-            received=self.repo.clock(),
-            max_parse_bytes=opts.max_parse_bytes,
-            max_attachment_text_chars=opts.max_attachment_text_chars,
-            matter_header=opts.matter_header,
-        )
-        fresh = metadata_row(oid, parsed)
+        fresh = metadata_row(oid, self.parse(raw, self.repo.clock()))
         expected = {
             "message_id": fresh[1],
             "in_reply_to": fresh[2],

@@ -53,7 +53,8 @@ def _init_worker(key: bytes, opts: ParseOptions) -> None:
     _init(key, opts)
 
 
-def _parse(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
+def parse_with(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
+    """Parse with the archive's options: the one parse call everything uses (ingest, show, export, web)."""
     return parse_message(
         raw,
         received=received,
@@ -71,7 +72,7 @@ def prepare(task: tuple[bytes, str, datetime]) -> tuple[ParsedMessage, SealedObj
     """
     raw, oid, received = task
     assert _KEY is not None and _OPTS is not None
-    parsed = _parse(raw, received, _OPTS)
+    parsed = parse_with(raw, received, _OPTS)
     tags = _tagger().tag(parsed) if _OPTS.tagging is not None else None
     return replace(parsed, body_html="", headers=()), seal(_KEY, raw, oid), tags
 
@@ -97,7 +98,7 @@ def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMe
         return oid, None, f"cannot decrypt: {exc}"
     if message_id_of(raw) != oid:
         return oid, None, "does not hash to its id"
-    return oid, _parse(raw, received, _OPTS), ""
+    return oid, parse_with(raw, received, _OPTS), ""
 
 
 class Workers:
@@ -153,4 +154,3 @@ class _Done:
 
     def get(self, timeout: float | None = None) -> list[Any]:
         return self.value
-

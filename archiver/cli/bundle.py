@@ -49,7 +49,5 @@ def run_verify(args: argparse.Namespace) -> int:
         for line in report.notes:
             console.print(f"note: {line}", markup=False)
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items())
-        console.print(
-            ("OK: " if report.ok else f"FAILED ({len(report.problems)} problems): ") + counts, markup=False
-        )
+        console.print(("OK: " if report.ok else f"FAILED ({len(report.problems)} problems): ") + counts, markup=False)
     return 0 if report.ok else IntegrityError.exit_code

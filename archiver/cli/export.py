@@ -25,12 +25,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     which.add_argument("--ids", metavar="FILE", type=Path, help="a file of message ids, one per line")
     p.add_argument("--case", required=True, help="the case or matter the bundle is produced for")
     p.add_argument("--out", required=True, type=Path, help="the zip file to write (must not exist)")
-    p.add_argument(
-        "--bates-prefix", default="", metavar="ABC", help="prefix of the Bates numbers (default none)"
-    )
-    p.add_argument(
-        "--reason", default="", metavar="TEXT", help="why the export is made (kept in custody.json)"
-    )
+    p.add_argument("--bates-prefix", default="", metavar="ABC", help="prefix of the Bates numbers (default none)")
+    p.add_argument("--reason", default="", metavar="TEXT", help="why the export is made (kept in custody.json)")
     p.set_defaults(func=run)
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.clock import parse_iso
-from archiver.normalize.parse import parse_message
 from archiver.policies.naming import NamingPolicy, fields_of
 
 
@@ -29,18 +28,10 @@ def run(args: argparse.Namespace) -> int:
         oid = archive.repo.resolve(args.id)
         raw = archive.repo.read_raw(oid)
         row = archive.repo.catalog.object(oid)
-        opts = archive.parse_options()
-        parsed = parse_message(
-            raw,
-            received=parse_iso(row.ingested_at) if row else parse_iso("1970-01-01T00:00:00Z"),
-            max_parse_bytes=opts.max_parse_bytes,
-            max_attachment_text_chars=0,
-            matter_header=opts.matter_header,
-        )
+        received = parse_iso(row.ingested_at) if row else parse_iso("1970-01-01T00:00:00Z")
+        parsed = archive.parse(raw, received, attachment_text=False)
         tags = archive.tags_of(oid)
-        name = policy.base_name(
-            fields_of(oid, parsed, tags.client, tags.matters, archive.repo.catalog.provenance(oid))
-        )
+        name = policy.base_name(fields_of(oid, parsed, tags.client, tags.matters, archive.repo.catalog.provenance(oid)))
     if wants_json(args):
         print_json({"id": oid, "name": name, "template": policy.template})
     else:

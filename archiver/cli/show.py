@@ -9,7 +9,6 @@ from typing import Any
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.clock import parse_iso
 from archiver.errors import NotFoundError
-from archiver.normalize.parse import parse_message
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -23,27 +22,15 @@ def run(args: argparse.Namespace) -> int:
     with open_archive(args) as archive:
         oid = archive.repo.resolve(args.id)
         info = archive.describe(oid)
-        if info["disposed_at"]:
-            if wants_json(args):
-                print_json({"id": oid, "disposed_at": info["disposed_at"], "disposed_rule": info["disposed_rule"]})
-                return 8
-            raise NotFoundError(
-                f"Message {oid} was disposed of on {info['disposed_at']} under rule {info['disposed_rule']!r}; "
-                "its content can no longer be read."
-            )
-        raw = archive.repo.read_raw(oid)
+        if info["disposed_at"] and wants_json(args):
+            print_json({"id": oid, "disposed_at": info["disposed_at"], "disposed_rule": info["disposed_rule"]})
+            return NotFoundError.exit_code
+        raw = archive.repo.read_raw(oid)  # a disposed message: says when and under which rule
         if args.raw:
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
             return 0
-        opts = archive.parse_options()
-        parsed = parse_message(
-            raw,
-            received=parse_iso(info["ingested_at"]),
-            max_parse_bytes=opts.max_parse_bytes,
-            max_attachment_text_chars=opts.max_attachment_text_chars,
-            matter_header=opts.matter_header,
-        )
+        parsed = archive.parse(raw, parse_iso(info["ingested_at"]))
     if wants_json(args):
         print_json(
             {

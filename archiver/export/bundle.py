@@ -57,7 +57,6 @@ from archiver.export.verify import (
     signature_message,
 )
 from archiver.model import ParsedMessage
-from archiver.normalize.parse import parse_message
 from archiver.policies.naming import NamingPolicy, UniqueNamer, fields_of
 
 TOOL_NAME = "mail-archiver"
@@ -314,9 +313,7 @@ class BundleWriter:
                     skipped.append({"id": oid, "reason": str(exc)})
                     continue
                 if seq not in proofs:
-                    skipped.append(
-                        {"id": oid, "reason": "its ingest record is not covered by a signed checkpoint"}
-                    )
+                    skipped.append({"id": oid, "reason": "its ingest record is not covered by a signed checkpoint"})
                     continue
                 number += 1
                 bates = f"{self.bates_prefix}{number:0{width}d}"
@@ -332,21 +329,15 @@ class BundleWriter:
                 del raw
                 self.progress(done, len(planned))
             if number == 0:
-                raise NotFoundError(
-                    "Nothing could be exported: " + "; ".join(s["reason"] for s in skipped[:3])
-                )
+                raise NotFoundError("Nothing could be exported: " + "; ".join(s["reason"] for s in skipped[:3]))
             for f in (rows_f, csv_f, dat_f, html_f):
                 f.close()
             self._add_file(zf, MANIFEST_CSV, tmp / "csv")
             self._add_file(zf, LOADFILE, tmp / "dat")
-            self._add_file(
-                zf, INDEX_HTML, _html_page(tmp / "html", tmp / "page", self.case, self.now, number)
-            )
+            self._add_file(zf, INDEX_HTML, _html_page(tmp / "html", tmp / "page", self.case, self.now, number))
             self._add_file(zf, PROOFS, tmp / "proofs")
             custody = self._custody(selection, number, skipped, first, last, keys.public_key)
-            self._add_file(
-                zf, CUSTODY, json.dumps(custody, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-            )
+            self._add_file(zf, CUSTODY, json.dumps(custody, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
             manifest_sha = self._manifest(zf, tmp / "rows", number, first, last)
             signature = keys.sign(signature_message(self.repo.archive_id, manifest_sha))
             sig_doc = {
@@ -377,22 +368,13 @@ class BundleWriter:
                     },
                 )
             os.replace(partial, self.out)
-        return ExportResult(
-            self.out, number, skipped, manifest_sha, first, last, fingerprint(keys.public_key)
-        )
+        return ExportResult(self.out, number, skipped, manifest_sha, first, last, fingerprint(keys.public_key))
 
     def _message(
         self, zf: zipfile.ZipFile, oid: str, raw: bytes, bates: str, seq: int, proof: tuple[int, str]
     ) -> dict[str, Any]:
         a = self.archive
-        opts = a.parse_options()
-        parsed = parse_message(
-            raw,
-            received=parse_iso(proof[1]),
-            max_parse_bytes=opts.max_parse_bytes,
-            max_attachment_text_chars=opts.max_attachment_text_chars,
-            matter_header=opts.matter_header,
-        )
+        parsed = a.parse(raw, parse_iso(proof[1]))
         tags = a.tags_of(oid)
         prov = self.repo.catalog.provenance(oid)
         name = self.namer.assign(fields_of(oid, parsed, tags.client, tags.matters, prov))
@@ -484,9 +466,7 @@ class BundleWriter:
         }
         w = _HashingWriter(zf, MANIFEST_JSON, self.when)
         try:
-            w.write(
-                json.dumps(header, ensure_ascii=False, indent=1)[:-2].encode("utf-8") + b',\n "messages": [\n'
-            )
+            w.write(json.dumps(header, ensure_ascii=False, indent=1)[:-2].encode("utf-8") + b',\n "messages": [\n')
             with open(rows, "rb") as fh:
                 while chunk := fh.read(1 << 20):
                     w.write(chunk)

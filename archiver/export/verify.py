@@ -111,9 +111,7 @@ def canonical(obj: Any) -> bytes:
 
 
 def record_hash(rec: dict[str, Any]) -> str:
-    return hashlib.sha256(
-        canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})
-    ).hexdigest()
+    return hashlib.sha256(canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})).hexdigest()
 
 
 def checkpoint_message(archive_id: str, seq: int, prev: str, segment: int, end: int) -> bytes:
@@ -165,9 +163,7 @@ def load_public_key(data: bytes) -> bytes:
         pass
     if len(data) == 32:
         return data
-    raise ValueError(
-        "not an Ed25519 public key (expected base64 of 32 bytes, PEM, or `keys show --json` output)"
-    )
+    raise ValueError("not an Ed25519 public key (expected base64 of 32 bytes, PEM, or `keys show --json` output)")
 
 
 @dataclass
@@ -268,9 +264,7 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
     if not isinstance(manifest, dict):
         return
     if manifest.get("format") != BUNDLE_FORMAT:
-        report.problem(
-            f"manifest.json has format {manifest.get('format')!r}; this verifier reads {BUNDLE_FORMAT}."
-        )
+        report.problem(f"manifest.json has format {manifest.get('format')!r}; this verifier reads {BUNDLE_FORMAT}.")
         return
     if report.archive_id and manifest.get("archive_id") != report.archive_id:
         report.problem("manifest.json names another archive than signature.json.")
@@ -302,9 +296,7 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
     report.counts["files"] = len(present)
 
 
-def _verify_signature(
-    zf: zipfile.ZipFile, present: set[str], expected_key: bytes | None, report: Report
-) -> str | None:
+def _verify_signature(zf: zipfile.ZipFile, present: set[str], expected_key: bytes | None, report: Report) -> str | None:
     sig = _read_json(zf, SIGNATURE, report)
     if MANIFEST_JSON not in present:
         report.problem("manifest.json is missing from the bundle.")
@@ -389,9 +381,7 @@ def _verify_rows(
         else:
             size, md5, sha1, sha256 = _hashes(zf, native)
             if (size, md5, sha1, sha256) != (row["size"], row["md5"], row["sha1"], row["sha256"]):
-                report.problem(
-                    f"{doc}: the native file {native} was changed (its hashes do not match the manifest)."
-                )
+                report.problem(f"{doc}: the native file {native} was changed (its hashes do not match the manifest).")
         if text not in present:
             report.problem(f"{doc}: the text file {text} is missing from the bundle.")
         elif _hashes(zf, text)[3] != row["text_sha256"]:
@@ -455,17 +445,13 @@ def _compare_records(
         if dat:
             want = [_dat_value(v) for v in want]
         if list(rec) != want:
-            diff = [c for c, a, b in zip(COLUMN_NAMES, rec, want, strict=False) if a != b] or [
-                "(field count)"
-            ]
+            diff = [c for c, a, b in zip(COLUMN_NAMES, rec, want, strict=False) if a != b] or ["(field count)"]
             report.problem(f"{name} record {n} ({want[0]}) differs from manifest.json in {', '.join(diff)}.")
     if n < len(rows):
         report.problem(f"{name} has {n} records; manifest.json has {len(rows)} messages.")
 
 
-def _verify_proofs(
-    zf: zipfile.ZipFile, rows: list[dict[str, Any]], manifest: dict[str, Any], report: Report
-) -> None:
+def _verify_proofs(zf: zipfile.ZipFile, rows: list[dict[str, Any]], manifest: dict[str, Any], report: Report) -> None:
     archive_id = str(manifest.get("archive_id", ""))
     try:
         key = base64.b64decode(report.public_key, validate=True)
@@ -498,9 +484,7 @@ def _verify_proofs(
         or init["data"].get("public_key") != report.public_key
         or init["data"].get("archive_id") != archive_id
     ):
-        report.problem(
-            "The proofs' journal init record is missing or does not name the bundle's archive and key."
-        )
+        report.problem("The proofs' journal init record is missing or does not name the bundle's archive and key.")
     elif first_commit is None or first_commit["type"] != "commit" or first_commit["prev"] != init["hash"]:
         report.problem("The proofs lack the commit record that closes the journal's init record.")
     # A record is covered when a chain of linked records leads from it to a validly signed commit.
@@ -517,26 +501,20 @@ def _verify_proofs(
             if _valid(key, sig, msg):
                 covered[seq] = seq
             else:
-                report.problem(
-                    f"proofs: the signed checkpoint at journal record {seq} has an invalid signature."
-                )
+                report.problem(f"proofs: the signed checkpoint at journal record {seq} has an invalid signature.")
         elif seq + 1 in covered and recs[seq + 1]["prev"] == rec["hash"]:
             covered[seq] = covered[seq + 1]
     for row in rows:
         doc, seq = row["doc_id"], row.get("ingest_seq")
         rec = recs.get(seq) if isinstance(seq, int) else None
         if rec is None or rec["type"] != "ingest":
-            report.problem(
-                f"{doc}: the proofs do not hold the journal record that ingested it (record {seq})."
-            )
+            report.problem(f"{doc}: the proofs do not hold the journal record that ingested it (record {seq}).")
             continue
         d = rec["data"]
         if d.get("id") != row["sha256"] or d.get("size") != row["size"]:
             report.problem(f"{doc}: the journal's ingest record {seq} names another message than the native.")
         if rec.get("time") != row.get("archived_at"):
-            report.problem(
-                f"{doc}: the archive time in the manifest differs from the journal's ingest record."
-            )
+            report.problem(f"{doc}: the archive time in the manifest differs from the journal's ingest record.")
         if seq not in covered or covered[seq] != row.get("commit_seq"):
             report.problem(f"{doc}: no signed checkpoint in the proofs covers its ingest record {seq}.")
     report.counts["journal_records"] = len(recs)

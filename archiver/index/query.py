@@ -58,6 +58,7 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2
 _FIRST_DAY = date(1677, 9, 22)
 _LAST_DAY = date(2262, 4, 10)
 
+
 class QuerySyntaxError(QueryError):
     """The query is malformed; ``column`` (1-based) says where."""
 

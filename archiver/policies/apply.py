@@ -281,11 +281,7 @@ def _evaluate(
 ) -> Iterator[tuple[_Loaded, Outcome]]:
     holds = list_holds(archive.repo.catalog, active_only=True)
     qhold = query_hold_ids(archive, holds)
-    qrules = {
-        r.name: set(archive.index.matching_ids(r.match.query))
-        for r in rules.rules
-        if r.match.query is not None
-    }
+    qrules = {r.name: set(archive.index.matching_ids(r.match.query)) for r in rules.rules if r.match.query is not None}
     closed = matter_closures(archive.repo.catalog)
     for loaded in iter_records(archive, qrules, ids):
         rec = loaded.record

@@ -142,7 +142,6 @@ EVENT_TYPES = frozenset(
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class ObjectRow:
     id: str
@@ -263,7 +262,6 @@ class Catalog:
             "SELECT id FROM objects WHERE id >= ? AND id < ? LIMIT 3", (prefix, prefix + "g")
         ).fetchall()
         return [r[0] for r in rows]
-
 
     def live_ids(self) -> Iterator[str]:
         for (oid,) in self.conn.execute("SELECT id FROM objects WHERE disposed_at IS NULL ORDER BY id"):

@@ -28,7 +28,6 @@ from archiver.clock import parse_iso
 from archiver.errors import ArchiverError, NotFoundError, QueryError
 from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
-from archiver.normalize.parse import parse_message
 from archiver.store.audit import GroupCommit
 from archiver.web import policy
 from archiver.web.access import Scope
@@ -221,14 +220,7 @@ class WebArchive:
         return oid
 
     def _parse(self, oid: str, raw: bytes, ingested_at: str) -> ParsedMessage:
-        opts = self.archive.parse_options()
-        return parse_message(
-            raw,
-            received=parse_iso(ingested_at),
-            max_parse_bytes=opts.max_parse_bytes,
-            max_attachment_text_chars=opts.max_attachment_text_chars,
-            matter_header=opts.matter_header,
-        )
+        return self.archive.parse(raw, parse_iso(ingested_at))
 
     def message(self, scope: Scope, oid: str, *, journal: bool = True) -> MessageView:
         """The message's catalog record, parsed content (None once disposed), holds and retention."""
