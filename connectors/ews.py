@@ -280,6 +280,20 @@ class EwsConnector:
                 if isinstance(err, AuthError):
                     return  # the mailbox as a whole is refused
 
+    def _sync_page(self, svc: Any, folder: Any, state: str | None) -> list[Any]:
+        """One bounded SyncFolderItems request, consumed fully (its sync state is set only then)."""
+        return list(
+            svc.call(
+                folder=folder,
+                shape="IdOnly",
+                additional_fields=set(),
+                sync_state=state,
+                ignore=None,
+                max_changes_returned=self._s.batch_size,
+                sync_scope="NormalItems",
+            )
+        )
+
     def _folder_batches(
         self, account: Account, mailbox: str, folder: Folder, path: str, checkpoints: Mapping[str, str]
     ) -> Iterator[Batch]:
@@ -290,17 +304,7 @@ class EwsConnector:
             events: list[SourceEvent] = []
             svc = SyncFolderItems(account=account)
             try:
-                changes = list(
-                    svc.call(
-                        folder=folder,
-                        shape="IdOnly",
-                        additional_fields=set(),
-                        sync_state=state,
-                        ignore=None,
-                        max_changes_returned=self._s.batch_size,
-                        sync_scope="NormalItems",
-                    )
-                )
+                changes = self._sync_page(svc, folder, state)
             except ews_errors.ErrorInvalidSyncStateData:
                 if restarted or state is None:
                     raise
@@ -312,17 +316,7 @@ class EwsConnector:
                     )
                 )
                 svc = SyncFolderItems(account=account)
-                changes = list(
-                    svc.call(
-                        folder=folder,
-                        shape="IdOnly",
-                        additional_fields=set(),
-                        sync_state=None,
-                        ignore=None,
-                        max_changes_returned=self._s.batch_size,
-                        sync_scope="NormalItems",
-                    )
-                )
+                changes = self._sync_page(svc, folder, None)
             new_state: str | None = svc.sync_state
             more = svc.includes_last_item_in_range is False
             wanted: list[tuple[str, str | None]] = []

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from pathlib import Path
 
 from archiver.errors import LockedError
+from archiver.locking import flock_within
 
 LOCK_NAME = "daemon.lock"
 
@@ -29,21 +29,14 @@ class DaemonLock:
     def acquire(self, wait_s: float = 2.0) -> None:
         """Take the lock, waiting briefly (``archiver status`` may be peeking at it)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    pid = _read_pid(fd)
-                    os.close(fd)
-                    who = f" (pid {pid})" if pid else ""
-                    raise LockedError(
-                        f"Another archiver daemon{who} is already running for the archive at {self.path.parent}; "
-                        "only one daemon may run per archive. Stop it first (e.g. `systemctl stop archiver`)."
-                    ) from None
-                time.sleep(0.1)
+        if not flock_within(fd, wait_s, poll_s=0.1):
+            pid = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {pid})" if pid else ""
+            raise LockedError(
+                f"Another archiver daemon{who} is already running for the archive at {self.path.parent}; "
+                "only one daemon may run per archive. Stop it first (e.g. `systemctl stop archiver`)."
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

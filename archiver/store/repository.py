@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,6 +55,7 @@ from archiver.errors import (
     LockedError,
     NotFoundError,
 )
+from archiver.locking import flock_within
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
 from archiver.store.catalog import SCHEMA, Catalog, apply_record, connect
 from archiver.store.journal import (
@@ -343,19 +343,12 @@ class Repository:
                 self._lock_depth -= 1
             return
         fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise LockedError(
-                        f"Another process is writing to the archive at {self.path} "
-                        f"and has not finished within {wait_s:.0f} s; try again later."
-                    ) from None
-                time.sleep(0.05)
+        if not flock_within(fd, wait_s):
+            os.close(fd)
+            raise LockedError(
+                f"Another process is writing to the archive at {self.path} "
+                f"and has not finished within {wait_s:.0f} s; try again later."
+            )
         self._lock_fd, self._lock_depth = fd, 1
         try:
             yield
