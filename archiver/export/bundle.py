@@ -58,6 +58,7 @@ from archiver.export.verify import (
 )
 from archiver.model import ParsedMessage
 from archiver.policies.naming import NamingPolicy, UniqueNamer, fields_of
+from archiver.store.journal import canonical
 
 TOOL_NAME = "mail-archiver"
 Progress = Callable[[int, int], None]
@@ -235,25 +236,22 @@ class BundleWriter:
         found: dict[int, tuple[int, str]] = {}
         pending: list[tuple[int, str]] = []
         capturing = False
-        pos = 0
-        with open(self.repo.journal.path, "rb") as fh:
-            for line in fh:
-                pos += len(line)
-                if pos > head.offset:
-                    break
-                rec = json.loads(line)
-                seq = rec["seq"]
-                if seq in wanted or seq <= 1:
-                    capturing = True
-                    if rec["type"] == "ingest":
-                        pending.append((seq, rec["time"]))
-                if capturing:
-                    out.write(line)
-                if rec["type"] == "commit":
-                    for s, t in pending:
-                        found[s] = (seq, t)
-                    pending = []
-                    capturing = False
+        for line in self.repo.journal.lines():
+            if line.end > head.offset:
+                break
+            rec = line.record
+            seq = rec["seq"]
+            if seq in wanted or seq <= 1:
+                capturing = True
+                if rec["type"] == "ingest":
+                    pending.append((seq, rec["time"]))
+            if capturing:
+                out.write(canonical(rec) + b"\n")
+            if rec["type"] == "commit":
+                for s, t in pending:
+                    found[s] = (seq, t)
+                pending = []
+                capturing = False
         return found
 
     # -- writing -------------------------------------------------------------------------

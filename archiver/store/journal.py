@@ -1,16 +1,27 @@
 """The hash-chained, signed event journal.
 
-One JSON document per line in ``journal/journal.jsonl``.  Each record carries the
-SHA-256 of the previous record, so editing or removing a record breaks the chain
-from that point on.  Every transaction ends with a ``commit`` record whose
-signature (the archive's Ed25519 key) covers the chain head before it: these
-are the signed checkpoints that bundles and verifiers anchor to.  Records after
-the last commit record were never committed and are cut off on recovery.
+One JSON document per record.  Each record carries the SHA-256 of the previous
+record, so editing or removing a record breaks the chain from that point on.
+Every transaction ends with a ``commit`` record whose signature (the archive's
+Ed25519 key) covers the chain head before it: these are the signed checkpoints
+that bundles and verifiers anchor to.  Records after the last commit record were
+never committed and are cut off on recovery.
 
 Record (keys sorted, no spaces, UTF-8)::
 
     {"actor", "data", "prev", "seq", "time", "type"}  -> hash = sha256(that JSON)
-    the line written is that JSON with "hash" added.
+    the line written is that JSON with "hash" added, then a newline.
+
+On disk (``journal/journal.jsonl.zst``) each transaction's lines are one zstd
+frame (with its content checksum), appended after the previous one: the file is
+a plain concatenation of zstd frames, so ``zstdcat journal.jsonl.zst`` prints
+the JSON lines and any tool can re-check the chain.  Compressing per transaction
+matters: ingest records are mostly repeated keys, folder names and the previous
+record's hash, and uncompressed they weighed a quarter of the raw mail.  A frame
+boundary is always a transaction boundary, so the catalog's journal offset (just
+after the last applied commit) is a frame boundary too.  Archives written before
+the journal was compressed keep their plain ``journal/journal.jsonl`` (one line
+per record) and go on being read and appended in that form.
 
 The journal never holds message content or data keys: disposal must be able to
 make a message unreadable, and an append-only journal cannot forget.
@@ -24,10 +35,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Final
+
+import zstandard
 
 GENESIS = "0" * 64
 CHECKPOINT_CONTEXT = b"archiver/checkpoint/v1\x00"
+#: the journal file of new archives (zstd frames of JSON lines).
+COMPRESSED_NAME: Final = "journal.jsonl.zst"
+#: the journal file of archives written before compression (JSON lines).
+PLAIN_NAME: Final = "journal.jsonl"
+#: zstd level for journal frames: the records are small and repetitive; higher levels gain < 3 %.
+_LEVEL: Final = 3
+_CHUNK: Final = 1 << 20
+_MAGIC: Final = zstandard.FRAME_HEADER
 
 
 def canonical(obj: Any) -> bytes:
@@ -46,7 +67,7 @@ def checkpoint_message(archive_id: str, seq: int, head_hash: str, segment: int, 
 
 
 class JournalError(Exception):
-    """The journal is damaged at a given line; ``torn`` when it is an unfinished last line."""
+    """The journal is damaged at a given byte; ``torn`` when it is an unfinished last write."""
 
     def __init__(self, message: str, torn: bool = False) -> None:
         super().__init__(message)
@@ -64,9 +85,63 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class JournalLine:
+    """A record and where it lies: for a compressed journal, the bounds of its frame."""
+
     record: dict[str, Any]
     offset: int
     end: int
+
+
+def _parse(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        raise JournalError(f"the journal record {where} is not valid JSON") from None
+    if not isinstance(rec, dict):
+        raise JournalError(f"the journal record {where} is not a record")
+    return rec
+
+
+def _is_commit(raw: bytes) -> bool:
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(rec, dict) and rec.get("type") == "commit"
+
+
+def encode_frame(records: list[dict[str, Any]]) -> bytes:
+    """One transaction's records as the bytes a compressed journal appends."""
+    lines = b"".join(canonical(r) + b"\n" for r in records)
+    return zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compress(lines)
+
+
+def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes]:
+    """Decode the frame at ``start`` (``buf`` holds bytes already read from there).
+
+    Returns (content, end offset, bytes read past the frame).
+    """
+    if len(buf) < len(_MAGIC):
+        buf += fh.read(len(_MAGIC) - len(buf))
+    if not buf.startswith(_MAGIC):
+        torn = _MAGIC.startswith(buf) and not fh.read(1)
+        raise JournalError(f"no journal frame starts at byte {start}", torn=torn)
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    out: list[bytes] = []
+    fed = 0
+    data = buf
+    while True:
+        try:
+            out.append(dobj.decompress(data))
+        except zstandard.ZstdError as exc:
+            raise JournalError(f"the journal frame at byte {start} is damaged ({exc})") from None
+        fed += len(data)
+        if dobj.eof:
+            rest = dobj.unused_data
+            return b"".join(out), start + fed - len(rest), rest
+        data = fh.read(_CHUNK)
+        if not data:
+            raise JournalError(f"the journal frame at byte {start} is incomplete", torn=True)
 
 
 class Journal:
@@ -74,6 +149,13 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.compressed = path.name.endswith(".zst")
+
+    @classmethod
+    def in_dir(cls, folder: Path) -> Journal:
+        """The archive's journal: the plain file of an older archive if there is one, else the compressed one."""
+        plain = folder / PLAIN_NAME
+        return cls(plain if plain.exists() else folder / COMPRESSED_NAME)
 
     def size(self) -> int:
         try:
@@ -82,29 +164,47 @@ class Journal:
             return 0
 
     def lines(self, start: int = 0) -> Iterator[JournalLine]:
-        """Raw records from byte offset ``start``; a torn last line raises JournalError."""
+        """Records from byte offset ``start``; damage raises JournalError (``torn`` for an unfinished write)."""
         with open(self.path, "rb") as fh:
             fh.seek(start)
-            pos = start
-            for raw in fh:
-                end = pos + len(raw)
-                if not raw.endswith(b"\n"):
-                    raise JournalError(f"journal line at byte {pos} is incomplete", torn=True)
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    raise JournalError(f"journal line at byte {pos} is not valid JSON") from None
-                if not isinstance(rec, dict):
-                    raise JournalError(f"journal line at byte {pos} is not a record")
-                yield JournalLine(rec, pos, end)
-                pos = end
+            yield from (self._frames(fh, start) if self.compressed else self._plain(fh, start))
+
+    def _frames(self, fh: BinaryIO, start: int) -> Iterator[JournalLine]:
+        pos, buf = start, b""
+        while True:
+            if not buf:
+                buf = fh.read(_CHUNK)
+                if not buf:
+                    return
+            try:
+                content, end, buf = _read_frame(fh, buf, pos)
+            except JournalError as exc:
+                # A flipped bit can make a frame look longer than the file: torn only if nothing complete follows.
+                if exc.torn and self.has_complete_commit_after(pos):
+                    raise JournalError(f"the journal frame at byte {pos} is damaged") from None
+                raise
+            if not content.endswith(b"\n"):
+                raise JournalError(f"the journal frame at byte {pos} does not end a record")
+            for n, raw in enumerate(content.splitlines()):
+                yield JournalLine(_parse(raw, f"{n} of the frame at byte {pos}"), pos, end)
+            pos = end
+
+    @staticmethod
+    def _plain(fh: BinaryIO, start: int) -> Iterator[JournalLine]:
+        pos = start
+        for raw in fh:
+            end = pos + len(raw)
+            if not raw.endswith(b"\n"):
+                raise JournalError(f"journal line at byte {pos} is incomplete", torn=True)
+            yield JournalLine(_parse(raw, f"at byte {pos}"), pos, end)
+            pos = end
 
     def committed_tail(self, head: Head) -> tuple[list[dict[str, Any]], Head, int]:
         """Records after ``head`` up to the last commit record.
 
         Returns the committed records (in order, commit records included), the new
         head, and the byte offset where the uncommitted tail (if any) begins.
-        Damage (a torn or unparsable line, a broken link) ends the scan there: what
+        Damage (a torn or unparsable record, a broken link) ends the scan there: what
         follows it was never acknowledged as committed.
         """
         committed: list[dict[str, Any]] = []
@@ -127,8 +227,8 @@ class Journal:
         return committed, new_head, new_head.offset
 
     def append(self, records: list[dict[str, Any]]) -> int:
-        """Write records and fsync; returns the new file size."""
-        data = b"".join(canonical(r) + b"\n" for r in records)
+        """Write one transaction's records and fsync; returns the new file size."""
+        data = encode_frame(records) if self.compressed else b"".join(canonical(r) + b"\n" for r in records)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -147,18 +247,29 @@ class Journal:
         return size
 
     def has_complete_commit_after(self, offset: int) -> bool:
-        """True when a complete, parsable commit record lies after ``offset`` (then it is damage, not a torn write)."""
+        """True when a complete, readable commit record lies after ``offset`` (then it is damage, not a torn write).
+
+        A damaged frame hides where the next one starts, so every later position where a
+        frame could start is tried; only frames that decode to their end (checksum
+        included) count.
+        """
+        if not self.compressed:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                return any(_is_commit(raw) for raw in fh if raw.endswith(b"\n"))
         with open(self.path, "rb") as fh:
             fh.seek(offset)
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    return False
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and rec.get("type") == "commit":
-                    return True
+            data = fh.read()
+        at = data.find(_MAGIC)
+        while at >= 0:
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            try:
+                content = dobj.decompress(data[at:])
+            except zstandard.ZstdError:
+                content = b""
+            if dobj.eof and any(_is_commit(raw) for raw in content.splitlines()):
+                return True
+            at = data.find(_MAGIC, at + 1)
         return False
 
     def truncate(self, offset: int) -> None:

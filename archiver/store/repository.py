@@ -238,7 +238,7 @@ class Repository:
         self.archive_id: str = info["archive_id"]
         self.public_key = public_key_from_keyfile(path / "keys" / "master.json")
         self.segments = SegmentStore(path / "segments", segment_max_bytes)
-        self.journal = Journal(path / "journal" / "journal.jsonl")
+        self.journal = Journal.in_dir(path / "journal")
         self.catalog = Catalog(path / "catalog.sqlite")
         self.keystore = Keystore(path / "keys.sqlite")
         self._lock_fd: int | None = None

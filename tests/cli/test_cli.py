@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import MALFORMED, SAMPLE_MAILDIR, CliResult, sha256
+from tests.journal_files import read_records
 
 
 def sample_files() -> list[Path]:
@@ -98,7 +98,13 @@ def test_malformed_query_is_a_clear_error(imported: Callable[..., CliResult]) ->
 
 
 def test_reindex_gives_identical_results(imported: Callable[..., CliResult], config_file: Path) -> None:
-    queries = ["contract", "client:acme", "matter:20871-0003", "after:2021-01-01 before:2023-01-01", "NOT client:unfiled"]
+    queries = [
+        "contract",
+        "client:acme",
+        "matter:20871-0003",
+        "after:2021-01-01 before:2023-01-01",
+        "NOT client:unfiled",
+    ]
     before = {q: [r["id"] for r in imported("search", q, "--json", "--limit", "0").json_lines()] for q in queries}
     import shutil
 
@@ -121,8 +127,7 @@ def test_retag_after_rules_change(imported: Callable[..., CliResult], config_fil
     out = r.json()
     assert isinstance(out, dict) and out["changed"] > 0
     assert imported("search", "client:initech", "--json").json_lines()
-    journal = (config_file.parent / "archive" / "journal" / "journal.jsonl").read_text().splitlines()
-    assert any(json.loads(x)["type"] == "retag" for x in journal)
+    assert any(r["type"] == "retag" for r in read_records(config_file.parent / "archive"))
     assert imported("verify").code == 0
 
 
@@ -131,7 +136,9 @@ def test_thread_inheritance_tags_replies(imported: Callable[..., CliResult]) -> 
     rows = imported("search", "matter:10234-0002", "--json", "--limit", "0").json_lines()
     ids = {str(r["id"]) for r in rows}
     texts = [imported("show", i, "--json").json() for i in ids]
-    assert any("10234-0002" not in (str(t["subject"]) + str(t.get("body_text", ""))) for t in texts if isinstance(t, dict))
+    assert any(
+        "10234-0002" not in (str(t["subject"]) + str(t.get("body_text", ""))) for t in texts if isinstance(t, dict)
+    )
 
 
 def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:

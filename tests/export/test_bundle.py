@@ -20,6 +20,7 @@ from archiver.config import load_config
 from archiver.export.loadfile import ENCODING, read_dat
 from archiver.export.verify import COLUMN_NAMES, flat_row, signature_message, verify_bundle
 from tests.conftest import SAMPLE_MAILDIR, CliResult
+from tests.journal_files import read_records
 
 Cli = Callable[..., CliResult]
 
@@ -257,23 +258,18 @@ def test_disposed_messages_are_not_exported_and_export_is_journalled(
     custody = read_json(out, "custody.json")
     assert custody["not_exported"][0]["id"] == gone and "disposed" in custody["not_exported"][0]["reason"]
     assert verify_bundle(str(out)).ok
-    journal = (config_file.parent / "archive" / "journal" / "journal.jsonl").read_text().splitlines()
-    exports = [json.loads(line) for line in journal if '"type":"export"' in line]
+    exports = [r for r in read_records(config_file.parent / "archive") if r["type"] == "export"]
     assert len(exports) == 1
     data = exports[0]["data"]
     assert data["case"] == "C1" and data["exported"] == len(rows) and data["not_exported"] == 1
-    assert (
-        data["manifest_sha256"] == json.loads(zipfile.ZipFile(out).read("signature.json"))["manifest_sha256"]
-    )
+    assert data["manifest_sha256"] == json.loads(zipfile.ZipFile(out).read("signature.json"))["manifest_sha256"]
     assert imported("verify").code == 0
 
 
 def test_ids_file_and_refusals(imported: Cli, tmp_path: Path, bundle: Path) -> None:
     rows = read_json(bundle, "manifest.json")["messages"]
     ids = tmp_path / "ids.txt"
-    ids.write_text(
-        f"# two messages and a stranger\n{rows[0]['sha256']}\n{rows[1]['sha256'][:12]}\n{'f' * 64}\n"
-    )
+    ids.write_text(f"# two messages and a stranger\n{rows[0]['sha256']}\n{rows[1]['sha256'][:12]}\n{'f' * 64}\n")
     out = tmp_path / "ids.zip"
     r = imported("export", "--ids", str(ids), "--case", "C2", "--out", str(out), "--json")
     assert r.code == 0, r.err

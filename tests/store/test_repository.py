@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import zstandard
 
-from archiver.errors import ArchiveExists, ArchiveNotFound, PassphraseError
+from archiver.errors import ArchiveExists, ArchiveNotFound, IntegrityError, PassphraseError
 from archiver.model import ProvenanceRow, Tags
+from archiver.store.journal import canonical, encode_frame
 from archiver.store.objects import message_id_of
 from archiver.store.repository import Repository
+from tests.journal_files import journal_file, read_records
 
 PW = "pw"
 
@@ -54,7 +57,7 @@ def test_ciphertext_is_not_plaintext(repo: Repository) -> None:
         tx.put_raw(secret, prov(1), Tags())
     for seg in (repo.path / "segments").iterdir():
         assert b"TOP-SECRET" not in seg.read_bytes()
-    assert b"TOP-SECRET" not in (repo.path / "journal" / "journal.jsonl").read_bytes()
+    assert all("TOP-SECRET" not in json.dumps(r) for r in read_records(repo.path))
 
 
 def test_wrong_passphrase_writes_nothing(repo: Repository, tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ def test_uncommitted_tail_is_discarded(repo: Repository) -> None:
     with open(repo.segments.path(0), "ab") as fh:
         fh.write(b"OBJ\x01" + b"\0" * 100)
     with open(repo.journal.path, "ab") as fh:
-        fh.write(b'{"actor":"x","data":{},"prev":"')
+        fh.write(encode_frame([{"actor": "x", "data": {}, "prev": "0" * 64, "type": "ingest"}])[:-9])
     report = repo.verify()
     assert report.ok, report.problems
     with repo.transaction() as tx:
@@ -155,7 +158,7 @@ def test_segments_roll_over(tmp_path: Path) -> None:
 def test_journal_records_hold_no_content(repo: Repository) -> None:
     with repo.transaction() as tx:
         tx.put_raw(b"Subject: Project Falcon\r\n\r\nsecret body", prov(1), Tags())
-    lines = repo.journal.path.read_text().splitlines()
+    lines = [json.dumps(r) for r in read_records(repo.path)]
     assert all("Falcon" not in line and "secret body" not in line for line in lines)
     assert json.loads(lines[-1])["type"] == "commit"
 
@@ -169,8 +172,8 @@ def test_torn_final_commit_line_is_uncommitted(repo: Repository, tmp_path: Path)
         tx.put_raw(msg(2), prov(2), Tags())
     repo.close()
     # roll the catalog back and tear the last line (the commit record) two bytes short
-    data = (tmp_path / "a" / "journal" / "journal.jsonl").read_bytes()
-    (tmp_path / "a" / "journal" / "journal.jsonl").write_bytes(data[:-2])
+    data = journal_file(tmp_path / "a").read_bytes()
+    journal_file(tmp_path / "a").write_bytes(data[:-2])
     for f in (tmp_path / "a").glob("catalog.sqlite*"):
         f.unlink()
     r2 = Repository.open(tmp_path / "a", PW)
@@ -211,3 +214,65 @@ def test_dispose_crypto_shreds(repo: Repository, tmp_path: Path) -> None:
     wal = tmp_path / "a" / "keys.sqlite-wal"
     assert not wal.exists() or wrapped not in wal.read_bytes()
     assert repo.verify(full=True).ok
+
+
+def test_journal_is_one_compressed_frame_per_transaction(repo: Repository) -> None:
+    """The journal file is zstd frames (readable by zstdcat), each ending with its commit record."""
+    with repo.transaction() as tx:
+        for i in range(30):
+            tx.put_raw(msg(i), prov(i), Tags())
+    data = journal_file(repo.path).read_bytes()
+    assert journal_file(repo.path).name == "journal.jsonl.zst" and data.startswith(zstandard.FRAME_HEADER)
+    frames = {}
+    for line in repo.journal.lines():
+        frames.setdefault(line.offset, []).append(line.record)
+    assert len(frames) == 2  # init, then the 30 messages
+    assert all(recs[-1]["type"] == "commit" for recs in frames.values())
+    plain = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(data)
+    assert plain.count(b"\n") == sum(len(v) for v in frames.values())
+    assert len(data) < len(plain) / 3
+
+
+def test_damaged_committed_frame_is_not_cut_as_a_torn_write(repo: Repository, tmp_path: Path) -> None:
+    """A flipped byte in a committed frame with commits after it is damage: recovery refuses to cut it."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    start = repo.journal.size()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    with repo.transaction() as tx:
+        tx.put_raw(msg(3), prov(3), Tags())
+    repo.close()
+    f = journal_file(tmp_path / "a")
+    data = bytearray(f.read_bytes())
+    data[start + 20] ^= 0x40
+    f.write_bytes(bytes(data))
+    for p in (tmp_path / "a").glob("catalog.sqlite*"):
+        p.unlink()
+    r2 = Repository.open(tmp_path / "a", PW)  # rebuilds what it can; the damage stays for verify
+    assert journal_file(tmp_path / "a").stat().st_size == len(data), "committed records must never be cut"
+    report = r2.verify()
+    assert not report.ok and any("damaged" in p for p in report.problems), report.problems
+    with pytest.raises(IntegrityError, match="damaged"), r2.transaction() as tx:
+        tx.put_raw(msg(4), prov(4), Tags())
+
+
+def test_plain_journal_of_an_older_archive_still_works(repo: Repository, tmp_path: Path) -> None:
+    """Archives written before compression keep their JSON-lines journal, read and appended as such."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    recs = read_records(repo.path)
+    repo.close()
+    folder = tmp_path / "a" / "journal"
+    (folder / "journal.jsonl").write_bytes(b"".join(canonical(r) + b"\n" for r in recs))
+    (folder / "journal.jsonl.zst").unlink()
+    for p in (tmp_path / "a").glob("catalog.sqlite*"):
+        p.unlink()
+    r2 = Repository.open(tmp_path / "a", PW)
+    with r2.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    assert not (folder / "journal.jsonl.zst").exists()
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == len(recs) + 2 and json.loads(lines[-1])["type"] == "commit"
+    assert r2.read_raw(message_id_of(msg(2))) == msg(2)
+    assert r2.verify(full=True).ok

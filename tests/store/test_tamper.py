@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from archiver.store.journal import canonical, record_hash
+from archiver.store.journal import record_hash
 from tests.conftest import SAMPLE_MAILDIR, CliResult
+from tests.journal_files import read_records, write_records
 
 
 @pytest.fixture
@@ -28,12 +29,12 @@ def verify(cli: Callable[..., CliResult], *extra: str) -> tuple[int, str]:
     return r.code, "\n".join(data["problems"])
 
 
-def journal_lines(archive: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in (archive / "journal" / "journal.jsonl").read_text().splitlines()]
+def journal_lines(archive: Path) -> list[dict[str, Any]]:
+    return read_records(archive)
 
 
-def write_journal(archive: Path, recs: list[dict[str, object]]) -> None:
-    (archive / "journal" / "journal.jsonl").write_bytes(b"".join(canonical(r) + b"\n" for r in recs))
+def write_journal(archive: Path, recs: list[dict[str, Any]]) -> None:
+    write_records(archive, recs)
 
 
 def test_flipped_byte_in_segment(archive_dir: Path, initialised: Callable[..., CliResult]) -> None:
@@ -141,7 +142,9 @@ def test_clean_archive_verifies_and_is_journalled(archive_dir: Path, initialised
     assert [r for r in recs if r["type"] == "verify"][-1]["data"]["ok"] is True  # type: ignore[index]
 
 
-def test_edited_message_metadata_is_caught_by_full_verify(archive_dir: Path, initialised: Callable[..., CliResult]) -> None:
+def test_edited_message_metadata_is_caught_by_full_verify(
+    archive_dir: Path, initialised: Callable[..., CliResult]
+) -> None:
     conn = sqlite3.connect(archive_dir / "catalog.sqlite")
     conn.execute("UPDATE messages SET subject='nothing to see here' WHERE id=(SELECT MIN(id) FROM messages)")
     conn.commit()
