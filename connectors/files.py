@@ -15,9 +15,13 @@ Guarantees the pipeline relies on:
   unreadable, not mail, empty, too large, unsupported format) becomes a
   :class:`~connectors.base.SourceFailure` and the import continues.
 * Big files are streamed; memory stays bounded by ``max_message_bytes``.
-* Every file gets a checkpoint ``files:<absolute path>`` = ``<size>:<mtime_ns>``
-  in the batch that completes it; a file whose checkpoint still matches is not
-  opened again, so re-running an unchanged import reads nothing.
+* Every file gets a checkpoint in the batch that completes it (an mbox or a PST
+  only once all of it was imported); a file whose checkpoint still matches is
+  not opened again, so re-running an unchanged import reads nothing, and a file
+  whose size or modification time changed is read again.  The key is
+  ``files:<source>:<digest>``, the digest being 16 base64url characters
+  (96 bits of BLAKE2b) of the absolute path, and the value is
+  ``<size>:<mtime_ns>`` in base 36 (see :meth:`FilesConnector._key`).
 * Order is deterministic (paths sorted by name), so two runs produce the same
   batches.
 
@@ -28,6 +32,8 @@ mboxrd quoting nor honours ``Content-Length`` framing, and it splits on every
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import os
 import re
@@ -166,7 +172,27 @@ def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
 
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    if n < 0:
+        return "-" + _base36(-n)
+    digits = []
+    while True:
+        n, r = divmod(n, 36)
+        digits.append(_BASE36[r])
+        if not n:
+            return "".join(reversed(digits))
+
+
 def _checkpoint_value(st: os.stat_result) -> str:
+    """``<size>:<mtime_ns>`` in base 36 (``2es:cwyvpeni7w9h`` for 3,124 bytes, mtime 1,700,000,000,123,456,789 ns)."""
+    return f"{_base36(st.st_size)}:{_base36(st.st_mtime_ns)}"
+
+
+def _legacy_value(st: os.stat_result) -> str:
+    """The checkpoint value archives imported before the short keys hold: decimal ``<size>:<mtime_ns>``."""
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
@@ -487,9 +513,37 @@ class FilesConnector:
     # -- entry point ---------------------------------------------------------
 
     def _key(self, path: Path | str) -> str:
-        """Checkpoint key of one file: per source, so the same file imported under another
-        source name is read again and gains that source's provenance."""
+        """Checkpoint key of one file: ``files:<source>:<digest of the absolute path>``.
+
+        Per source, so the same file imported under another source name is read again
+        and gains that source's provenance.  The digest is BLAKE2b with a 12-byte
+        output over the path's bytes (``os.fsencode``: surrogateescape on POSIX, so
+        any file name works), as 16 base64url characters: a key is a few dozen bytes
+        however deep the path.  Two paths sharing a digest is a 2**-96 chance per
+        pair (about 1e-11 for a billion files in one source), and even then a file
+        would only be skipped if its size and modification time also matched the
+        other file's checkpoint.
+        """
+        digest = hashlib.blake2b(os.fsencode(path), digest_size=12).digest()
+        return f"files:{self.name}:{base64.urlsafe_b64encode(digest).decode('ascii')}"
+
+    def _legacy_key(self, path: Path | str) -> str:
+        """The key archives imported before the short keys hold: ``files:<source>:<path>``."""
         return f"files:{self.name}:{path}"
+
+    def _unchanged(self, cps: Mapping[str, str], path: Path, key: str, st: os.stat_result) -> bool:
+        """Whether the file's checkpoint matches its size and mtime, so it need not be read.
+
+        A file with no checkpoint under its key may still have one in the old long form
+        (``files:<source>:<path>`` = decimal ``<size>:<mtime_ns>``) from an archive
+        imported by an earlier version; it is honoured so that such an archive is not
+        read again in full.  Once the file changes, it is checkpointed under the new key,
+        which from then on takes precedence.
+        """
+        saved = cps.get(key)
+        if saved is not None:
+            return saved == _checkpoint_value(st)
+        return cps.get(self._legacy_key(path)) == _legacy_value(st)
 
     def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
         """Yield batches for every path, skipping files whose checkpoint still matches."""
@@ -592,9 +646,9 @@ class FilesConnector:
             except OSError as exc:
                 yield from out.failure(folder, str(file), f"cannot read: {exc.strerror or exc}", False)
                 continue
-            value = _checkpoint_value(st)
-            if cps.get(key) == value:
+            if self._unchanged(cps, file, key, st):
                 continue
+            value = _checkpoint_value(st)
             if not stat.S_ISREG(st.st_mode):
                 yield from out.failure(folder, str(file), "not a regular file")
                 continue
@@ -631,9 +685,9 @@ class FilesConnector:
             if not stat.S_ISREG(st.st_mode):
                 yield from out.failure(folder, str(path), "not a regular file (fifo, socket or device)")
                 return
-            value = _checkpoint_value(st)
-            if cps.get(key) == value:
+            if self._unchanged(cps, path, key, st):
                 return
+            value = _checkpoint_value(st)
             if st.st_size == 0:
                 yield from out.failure(folder, str(path), "empty file")
                 yield from out.checkpoint(folder, key, value)

@@ -7,6 +7,7 @@ import re
 import shutil
 import tracemalloc
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from archiver.config import FilesSource
 from archiver.sources.files import build_files
 from connectors.base import Batch, Connector, RawMessage, SourceFailure
 from connectors.files import FilesConnector, detect_format
+from tests.conftest import CliResult
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SAMPLE = DATA / "sample-maildir"
@@ -37,6 +39,21 @@ def failures(batches: list[Batch]) -> list[SourceFailure]:
 
 def saved(batches: list[Batch]) -> dict[str, str]:
     return {c.key: c.value for b in batches for c in b.checkpoints}
+
+
+def key(path: Path | str, source: str = "test") -> str:
+    return FilesConnector(source, [])._key(path)
+
+
+def stamp(value: str) -> tuple[int, int]:
+    """A checkpoint value decoded: (size, mtime_ns), both written in base 36."""
+    size, mtime = value.split(":")
+    return int(size, 36), int(mtime, 36)
+
+
+def of(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def mail(subject: str, body: str = "body\n", *, nl: str = "\n") -> bytes:
@@ -236,8 +253,10 @@ def test_single_eml_file_origin(tmp_path: Path) -> None:
     assert msg.origin.location == str(path)
     assert msg.origin.folder == ""
     assert msg.origin.internaldate == datetime.fromtimestamp(1_700_000_000.123456789, UTC)
-    assert batch.checkpoints[0].key == f"files:test:{path}"
-    assert batch.checkpoints[0].value == f"{len(mail('single'))}:1700000000123456789"
+    assert batch.checkpoints[0].key == key(path)
+    assert len(mail("single")) == 165
+    assert batch.checkpoints[0].value == "4l:cwyvpeni7w9h"  # base 36 of 165 and 1_700_000_000_123_456_789
+    assert stamp(batch.checkpoints[0].value) == (len(mail("single")), 1_700_000_000_123_456_789)
 
 
 # -- mbox --------------------------------------------------------------------------------------------
@@ -271,7 +290,8 @@ def test_mboxrd_round_trip(tmp_path: Path) -> None:
         assert raw[int(offset) :].startswith(b"From sender")
         assert m.origin.folder == "box"
     assert msgs[1].origin.internaldate == datetime(2019, 5, 14, 15, 1, tzinfo=UTC)
-    assert saved(batches) == {f"files:test:{box}": f"{box.stat().st_size}:{box.stat().st_mtime_ns}"}
+    [(k, v)] = saved(batches).items()
+    assert k == key(box) and stamp(v) == of(box)
 
 
 def test_mbox_fixtures() -> None:
@@ -388,12 +408,11 @@ def test_checkpoints_skip_unchanged_and_reread_touched(tmp_path: Path) -> None:
     cps = saved(first)
     assert len(cps) == 36
     for m in messages(first):
-        key = "files:test:" + m.origin.location.split("#")[0]
-        st = Path(m.origin.location.split("#")[0]).stat()
-        assert cps[key] == f"{st.st_size}:{st.st_mtime_ns}"
+        path = Path(m.origin.location.split("#")[0])
+        assert stamp(cps[key(path)]) == of(path)
     # Each file's checkpoint rides in the same batch as its (last) message.
     for b in first:
-        paths = {"files:test:" + m.origin.location.split("#")[0] for m in b.messages}
+        paths = {key(m.origin.location.split("#")[0]) for m in b.messages}
         assert {c.key for c in b.checkpoints} <= paths
 
     assert run([md, box], cps) == []  # an unchanged import reads nothing
@@ -402,7 +421,8 @@ def test_checkpoints_skip_unchanged_and_reread_touched(tmp_path: Path) -> None:
     os.utime(touched, ns=(1, 1))
     again = run([md, box], cps)
     assert [m.origin.location for m in messages(again)] == [str(touched)]
-    assert saved(again) == {f"files:test:{touched}": f"{touched.stat().st_size}:1"}
+    [(k, v)] = saved(again).items()
+    assert k == key(touched) and stamp(v) == (touched.stat().st_size, 1)
 
     with box.open("ab") as fh:
         fh.write(b"From x@example.com Tue May 14 15:00:00 2019\n" + mail("appended") + b"\n")
@@ -422,6 +442,154 @@ def test_non_mail_files_fail_once_and_are_checkpointed(tmp_path: Path) -> None:
     assert reasons["empty"] == "empty file"
     assert all(f.permanent for f in failures(first))
     assert run([tmp_path], saved(first)) == []
+
+
+KEY_RE = re.compile(r"files:test:[A-Za-z0-9_-]{16}")
+
+
+def mixed_tree(root: Path) -> list[Path]:
+    """A Maildir, an mbox, a loose message, a non-mail file and an empty file; returns the files."""
+    shutil.copytree(SAMPLE, root / "Maildir")
+    shutil.copy(MBOX / "mboxrd.mbox", root / "box.mbox")
+    (root / "loose.eml").write_bytes(mail("loose"))
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    (root / "empty").write_bytes(b"")
+    return [*maildir_files(root / "Maildir"), *(root / n for n in ("box.mbox", "loose.eml", "image.png", "empty"))]
+
+
+def legacy(files: list[Path], source: str = "test") -> dict[str, str]:
+    """The checkpoints an archive imported by the earlier version holds: full path, decimal value."""
+    return {f"files:{source}:{p}": f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files}
+
+
+def test_checkpoint_keys_are_short_and_fixed_length(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*[f"a-rather-long-folder-name-{i:02}" for i in range(30)])
+    deep.mkdir(parents=True)
+    paths = [tmp_path / "x", deep / "1.", tmp_path / "caf\u00e9.eml", tmp_path / os.fsdecode(b"bad-\xe9-utf8")]
+    for i, p in enumerate(paths):
+        p.write_bytes(mail(f"message {i}"))
+    cps = saved(run([tmp_path]))
+    assert len(cps) == len(paths) and len(str(deep / "1.")) > 900
+    assert all(KEY_RE.fullmatch(k) for k in cps)  # 27 characters however long the path
+    assert set(cps) == {key(p) for p in paths}
+    assert key(paths[1]) == key(str(paths[1]))
+    assert all(len(v) <= 16 and stamp(v) == of(p) for p, v in ((p, cps[key(p)]) for p in paths))
+    negative = tmp_path / "before-1970.eml"
+    negative.write_bytes(mail("old"))
+    os.utime(negative, ns=(-1_000_000_007, -1_000_000_007))
+    [(_, v)] = saved(run([negative])).items()
+    assert stamp(v) == (negative.stat().st_size, -1_000_000_007)
+    assert run([negative], {key(negative): v}) == []
+
+
+def test_rerun_of_an_unchanged_import_opens_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = mixed_tree(tmp_path)
+    first = run([tmp_path])
+    assert len(saved(first)) == len(files)
+    opened: list[str] = []
+    real_open = Path.open
+
+    def spy(self: Path, *args: object, **kw: object) -> object:
+        opened.append(str(self))
+        return real_open(self, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", spy)
+    assert run([tmp_path], saved(first)) == []
+    assert opened == []
+    # The spy does see reads: a changed file is opened (and only that one).
+    os.utime(files[0], ns=(5, 5))
+    assert [m.origin.location for m in messages(run([tmp_path], saved(first)))] == [str(files[0])]
+    assert opened == [str(files[0])]
+
+
+def test_content_changed_behind_a_restored_mtime_is_read_again(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail("first"))
+    cps = saved(run([eml]))
+    mtime = eml.stat().st_mtime_ns
+    eml.write_bytes(mail("second, longer"))
+    os.utime(eml, ns=(mtime, mtime))  # same mtime, other size
+    [msg] = messages(run([eml], cps))
+    assert msg.data == mail("second, longer")
+
+
+def test_sources_importing_the_same_path_keep_separate_checkpoints(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail("shared"))
+    a = saved(list(FilesConnector("a", [eml]).batches({})))
+    b_batches = list(FilesConnector("b", [eml]).batches(a))
+    assert len(messages(b_batches)) == 1  # source b has not seen it: read again, gains b's provenance
+    b = saved(b_batches)
+    assert set(a) == {key(eml, "a")} and set(b) == {key(eml, "b")} and a.keys() != b.keys()
+    assert key(eml, "a")[len("files:a:") :] == key(eml, "b")[len("files:b:") :]
+    both = {**a, **b}
+    assert list(FilesConnector("a", [eml]).batches(both)) == []
+    assert list(FilesConnector("b", [eml]).batches(both)) == []
+
+
+def test_old_style_checkpoints_are_honoured(tmp_path: Path) -> None:
+    files = mixed_tree(tmp_path)
+    old = legacy(files)
+    assert run([tmp_path], old) == []  # an archive imported by the earlier version is not read again
+    assert len(messages(run([tmp_path], legacy(files, "other")))) == 35 + 3 + 1  # another source's do not count
+
+    touched = tmp_path / "box.mbox"
+    with touched.open("ab") as fh:
+        fh.write(b"From x@example.com Tue May 14 15:00:00 2019\n" + mail("appended") + b"\n")
+    again = run([tmp_path], old)
+    assert {m.origin.location.split("#")[0] for m in messages(again)} == {str(touched)}
+    assert len(messages(again)) == 4
+    [(k, v)] = saved(again).items()
+    assert k == key(touched) and stamp(v) == of(touched)
+    assert run([tmp_path], {**old, **saved(again)}) == []
+
+    # A short key, once written, wins over an old one: a stale short key means "read again".
+    eml = tmp_path / "loose.eml"
+    [msg] = messages(run([tmp_path], {**old, **saved(again), key(eml): "0:0"}))
+    assert msg.origin.location == str(eml)
+
+
+def test_pipeline_rerun_reads_nothing_and_old_archives_are_not_reread(
+    initialised: Callable[..., CliResult], config_file: Path, tmp_path: Path
+) -> None:
+    from archiver.archive import Archive
+    from archiver.config import load_config
+    from archiver.pipeline import ingest
+
+    src = tmp_path / "mail"
+    shutil.copytree(SAMPLE, src)
+    files = maildir_files(src)
+    first = initialised("import", str(src), "--source", "s", "--json").json()
+    assert isinstance(first, dict) and first["imported"] + first["duplicates"] == len(files)
+    again = initialised("import", str(src), "--source", "s", "--json").json()
+    assert isinstance(again, dict)
+    assert (again["imported"], again["duplicates"], again["failed"]) == (0, 0, 0)  # nothing was read
+
+    cfg = load_config(config_file)
+    with Archive.open(cfg) as archive:
+        cps = archive.repo.catalog.checkpoints()
+        assert {k for k in cps if k.startswith("files:s:")} == {key(p, "s") for p in files}
+        assert all(stamp(cps[key(p, "s")]) == of(p) for p in files)
+        with archive.repo.transaction() as tx:  # what the earlier version left for source "old"
+            for k, v in legacy(files, "old").items():
+                tx.checkpoint(k, v)
+
+        def provenance() -> int:
+            return sum(len(archive.repo.catalog.provenance(oid)) for oid in archive.repo.catalog.live_ids())
+
+        # A file read again anyway (its checkpoint lost) is a duplicate and adds no provenance row.
+        rows = provenance()
+
+        class Forgetful(FilesConnector):
+            def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
+                return super().batches({})
+
+        summary = ingest(archive, Forgetful("s", [src]))
+        assert (summary.imported, summary.duplicates) == (0, len(files))
+        assert provenance() == rows
+
+    old = initialised("import", str(src), "--source", "old", "--json").json()
+    assert isinstance(old, dict) and (old["imported"], old["duplicates"], old["failed"]) == (0, 0, 0)
 
 
 def test_outlook_msg_is_reported_unsupported(tmp_path: Path) -> None:
