@@ -42,6 +42,7 @@ import psutil
 
 from archiver.archive import Archive
 from archiver.config import parse_config
+from archiver.memory import limit_malloc_arenas
 from archiver.pipeline import ingest
 from connectors.files import FilesConnector
 
@@ -233,6 +234,7 @@ def run_notmuch(paths: list[Path], work: Path) -> dict[str, Any]:
 def run_archiver(paths: list[Path], root: Path, workers: int) -> dict[str, Any]:
     """Import ``paths`` into a fresh archive at ``root``; returns timings, memory and sizes."""
     os.environ.setdefault(PASSPHRASE_ENV, "bench-only-passphrase")
+    limit_malloc_arenas()  # as `archiver` itself does at start
     cfg = parse_config(
         {
             "archive": {"path": str(root), "passphrase_env": PASSPHRASE_ENV},

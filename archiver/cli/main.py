@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from archiver import __version__
 from archiver.errors import ArchiverError
+from archiver.memory import limit_malloc_arenas
 
 COMMAND_MODULES = (
     "archiver.cli.init",
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before tantivy or any worker thread allocates (archiver/memory.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
