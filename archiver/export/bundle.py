@@ -215,7 +215,7 @@ class BundleWriter:
             marks = ",".join("?" * len(chunk))
             for oid, disposed_at, rule, seq, date in conn.execute(
                 "SELECT o.id, o.disposed_at, o.disposed_rule, o.ingest_seq, COALESCE(m.date, '') FROM objects o "
-                f"LEFT JOIN messages m ON m.id = o.id WHERE o.id IN ({marks})",
+                f"LEFT JOIN message_rows m ON m.obj = o.ingest_seq WHERE o.id IN ({marks})",
                 chunk,
             ):
                 if disposed_at:

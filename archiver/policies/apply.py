@@ -176,7 +176,7 @@ def _domain(addr: str) -> str:
 
 _OBJECTS_SQL = (
     "SELECT o.id, o.ingested_at, t.client, t.matters, m.date, m.from_addr, m.to_addrs, m.cc_addrs, m.bcc_addrs,"
-    " m.subject FROM objects o LEFT JOIN tags t ON t.id = o.id LEFT JOIN messages m ON m.id = o.id"
+    " m.subject FROM objects o LEFT JOIN tags t ON t.id = o.id LEFT JOIN message_rows m ON m.obj = o.ingest_seq"
     " WHERE o.disposed_at IS NULL {where} ORDER BY o.id"
 )
 _PROV_SQL = (

@@ -6,6 +6,17 @@ that is exactly what recovery after a crash and ``verify`` do.  ``messages`` hol
 metadata parsed from the objects themselves (subject, addresses, dates), which a
 rebuild recomputes by decrypting and parsing.
 
+The rows are stored compactly, and read through views.  ``object_rows`` holds an
+object's 64-digit hex id (the one indexed copy: everything looks objects up by it);
+``copies`` (provenance), ``matter_rows`` and ``message_rows`` refer to the object by
+its ``ingest_seq``, the sequence number of its ingest record and the rowid of
+``object_rows``, a few bytes instead of 64.  Timestamps in the canonical form are
+stored as integers, digests as bytes, empty JSON lists as NULL, and the folder part
+of a provenance location once in ``dirs``.  The views ``objects``, ``tags``,
+``matters``, ``provenance`` and ``messages`` have the columns and values of the
+tables they replace (hex ids, timestamps as text): readers query them, and
+``verify`` compares them with the catalog it rebuilds from the journal.
+
 WAL mode lets readers (search, show, the web server) run while a writer commits;
 ``secure_delete`` overwrites deleted rows so disposed metadata does not linger.
 """
@@ -13,9 +24,11 @@ WAL mode lets readers (search, show, the web server) run while a writer commits;
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,69 +36,111 @@ from archiver.model import ParsedMessage
 from archiver.store.journal import GENESIS, Head
 from archiver.store.segments import HEADER
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-SCHEMA = """
+
+def _time(col: str) -> str:
+    """SQL giving back a stored timestamp as its text (see :func:`pack_time`)."""
+    return (
+        f"CASE WHEN typeof({col}) = 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', {col} / 1000000, 'unixepoch')"
+        f" || printf('.%06dZ', {col} % 1000000) ELSE {col} END"
+    )
+
+
+# Stored rows and the views over them (see the module docstring).  ``object_rows`` are appended in
+# ``ingest_seq`` order; its ``client``, ``matters`` and ``tag_seq`` (NULL: set by the ingest) are the tags.
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS objects(
-    id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS object_rows(
+    ingest_seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     segment INTEGER NOT NULL,
     offset INTEGER NOT NULL,
     length INTEGER NOT NULL,
-    record_sha256 TEXT NOT NULL,
-    ingest_seq INTEGER NOT NULL,
-    ingested_at TEXT NOT NULL,
+    record_sha256 BLOB NOT NULL,
+    ingested_at NOT NULL,
     disposed_at TEXT,
     disposed_rule TEXT,
-    disposed_seq INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tags(
-    id TEXT PRIMARY KEY,
+    disposed_seq INTEGER,
     client TEXT NOT NULL,
-    matters TEXT NOT NULL,
-    seq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS matters(id TEXT NOT NULL, matter TEXT NOT NULL, PRIMARY KEY(id, matter)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS matters_by_matter ON matters(matter);
-CREATE TABLE IF NOT EXISTS provenance(
-    id TEXT NOT NULL,
+    matters TEXT,
+    tag_seq INTEGER
+);
+CREATE VIEW IF NOT EXISTS objects AS SELECT id, size, segment, offset, length,
+    CASE WHEN typeof(record_sha256) = 'blob' THEN lower(hex(record_sha256)) ELSE record_sha256 END AS record_sha256,
+    ingest_seq, {_time("ingested_at")} AS ingested_at, disposed_at, disposed_rule, disposed_seq
+    FROM object_rows;
+CREATE VIEW IF NOT EXISTS tags AS SELECT id, client, COALESCE(matters, '[]') AS matters,
+    COALESCE(tag_seq, ingest_seq) AS seq FROM object_rows;
+CREATE TABLE IF NOT EXISTS matter_rows(matter TEXT NOT NULL, obj INTEGER NOT NULL, PRIMARY KEY(matter, obj)) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS matters AS SELECT o.id AS id, m.matter AS matter
+    FROM matter_rows m JOIN object_rows o ON o.ingest_seq = m.obj;
+CREATE TABLE IF NOT EXISTS dirs(n INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS copies(
+    obj INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
     source TEXT NOT NULL,
     account TEXT NOT NULL,
     folder TEXT NOT NULL,
     uid TEXT NOT NULL,
     uidvalidity TEXT NOT NULL,
-    internaldate TEXT,
-    flags TEXT NOT NULL,
+    internaldate,
+    flags TEXT,
+    dir INTEGER,
     location TEXT NOT NULL,
-    envelope_recipients TEXT NOT NULL,
-    fetched_at TEXT,
-    seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS provenance_by_id ON provenance(id);
-CREATE INDEX IF NOT EXISTS provenance_by_source ON provenance(source, account, folder);
+    envelope_recipients TEXT,
+    fetched_at,
+    PRIMARY KEY(obj, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copies_by_source ON copies(source);
+CREATE VIEW IF NOT EXISTS provenance AS SELECT o.id AS id, c.source AS source, c.account AS account,
+    c.folder AS folder, c.uid AS uid, c.uidvalidity AS uidvalidity, {_time("c.internaldate")} AS internaldate,
+    COALESCE(c.flags, '[]') AS flags,
+    CASE WHEN c.dir IS NULL THEN c.location ELSE (SELECT path FROM dirs WHERE n = c.dir) || '/' || c.location END
+        AS location,
+    COALESCE(c.envelope_recipients, '[]') AS envelope_recipients, {_time("c.fetched_at")} AS fetched_at,
+    c.seq AS seq
+    FROM copies c JOIN object_rows o ON o.ingest_seq = c.obj;
 CREATE TABLE IF NOT EXISTS checkpoints(key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL,
     actor TEXT NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages(
-    id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS message_rows(
+    obj INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
     in_reply_to TEXT NOT NULL,
-    refs TEXT NOT NULL,
+    refs TEXT,
     date TEXT NOT NULL,
     date_fallback INTEGER NOT NULL,
     from_addr TEXT NOT NULL,
     from_name TEXT NOT NULL,
-    to_addrs TEXT NOT NULL,
-    cc_addrs TEXT NOT NULL,
-    bcc_addrs TEXT NOT NULL,
+    to_addrs TEXT,
+    cc_addrs TEXT,
+    bcc_addrs TEXT,
     subject TEXT NOT NULL,
-    attachments TEXT NOT NULL,
-    parse_errors TEXT NOT NULL,
+    attachments TEXT,
+    parse_errors TEXT,
     indexed INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_by_msgid ON messages(message_id);
-CREATE INDEX IF NOT EXISTS messages_unindexed ON messages(indexed) WHERE indexed = 0;
+CREATE INDEX IF NOT EXISTS message_rows_by_msgid ON message_rows(message_id);
+CREATE INDEX IF NOT EXISTS message_rows_unindexed ON message_rows(indexed) WHERE indexed = 0;
+CREATE VIEW IF NOT EXISTS messages AS SELECT o.id AS id, m.message_id AS message_id, m.in_reply_to AS in_reply_to,
+    COALESCE(m.refs, '[]') AS refs, m.date AS date, m.date_fallback AS date_fallback, m.from_addr AS from_addr,
+    m.from_name AS from_name, COALESCE(m.to_addrs, '[]') AS to_addrs, COALESCE(m.cc_addrs, '[]') AS cc_addrs,
+    COALESCE(m.bcc_addrs, '[]') AS bcc_addrs, m.subject AS subject, COALESCE(m.attachments, '[]') AS attachments,
+    COALESCE(m.parse_errors, '[]') AS parse_errors, m.indexed AS indexed
+    FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj;
+CREATE TRIGGER IF NOT EXISTS messages_update INSTEAD OF UPDATE ON messages BEGIN
+    UPDATE message_rows SET message_id = NEW.message_id, in_reply_to = NEW.in_reply_to, refs = NULLIF(NEW.refs, '[]'),
+        date = NEW.date, date_fallback = NEW.date_fallback, from_addr = NEW.from_addr, from_name = NEW.from_name,
+        to_addrs = NULLIF(NEW.to_addrs, '[]'), cc_addrs = NULLIF(NEW.cc_addrs, '[]'),
+        bcc_addrs = NULLIF(NEW.bcc_addrs, '[]'), subject = NEW.subject, attachments = NULLIF(NEW.attachments, '[]'),
+        parse_errors = NULLIF(NEW.parse_errors, '[]'), indexed = NEW.indexed
+    WHERE obj = (SELECT ingest_seq FROM object_rows WHERE id = OLD.id);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_delete INSTEAD OF DELETE ON messages BEGIN
+    DELETE FROM message_rows WHERE obj = (SELECT ingest_seq FROM object_rows WHERE id = OLD.id);
+END;
 CREATE TABLE IF NOT EXISTS holds(
     case_name TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -177,17 +232,25 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = connect(path, durable=False)
-        self.conn.executescript(SCHEMA)
-        schema = self.get_meta("schema")
-        if schema is None:
-            self.set_meta("schema", str(SCHEMA_VERSION))
-        elif schema != str(SCHEMA_VERSION):
+        schema = self._stored_schema()
+        if schema is not None and schema != str(SCHEMA_VERSION):
             from archiver.errors import ArchiverError
 
+            self.conn.close()
             raise ArchiverError(
                 f"The catalog {path} has schema {schema}; this version uses {SCHEMA_VERSION}. "
                 "Move it aside: it is rebuilt from the journal on the next open."
             )
+        self.conn.executescript(SCHEMA)
+        if schema is None:
+            self.set_meta("schema", str(SCHEMA_VERSION))
+
+    def _stored_schema(self) -> str | None:
+        """The schema version of an existing catalog, read before creating anything in it."""
+        try:
+            return self.get_meta("schema")
+        except sqlite3.OperationalError:  # no meta table: a new catalog
+            return None
 
     def close(self) -> None:
         self.conn.close()
@@ -217,10 +280,13 @@ class Catalog:
         """Apply committed journal records and move the head, in one SQLite transaction
         (with the parsed metadata of new messages, so one commit serves a whole batch)."""
         c = self.conn
+        records = list(records)
         c.execute("BEGIN IMMEDIATE")
         try:
             if metadata:
-                c.executemany(_PUT_METADATA, [metadata_row(oid, p) for oid, p in metadata])
+                # Keyed by the ingest record's sequence number, known before the record is applied.
+                ingested = {r["data"]["id"]: r["seq"] for r in records if r["type"] == "ingest"}
+                _put_metadata(c, metadata, ingested)
             batch = _Batch(c)
             for rec in records:
                 batch.apply(rec)
@@ -251,25 +317,25 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM objects WHERE id IN ({marks})", chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM object_rows WHERE id IN ({marks})", chunk))
         return found
 
     def has_object(self, oid: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM objects WHERE id=?", (oid,)).fetchone() is not None
+        return self.conn.execute("SELECT 1 FROM object_rows WHERE id=?", (oid,)).fetchone() is not None
 
     def resolve_prefix(self, prefix: str) -> list[str]:
         rows = self.conn.execute(
-            "SELECT id FROM objects WHERE id >= ? AND id < ? LIMIT 3", (prefix, prefix + "g")
+            "SELECT id FROM object_rows WHERE id >= ? AND id < ? LIMIT 3", (prefix, prefix + "g")
         ).fetchall()
         return [r[0] for r in rows]
 
     def live_ids(self) -> Iterator[str]:
-        for (oid,) in self.conn.execute("SELECT id FROM objects WHERE disposed_at IS NULL ORDER BY id"):
+        for (oid,) in self.conn.execute("SELECT id FROM object_rows WHERE disposed_at IS NULL ORDER BY id"):
             yield oid
 
     def tags(self, oid: str) -> tuple[str, tuple[str, ...]] | None:
-        row = self.conn.execute("SELECT client, matters FROM tags WHERE id=?", (oid,)).fetchone()
-        return None if row is None else (row[0], tuple(json.loads(row[1])))
+        row = self.conn.execute("SELECT client, matters FROM object_rows WHERE id=?", (oid,)).fetchone()
+        return None if row is None else (row[0], _matters(row[1]))
 
     def tags_for_message_ids(self, message_ids: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         """Tags of archived messages with these Message-IDs (thread inheritance)."""
@@ -277,10 +343,11 @@ class Catalog:
             return []
         marks = ",".join("?" * len(message_ids))
         rows = self.conn.execute(
-            f"SELECT t.client, t.matters FROM messages m JOIN tags t ON t.id = m.id WHERE m.message_id IN ({marks})",
+            "SELECT o.client, o.matters FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj"
+            f" WHERE m.message_id IN ({marks})",
             tuple(message_ids),
         ).fetchall()
-        return [(r[0], tuple(json.loads(r[1]))) for r in rows]
+        return [(r[0], _matters(r[1])) for r in rows]
 
     def provenance(self, oid: str) -> list[dict[str, Any]]:
         cur = self.conn.execute(
@@ -324,15 +391,15 @@ class Catalog:
 
     def missing_metadata(self, limit: int = 1000) -> list[str]:
         rows = self.conn.execute(
-            "SELECT o.id FROM objects o LEFT JOIN messages m ON m.id = o.id "
-            "WHERE m.id IS NULL AND o.disposed_at IS NULL LIMIT ?",
+            "SELECT o.id FROM object_rows o LEFT JOIN message_rows m ON m.obj = o.ingest_seq "
+            "WHERE m.obj IS NULL AND o.disposed_at IS NULL LIMIT ?",
             (limit,),
         ).fetchall()
         return [r[0] for r in rows]
 
     def unindexed(self, limit: int = 1000) -> list[str]:
         rows = self.conn.execute(
-            "SELECT m.id FROM messages m JOIN objects o ON o.id = m.id "
+            "SELECT o.id FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
             "WHERE m.indexed = 0 AND o.disposed_at IS NULL LIMIT ?",
             (limit,),
         ).fetchall()
@@ -340,16 +407,19 @@ class Catalog:
 
     def mark_indexed(self, ids: Sequence[str], value: int = 1) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany("UPDATE messages SET indexed=? WHERE id=?", [(value, i) for i in ids])
+        self.conn.executemany(
+            "UPDATE message_rows SET indexed=? WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)",
+            [(value, i) for i in ids],
+        )
         self.conn.execute("COMMIT")
 
     def mark_all_unindexed(self) -> None:
-        self.conn.execute("UPDATE messages SET indexed=0")
+        self.conn.execute("UPDATE message_rows SET indexed=0")
 
     def put_metadata(self, items: Sequence[tuple[str, ParsedMessage]]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(_PUT_METADATA, [metadata_row(oid, p) for oid, p in items])
+            _put_metadata(self.conn, items, {})
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -361,15 +431,15 @@ class Catalog:
         def one(q: str) -> tuple[Any, ...]:
             return tuple(c.execute(q).fetchone())
 
-        live, size = one("SELECT COUNT(*), COALESCE(SUM(size),0) FROM objects WHERE disposed_at IS NULL")
-        disposed = one("SELECT COUNT(*) FROM objects WHERE disposed_at IS NOT NULL")[0]
-        copies = one("SELECT COUNT(*) FROM provenance")[0]
-        errors = one("SELECT COUNT(*) FROM messages WHERE parse_errors != '[]'")[0]
-        clients = dict(c.execute("SELECT client, COUNT(*) FROM tags GROUP BY client ORDER BY 2 DESC").fetchall())
+        live, size = one("SELECT COUNT(*), COALESCE(SUM(size),0) FROM object_rows WHERE disposed_at IS NULL")
+        disposed = one("SELECT COUNT(*) FROM object_rows WHERE disposed_at IS NOT NULL")[0]
+        copies = one("SELECT COUNT(*) FROM copies")[0]
+        errors = one("SELECT COUNT(*) FROM message_rows WHERE parse_errors IS NOT NULL")[0]
+        clients = dict(c.execute("SELECT client, COUNT(*) FROM object_rows GROUP BY client ORDER BY 2 DESC").fetchall())
         sources = dict(
-            c.execute("SELECT source, COUNT(DISTINCT id) FROM provenance GROUP BY source ORDER BY 2 DESC").fetchall()
+            c.execute("SELECT source, COUNT(DISTINCT obj) FROM copies GROUP BY source ORDER BY 2 DESC").fetchall()
         )
-        dates = one("SELECT MIN(date), MAX(date) FROM messages")
+        dates = one("SELECT MIN(date), MAX(date) FROM message_rows")
         return {
             "messages": live,
             "raw_bytes": size,
@@ -384,20 +454,107 @@ class Catalog:
         }
 
 
+# -- compact values ----------------------------------------------------------------------------
+
+_ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_EPOCH = datetime(1970, 1, 1)
+
+
+def pack_time(text: Any) -> Any:
+    """A timestamp as stored: microseconds since 1970 when it is in the canonical form ``iso`` writes
+    (the views format it back to the very same text), else the text itself (NULL stays NULL)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return str(text)  # never an integer: that would read back as a time
+    if not _ISO_TIME.fullmatch(text):
+        return text
+    try:
+        us = (datetime.fromisoformat(text[:-1]) - _EPOCH) // timedelta(microseconds=1)
+    except ValueError:
+        return text
+    return us if us >= 0 else text
+
+
+def _digest(hexdigest: Any) -> Any:
+    """A hex SHA-256 as its 32 bytes (anything else as given; the ``objects`` view shows both as text)."""
+    if isinstance(hexdigest, str) and len(hexdigest) == 64:
+        try:
+            raw = bytes.fromhex(hexdigest)
+        except ValueError:
+            return hexdigest
+        if raw.hex() == hexdigest:
+            return raw
+    return hexdigest
+
+
+def _json_list(items: Any) -> str | None:
+    """A list as JSON, NULL when empty (the views show NULL as ``[]``)."""
+    return None if items == [] else json.dumps(items)
+
+
+def _compact_list(items: Any) -> str | None:
+    """Like :func:`_json_list` without the blanks (``messages`` columns: read as JSON, never compared as text)."""
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":")) if items else None
+
+
+def _matters(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+def _split_location(location: Any) -> tuple[str | None, Any]:
+    """(folder part, rest) of a provenance location, split at the last ``/`` before any ``;`` or ``#``
+    (IMAP, Graph and EWS locations carry ids after a ``;``, mbox ones an offset after a ``#``, and those
+    may hold slashes): messages from one folder share the first part, stored once in ``dirs``."""
+    if not isinstance(location, str):
+        return None, location
+    end = len(location)
+    for mark in (";", "#"):
+        i = location.find(mark)
+        if i >= 0:
+            end = min(end, i)
+    cut = location.rfind("/", 0, end)
+    if cut < 0:
+        return None, location
+    return location[:cut], location[cut + 1 :]
+
+
 _PUT_METADATA = (
-    "INSERT OR REPLACE INTO messages(id,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
+    "INSERT OR REPLACE INTO message_rows(obj,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
     "from_name,to_addrs,cc_addrs,bcc_addrs,subject,attachments,parse_errors,indexed)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
 )
+_PUT_METADATA_BY_ID = (
+    "INSERT OR REPLACE INTO message_rows(obj,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
+    "from_name,to_addrs,cc_addrs,bcc_addrs,subject,attachments,parse_errors,indexed)"
+    " SELECT ingest_seq,?,?,?,?,?,?,?,?,?,?,?,?,?,0 FROM object_rows WHERE id=?"
+)
+
+
+def _put_metadata(c: sqlite3.Connection, items: Sequence[tuple[str, ParsedMessage]], ingested: dict[str, int]) -> None:
+    """Store parsed metadata, keyed by the object's ingest_seq: from ``ingested`` (the objects of the
+    records being applied) or the catalog (metadata of an object the catalog does not hold is dropped)."""
+    known: list[tuple[Any, ...]] = []
+    by_id: list[tuple[Any, ...]] = []
+    for oid, p in items:
+        row = _stored_metadata(p)
+        seq = ingested.get(oid)
+        if seq is None:
+            by_id.append((*row, oid))
+        else:
+            known.append((seq, *row))
+    if known:
+        c.executemany(_PUT_METADATA, known)
+    if by_id:
+        c.executemany(_PUT_METADATA_BY_ID, by_id)
 
 
 def _addrs(addrs: Iterable[Any]) -> str:
     return json.dumps([[a.addr, a.name] for a in addrs], ensure_ascii=False)
 
 
-def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
-    first = p.from_[0] if p.from_ else None
-    atts = [
+def _attachments(p: ParsedMessage) -> list[dict[str, Any]]:
+    return [
         {
             "filename": a.filename,
             "content_type": a.content_type,
@@ -407,6 +564,11 @@ def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
         }
         for a in p.attachments
     ]
+
+
+def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
+    """The ``messages`` row of a parsed message (the lists as JSON text; the view's may differ in blanks)."""
+    first = p.from_[0] if p.from_ else None
     return (
         oid,
         p.message_id,
@@ -420,14 +582,37 @@ def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
         _addrs(p.cc),
         _addrs(p.bcc),
         p.subject,
-        json.dumps(atts, ensure_ascii=False),
+        json.dumps(_attachments(p), ensure_ascii=False),
         json.dumps(list(p.parse_errors), ensure_ascii=False),
     )
 
 
+def _stored_metadata(p: ParsedMessage) -> tuple[Any, ...]:
+    """:func:`metadata_row` as stored in ``message_rows`` (without the id; compact JSON, NULL for ``[]``)."""
+    first = p.from_[0] if p.from_ else None
+    return (
+        p.message_id,
+        p.in_reply_to,
+        _compact_list(list(p.references)),
+        p.date.isoformat(),
+        int(p.date_is_fallback),
+        first.addr if first else "",
+        first.name if first else "",
+        _compact_list([[a.addr, a.name] for a in p.to]),
+        _compact_list([[a.addr, a.name] for a in p.cc]),
+        _compact_list([[a.addr, a.name] for a in p.bcc]),
+        p.subject,
+        _compact_list(_attachments(p)),
+        _compact_list(list(p.parse_errors)),
+    )
+
+
+# -- applying records --------------------------------------------------------------------------
+
+
 class _Batch:
-    """Applies records like :func:`apply_record`, but the frequent ones (ingest, copy, checkpoint)
-    as one ``executemany`` per table: a batch of thousands of messages is a handful of statements.
+    """Applies journal records, the frequent ones (ingest, copy, checkpoint) as one ``executemany`` per
+    table: a batch of thousands of messages is a handful of statements.
 
     Order is kept where it matters: buffered rows are flushed before any other record type.
     """
@@ -435,84 +620,75 @@ class _Batch:
     def __init__(self, c: sqlite3.Connection) -> None:
         self.c = c
         self.objects: list[tuple[Any, ...]] = []
-        self.provenance: list[tuple[Any, ...]] = []
-        self.tags: list[tuple[Any, ...]] = []
-        self.matters: list[tuple[str, str]] = []
+        self.copies: list[tuple[Any, ...]] = []
+        self.matters: list[tuple[str, int]] = []
         self.checkpoints: list[tuple[Any, ...]] = []
 
     def apply(self, rec: dict[str, Any]) -> None:
         t, d, seq = rec["type"], rec["data"], rec["seq"]
         if t == "ingest":
             self.objects.append(
-                (d["id"], d["size"], d["segment"], d["offset"], d["length"], d["record_sha256"], seq, rec["time"])
+                (
+                    seq,
+                    d["id"],
+                    d["size"],
+                    d["segment"],
+                    d["offset"],
+                    d["length"],
+                    _digest(d["record_sha256"]),
+                    pack_time(rec["time"]),
+                    d["client"],
+                    _json_list(d["matters"]),
+                )
             )
-            self.provenance.append(_provenance_row(d["id"], d["prov"], seq))
-            self.tags.append((d["id"], d["client"], json.dumps(d["matters"]), seq))
-            self.matters.extend((d["id"], m) for m in d["matters"])
+            self.copies.append(_copy_row(d["id"], d["prov"], seq))
+            self.matters.extend((m, seq) for m in d["matters"])
         elif t == "copy":
-            self.provenance.append(_provenance_row(d["id"], d["prov"], seq))
+            self.copies.append(_copy_row(d["id"], d["prov"], seq))
         elif t == "checkpoint":
             self.checkpoints.append((d["key"], d["value"], seq))
         elif t == "checkpoints":
             self.checkpoints.extend((k, v, seq) for k, v in d["items"].items())
         elif t != "commit":
             self.flush()
-            apply_record(self.c, rec)
+            _apply_other(self.c, rec)
 
     def flush(self) -> None:
         c = self.c
         if self.objects:
             c.executemany(
-                "INSERT INTO objects(id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO object_rows(ingest_seq,id,size,segment,offset,length,record_sha256,ingested_at,"
+                "client,matters) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 self.objects,
             )
-            c.executemany("INSERT OR REPLACE INTO tags(id, client, matters, seq) VALUES (?,?,?,?)", self.tags)
-            c.executemany("INSERT OR IGNORE INTO matters(id, matter) VALUES (?,?)", self.matters)
-        if self.provenance:
-            c.executemany(_INSERT_PROVENANCE, self.provenance)
+            c.executemany("INSERT OR IGNORE INTO matter_rows(matter, obj) VALUES (?,?)", self.matters)
+        if self.copies:
+            dirs = {row[8] for row in self.copies if row[8] is not None}
+            c.executemany("INSERT OR IGNORE INTO dirs(path) VALUES (?)", [(d,) for d in sorted(dirs)])
+            c.executemany(_INSERT_COPY, self.copies)
         if self.checkpoints:
             c.executemany("INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)", self.checkpoints)
-        self.objects, self.provenance, self.tags, self.matters, self.checkpoints = [], [], [], [], []
+        self.objects, self.copies, self.matters, self.checkpoints = [], [], [], []
 
 
 def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
     """Apply one journal record to the derived tables (the single place that defines their meaning)."""
+    batch = _Batch(c)
+    batch.apply(rec)
+    batch.flush()
+
+
+def _apply_other(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
+    """Records other than ingest, copy and checkpoints (which :class:`_Batch` applies)."""
     t, d, seq = rec["type"], rec["data"], rec["seq"]
-    if t == "ingest":
-        c.execute(
-            "INSERT INTO objects(id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (
-                d["id"],
-                d["size"],
-                d["segment"],
-                d["offset"],
-                d["length"],
-                d["record_sha256"],
-                seq,
-                rec["time"],
-            ),
-        )
-        _apply_provenance(c, d["id"], d["prov"], seq)
+    if t == "tag":
         _apply_tags(c, d["id"], d["client"], d["matters"], seq)
-    elif t == "copy":
-        _apply_provenance(c, d["id"], d["prov"], seq)
-    elif t == "tag":
-        _apply_tags(c, d["id"], d["client"], d["matters"], seq)
-    elif t == "checkpoint":
-        c.execute("INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)", (d["key"], d["value"], seq))
-    elif t == "checkpoints":
-        c.executemany(
-            "INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)",
-            [(k, v, seq) for k, v in d["items"].items()],
-        )
     elif t == "dispose":
         c.execute(
-            "UPDATE objects SET disposed_at=?, disposed_rule=?, disposed_seq=? WHERE id=?",
+            "UPDATE object_rows SET disposed_at=?, disposed_rule=?, disposed_seq=? WHERE id=?",
             (rec["time"], d.get("rule", ""), seq, d["id"]),
         )
-        c.execute("DELETE FROM messages WHERE id=?", (d["id"],))
+        c.execute("DELETE FROM message_rows WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)", (d["id"],))
     elif t in _POLICY_RECORDS:
         _apply_policy(c, rec)
     if t in EVENT_TYPES:
@@ -522,40 +698,46 @@ def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
         )
 
 
-_INSERT_PROVENANCE = (
-    "INSERT INTO provenance(id,source,account,folder,uid,uidvalidity,internaldate,flags,location,"
-    "envelope_recipients,fetched_at,seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+# One row per ingest or copy record: the same copy seen twice is two rows, in both (duplicates are kept out
+# of the journal by Transaction.add_copy).  The object is found by id; it was inserted before (ingest).
+_INSERT_COPY = (
+    "INSERT INTO copies(obj,seq,source,account,folder,uid,uidvalidity,internaldate,flags,dir,location,"
+    "envelope_recipients,fetched_at) SELECT ingest_seq,?,?,?,?,?,?,?,?,(SELECT n FROM dirs WHERE path=?),?,?,?"
+    " FROM object_rows WHERE id=?"
 )
 
 
-def _provenance_row(oid: str, p: dict[str, Any], seq: int) -> tuple[Any, ...]:
+def _copy_row(oid: str, p: dict[str, Any], seq: int) -> tuple[Any, ...]:
+    """Parameters of :data:`_INSERT_COPY` for one provenance (index 8 is the location's folder part)."""
+    place, rest = _split_location(p.get("location", ""))
     return (
-        oid,
+        seq,
         p["source"],
         p.get("account", ""),
         p.get("folder", ""),
         p.get("uid", ""),
         p.get("uidvalidity", ""),
-        p.get("internaldate"),
-        json.dumps(p.get("flags", [])),
-        p.get("location", ""),
-        json.dumps(p.get("envelope_recipients", [])),
-        p.get("fetched_at"),
-        seq,
+        pack_time(p.get("internaldate")),
+        _json_list(p.get("flags", [])),
+        place,
+        rest,
+        _json_list(p.get("envelope_recipients", [])),
+        pack_time(p.get("fetched_at")),
+        oid,
     )
-
-
-def _apply_provenance(c: sqlite3.Connection, oid: str, p: dict[str, Any], seq: int) -> None:
-    c.execute(_INSERT_PROVENANCE, _provenance_row(oid, p, seq))
 
 
 def _apply_tags(c: sqlite3.Connection, oid: str, client: str, matters: list[str], seq: int) -> None:
+    row = c.execute("SELECT ingest_seq, matters FROM object_rows WHERE id=?", (oid,)).fetchone()
+    if row is None:
+        return  # tags of an object the catalog does not hold
+    obj, old = row
     c.execute(
-        "INSERT OR REPLACE INTO tags(id, client, matters, seq) VALUES (?,?,?,?)",
-        (oid, client, json.dumps(matters), seq),
+        "UPDATE object_rows SET client=?, matters=?, tag_seq=? WHERE ingest_seq=?",
+        (client, _json_list(matters), seq, obj),
     )
-    c.execute("DELETE FROM matters WHERE id=?", (oid,))
-    c.executemany("INSERT OR IGNORE INTO matters(id, matter) VALUES (?,?)", [(oid, m) for m in matters])
+    c.executemany("DELETE FROM matter_rows WHERE matter=? AND obj=?", [(m, obj) for m in _matters(old)])
+    c.executemany("INSERT OR IGNORE INTO matter_rows(matter, obj) VALUES (?,?)", [(m, obj) for m in matters])
 
 
 #: journal records of the retention and hold policies (archiver/policies), derived into their tables.

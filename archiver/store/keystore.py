@@ -6,6 +6,11 @@ the write-ahead log, so the key is gone from the disk and the object's ciphertex
 in the append-only segment can never be decrypted again.  It is kept apart from
 the catalog precisely because the catalog must be rebuildable from the journal,
 and nothing that can be rebuilt from an append-only file can be forgotten.
+
+A keystore holds its ids as 32 raw bytes in a WITHOUT ROWID table (each id stored
+once, about half the size of a table keyed by the hex text).  Keystores written
+before that keep their layout, ``keys(id TEXT PRIMARY KEY, wrapped BLOB)``, and are
+used as they are: they cannot be rebuilt, so they are never rewritten to convert them.
 """
 
 from __future__ import annotations
@@ -16,40 +21,77 @@ from pathlib import Path
 
 from archiver.store.catalog import connect
 
+#: the layout of new keystores
+SCHEMA = "CREATE TABLE IF NOT EXISTS keys(id BLOB PRIMARY KEY, wrapped BLOB NOT NULL) WITHOUT ROWID"
+
+
+def _raw_id(oid: str) -> bytes | None:
+    """An object id (lowercase hex) as bytes; None for anything else, which no stored id can equal."""
+    try:
+        raw = bytes.fromhex(oid)
+    except (TypeError, ValueError):
+        return None
+    return raw if raw.hex() == oid else None
+
 
 class Keystore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = connect(path)
-        self.conn.execute("CREATE TABLE IF NOT EXISTS keys(id TEXT PRIMARY KEY, wrapped BLOB NOT NULL)")
+        id_type = self._id_type()
+        if id_type is None:
+            self.conn.execute(SCHEMA)
+            id_type = self._id_type()
+        # TEXT: a keystore of the first layout, with hex text ids.
+        self.hex_ids = (id_type or "").upper() == "TEXT"
+
+    def _id_type(self) -> str | None:
+        """The declared type of ``keys.id``, None when there is no ``keys`` table yet."""
+        for row in self.conn.execute("PRAGMA table_info(keys)"):
+            if row[1] == "id":
+                return str(row[2])
+        return None
+
+    def _key(self, oid: str) -> str | bytes | None:
+        return oid if self.hex_ids else _raw_id(oid)
 
     def close(self) -> None:
         self.conn.close()
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        rows = []
+        for oid, wrapped in items:
+            key = self._key(oid)
+            if key is None:
+                raise ValueError(f"{oid!r} is not an object id (lowercase hex)")
+            rows.append((key, wrapped))
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany("INSERT OR REPLACE INTO keys(id, wrapped) VALUES (?, ?)", items)
+            c.executemany("INSERT OR REPLACE INTO keys(id, wrapped) VALUES (?, ?)", rows)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
 
     def get(self, oid: str) -> bytes | None:
-        row = self.conn.execute("SELECT wrapped FROM keys WHERE id=?", (oid,)).fetchone()
+        key = self._key(oid)
+        if key is None:
+            return None
+        row = self.conn.execute("SELECT wrapped FROM keys WHERE id=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def ids(self) -> Iterator[str]:
         for (oid,) in self.conn.execute("SELECT id FROM keys ORDER BY id"):
-            yield oid
+            yield oid if self.hex_ids else bytes(oid).hex()
 
     def destroy(self, ids: Iterable[str]) -> int:
         """Delete wrapped keys for good (crypto-shredding) and flush the WAL."""
+        keys = [(k,) for k in map(self._key, ids) if k is not None]
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            n = c.executemany("DELETE FROM keys WHERE id=?", [(i,) for i in ids]).rowcount
+            n = c.executemany("DELETE FROM keys WHERE id=?", keys).rowcount
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")

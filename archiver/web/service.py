@@ -280,7 +280,7 @@ class WebArchive:
 
     def sources(self) -> list[str]:
         with self.lock:
-            rows = self.archive.repo.catalog.conn.execute("SELECT DISTINCT source FROM provenance ORDER BY source")
+            rows = self.archive.repo.catalog.conn.execute("SELECT DISTINCT source FROM copies ORDER BY source")
             return [r[0] for r in rows]
 
 

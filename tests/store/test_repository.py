@@ -115,9 +115,9 @@ def test_committed_journal_not_yet_in_catalog_is_applied(repo: Repository, tmp_p
         tx.put_raw(msg(2), prov(2), Tags())
     # roll the catalog back to the earlier head, as if step 4 never happened
     c = repo.catalog.conn
-    c.execute("DELETE FROM objects WHERE id=?", (message_id_of(msg(2)),))
-    c.execute("DELETE FROM provenance WHERE id=?", (message_id_of(msg(2)),))
-    c.execute("DELETE FROM tags WHERE id=?", (message_id_of(msg(2)),))
+    gone = message_id_of(msg(2))
+    c.execute("DELETE FROM copies WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)", (gone,))
+    c.execute("DELETE FROM object_rows WHERE id=?", (gone,))  # its tags are columns of object_rows
     for k, v in (("journal_seq", head.seq), ("journal_hash", head.hash), ("journal_offset", head.offset)):
         repo.catalog.set_meta(k, str(v))
     repo.catalog.set_meta("segment", str(seg[0]))

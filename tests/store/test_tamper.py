@@ -92,10 +92,17 @@ def test_truncated_journal_tail(archive_dir: Path, initialised: Callable[..., Cl
 @pytest.mark.parametrize(
     ("sql", "fragment"),
     [
-        ("UPDATE tags SET client='other' WHERE id=(SELECT MIN(id) FROM tags)", "catalog table tags"),
-        ("UPDATE objects SET record_sha256='00' WHERE id=(SELECT MAX(id) FROM objects)", "catalog table objects"),
-        ("DELETE FROM provenance WHERE rowid=3", "catalog table provenance"),
-        ("INSERT INTO matters VALUES ('feedface', '1-1')", "catalog table matters"),
+        # the rows are stored in object_rows, copies and matter_rows; verify compares the views over them
+        ("UPDATE object_rows SET client='other' WHERE id=(SELECT MIN(id) FROM object_rows)", "catalog table tags"),
+        (
+            "UPDATE object_rows SET record_sha256=x'00' WHERE id=(SELECT MAX(id) FROM object_rows)",
+            "catalog table objects",
+        ),
+        (
+            "DELETE FROM copies WHERE seq=(SELECT seq FROM copies ORDER BY seq LIMIT 1 OFFSET 2)",
+            "catalog table provenance",
+        ),
+        ("INSERT INTO matter_rows VALUES ('1-1', (SELECT MIN(ingest_seq) FROM object_rows))", "catalog table matters"),
     ],
 )
 def test_edited_catalog_row(archive_dir: Path, initialised: Callable[..., CliResult], sql: str, fragment: str) -> None:
@@ -109,7 +116,7 @@ def test_edited_catalog_row(archive_dir: Path, initialised: Callable[..., CliRes
 
 def test_deleted_data_key(archive_dir: Path, initialised: Callable[..., CliResult]) -> None:
     conn = sqlite3.connect(archive_dir / "keys.sqlite")
-    conn.execute("DELETE FROM keys WHERE rowid = (SELECT MIN(rowid) FROM keys)")
+    conn.execute("DELETE FROM keys WHERE id = (SELECT MIN(id) FROM keys)")
     conn.commit()
     conn.close()
     code, problems = verify(initialised)
