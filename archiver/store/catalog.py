@@ -32,11 +32,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from archiver.model import ParsedMessage
 from archiver.store.journal import GENESIS, Head
 from archiver.store.segments import HEADER
 
 SCHEMA_VERSION = 2
+
+_log = structlog.get_logger("archiver.catalog")
 
 
 def _time(col: str) -> str:
@@ -234,13 +238,16 @@ class Catalog:
         self.conn = connect(path, durable=False)
         schema = self._stored_schema()
         if schema is not None and schema != str(SCHEMA_VERSION):
-            from archiver.errors import ArchiverError
-
+            # Derived data in an older (or newer) layout: drop it rather than stop the user.  The
+            # repository sees an empty catalog and replays the journal into it; the next writer
+            # re-parses the messages' metadata.  Deleting (not keeping a copy) because the
+            # catalog holds plaintext metadata, disposed messages' included.
             self.conn.close()
-            raise ArchiverError(
-                f"The catalog {path} has schema {schema}; this version uses {SCHEMA_VERSION}. "
-                "Move it aside: it is rebuilt from the journal on the next open."
-            )
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            _log.warning("catalog_rebuilt", path=str(path), old_schema=schema, schema=SCHEMA_VERSION)
+            self.conn = connect(path, durable=False)
+            schema = None
         self.conn.executescript(SCHEMA)
         if schema is None:
             self.set_meta("schema", str(SCHEMA_VERSION))

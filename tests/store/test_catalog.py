@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from archiver.clock import iso
-from archiver.errors import ArchiverError
-from archiver.model import Address, Attachment, ParsedMessage
-from archiver.store.catalog import Catalog, metadata_row, pack_time
+from archiver.model import Address, Attachment, ParsedMessage, ProvenanceRow, Tags
+from archiver.store.catalog import SCHEMA_VERSION, Catalog, metadata_row, pack_time
 from archiver.store.journal import Head
+from archiver.store.repository import Repository
 
 T0 = "2024-03-01T10:00:00.000000Z"
 
@@ -244,15 +244,22 @@ def test_message_metadata_reads_back(cat: Catalog) -> None:
     assert cat.message(oid(1)) is None and cat.conn.execute("SELECT COUNT(*) FROM message_rows").fetchone() == (1,)
 
 
-def test_catalog_of_another_schema_is_refused_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.sqlite"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
-    conn.execute("INSERT INTO meta VALUES ('schema', '1')")
+def test_catalog_of_another_schema_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
+    """An archive whose catalog an older version wrote opens: the derived catalog is replaced and replayed."""
+    repo = Repository.create(tmp_path / "a", "pw")
+    with repo.transaction() as tx:
+        oid = tx.put_raw(
+            b"Subject: old\r\n\r\nbody\r\n", ProvenanceRow(source="s", folder="f", location="m"), Tags(client="c")
+        )
+    repo.close()
+    conn = sqlite3.connect(tmp_path / "a" / "catalog.sqlite")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    conn.execute("CREATE TABLE leftover(x)")
     conn.commit()
     conn.close()
-    with pytest.raises(ArchiverError, match="has schema 1"):
-        Catalog(path)
-    conn = sqlite3.connect(path)
-    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["meta"]
-    conn.close()
+    r2 = Repository.open(tmp_path / "a", "pw")
+    names = {r[0] for r in r2.catalog.conn.execute("SELECT name FROM sqlite_master")}
+    assert "leftover" not in names and r2.catalog.get_meta("schema") == str(SCHEMA_VERSION)
+    assert r2.catalog.tags(oid) == ("c", ())
+    assert r2.read_raw(oid).startswith(b"Subject: old")
+    assert r2.verify().ok
