@@ -658,6 +658,8 @@ class Repository:
         if last_commit is None:
             return
         active, end = int(last_commit["segment"]), int(last_commit["end"])
+        # One lookup per stored record: without this index each is a scan of every object.
+        fresh.execute("CREATE INDEX IF NOT EXISTS verify_by_location ON object_rows(segment, offset)")
         seen = 0
         for n in range(active + 1):
             p = self.segments.path(n)
