@@ -93,17 +93,21 @@ class _Indexer:
         self.last = time.monotonic()
 
     def add(self, docs: list[IndexDoc]) -> None:
+        """Add documents of objects this ingest stored (so none can be in the index already)."""
         if docs:
-            self.archive.index.add(docs)
+            self.archive.index.add(docs, replace=False)
             self.pending.extend(d.id for d in docs)
         if len(self.pending) >= INDEX_COMMIT_EVERY or time.monotonic() - self.last > INDEX_COMMIT_SECONDS:
-            self.flush()
+            self.flush(release=False)
 
-    def flush(self) -> None:
+    def flush(self, release: bool = True) -> None:
+        """Commit the index; intermediate flushes keep the writer, the last one releases it."""
         if self.pending:
-            self.archive.index.commit()
+            self.archive.index.commit(release=release)
             self.archive.repo.catalog.mark_indexed(self.pending)
             self.pending = []
+        elif release:
+            self.archive.index.commit()  # a writer kept by an earlier flush is released here
         self.last = time.monotonic()
 
 

@@ -168,11 +168,17 @@ class MessageIndex:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def add(self, docs: Iterable[IndexDoc]) -> None:
-        """Add documents, replacing any already indexed under the same id (visible after commit)."""
+    def add(self, docs: Iterable[IndexDoc], *, replace: bool = True) -> None:
+        """Add documents, replacing any already indexed under the same id (visible after commit).
+
+        ``replace=False`` is for ids the index cannot hold yet (objects stored in this very
+        ingest): it skips a delete per document, which tantivy would otherwise apply to every
+        segment at the next commit.
+        """
         for doc in docs:
             writer = self._writer_now()
-            writer.delete_documents_by_term(S.F_ID, doc.id.lower())
+            if replace:
+                writer.delete_documents_by_term(S.F_ID, doc.id.lower())
             writer.add_document(S.to_document(doc, body_chars=self._body_chars))
 
     def delete(self, ids: Iterable[str]) -> None:
@@ -180,12 +186,18 @@ class MessageIndex:
         for doc_id in ids:
             self._writer_now().delete_documents_by_term(S.F_ID, doc_id.lower())
 
-    def commit(self) -> None:
-        """Make pending adds/deletes durable and visible, then release the writer lock."""
+    def commit(self, *, release: bool = True) -> None:
+        """Make pending adds/deletes durable and visible, then release the writer lock.
+
+        ``release=False`` keeps the writer (and its lock) for more adds: releasing waits for
+        tantivy's background merges, which a long import would otherwise sit through at every
+        intermediate commit.  Whoever keeps it must end with a releasing commit (or close()).
+        """
         if self._writer is None:
             return
         self._writer.commit()
-        self._release_writer()
+        if release:
+            self._release_writer()
         self._index.reload()
 
     def rollback(self) -> None:
