@@ -351,6 +351,36 @@ def test_writer_lock_is_released_for_another_instance(tmp_path: Path) -> None:
         assert c.count() == 5
 
 
+def test_commit_without_release_keeps_the_writer_until_a_releasing_commit(tmp_path: Path) -> None:
+    """An import commits every few thousand messages but keeps the writer; its last commit lets go."""
+    path = tmp_path / "idx"
+    a = build(path)
+    b = MessageIndex.open(path, lock_timeout=0.2)
+    a.add([make_doc(5)], replace=False)
+    a.commit(release=False)
+    b.reload()
+    assert b.count() == 5, "the commit itself is visible"
+    with pytest.raises(LockedError):
+        b.add([make_doc(6)])
+    a.add([make_doc(6)], replace=False)
+    a.commit()
+    b.add([make_doc(7)])
+    b.commit()
+    b.close()
+    a.reload()
+    assert a.count() == 7
+
+
+def test_add_without_replace_does_not_delete_an_existing_id(fresh: MessageIndex) -> None:
+    """replace=False is only for new objects: used on an indexed id it would leave two documents."""
+    fresh.add([replace(BY_ID[ID1], subject="Second copy")], replace=False)
+    fresh.commit()
+    assert fresh.count() == 5
+    fresh.add([BY_ID[ID1]])
+    fresh.commit()
+    assert fresh.count() == 4
+
+
 def test_close_discards_uncommitted_and_releases_lock(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     a = build(path)
