@@ -14,7 +14,7 @@ and the index commit is repaired by the next run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,10 +133,10 @@ def ingest(
         archive.catch_up(workers)
         indexer = _Indexer(archive)
         checkpoints = repo.catalog.checkpoints()
-        prepared: tuple[Batch, list[tuple[int, str]], Any] | None = None
+        prepared: _Prepared | None = None
         try:
-            for batch in _guarded(connector, checkpoints, summary):
-                job = _submit(repo, workers, batch)
+            for group in _groups(_guarded(connector, checkpoints, summary), archive.cfg.ingest.batch_size):
+                job = _submit(repo, workers, group)
                 if prepared is not None:
                     _commit(archive, prepared, summary, indexer, actor, progress)
                 prepared = job
@@ -173,19 +173,45 @@ def _guarded(connector: Connector, checkpoints: dict[str, str], summary: IngestS
         log.error("source failed", source=getattr(connector, "name", ""), error=str(exc))
 
 
-def _submit(repo: Any, workers: Workers, batch: Batch) -> tuple[Batch, list[tuple[int, str]], Any]:
+#: a group of batches, each batch's (message index, id) pairs, and the workers' pending result.
+_Prepared = tuple[list[Batch], list[list[tuple[int, str]]], Any]
+
+
+def _groups(batches: Iterable[Batch], max_messages: int) -> Iterator[list[Batch]]:
+    """Consecutive batches joined until the next would pass ``max_messages``: one transaction each.
+
+    Connectors cut a batch at every folder (summaries and events are per folder), and a
+    mail tree has many small folders (the Enron release: ~650 for 13k messages).  One
+    transaction per folder meant one fsync round (segment, keys, journal) and one signed
+    commit per folder; joined, a transaction holds ``ingest.batch_size`` messages again.
+    Each batch keeps its own checkpoints, failures, events and per-folder counts.
+    """
+    group: list[Batch] = []
+    count = 0
+    for batch in batches:
+        if group and count + len(batch.messages) > max_messages:
+            yield group
+            group, count = [], 0
+        group.append(batch)
+        count += len(batch.messages)
+    if group:
+        yield group
+
+
+def _submit(repo: Any, workers: Workers, group: list[Batch]) -> _Prepared:
     """Hash every message; send the ones not yet stored to the workers for parsing and sealing."""
-    hashed = [(i, message_id_of(msg.data)) for i, msg in enumerate(batch.messages)]
-    stored = repo.catalog.existing([oid for _i, oid in hashed])
+    hashed = [[(i, message_id_of(msg.data)) for i, msg in enumerate(b.messages)] for b in group]
+    stored = repo.catalog.existing([oid for pairs in hashed for _i, oid in pairs])
     tasks: list[tuple[bytes, str, Any]] = []
     seen: set[str] = set()
     now = repo.clock()
-    for i, oid in hashed:
-        if oid in seen or oid in stored:
-            continue
-        seen.add(oid)
-        tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now)))
-    return batch, hashed, (workers.submit(prepare, tasks) if tasks else None)
+    for batch, pairs in zip(group, hashed, strict=True):
+        for i, oid in pairs:
+            if oid in seen or oid in stored:
+                continue
+            seen.add(oid)
+            tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now)))
+    return group, hashed, (workers.submit(prepare, tasks) if tasks else None)
 
 
 def _received(origin: Origin, now: datetime) -> datetime:
@@ -207,69 +233,75 @@ _EPOCH_FLOOR = datetime(1980, 1, 1, tzinfo=UTC)
 
 def _commit(
     archive: Archive,
-    prepared: tuple[Batch, list[tuple[int, str]], Any],
+    prepared: _Prepared,
     summary: IngestSummary,
     indexer: _Indexer,
     actor: str,
     progress: ProgressFn | None,
 ) -> None:
-    batch, hashed, job = prepared
+    group, hashed, job = prepared
     repo = archive.repo
     results = job.get(timeout=WORKER_TIMEOUT_S) if job is not None else []
     by_id = {sealed.id: (parsed, sealed, tags) for parsed, sealed, tags in results}
-    # The batch was checked against the catalog before the previous batch committed.
+    # The batches were checked against the catalog before the previous group committed.
     if by_id:
         committed_meanwhile = repo.catalog.existing(list(by_id))
         by_id = {k: v for k, v in by_id.items() if k not in committed_meanwhile}
-    folder_key = "/".join(x for x in (batch.account, batch.folder) if x) or "-"
-    fs = summary.folders.setdefault(folder_key, FolderSummary())
     now = repo.clock()
     local_tags: dict[str, Tags] = {}
     new_docs: dict[str, tuple[int, ParsedMessage, Tags, list[dict[str, Any]]]] = {}
     grown: list[str] = []
     with repo.transaction(actor) as tx:
-        for i, oid in hashed:
-            msg = batch.messages[i]
-            pd = prov_dict(origin_to_provenance(msg.origin, now))
-            if oid in by_id and oid not in tx.new_ids:
-                parsed, sealed, own_tags = by_id[oid]
-                tags = _final_tags(archive, parsed, own_tags, local_tags)
-                if parsed.message_id:
-                    local_tags[parsed.message_id] = tags
-                tx.put(sealed, pd, tags, parsed, known_new=True)
-                new_docs[oid] = (sealed.size, parsed, tags, [pd])
-                summary.imported += 1
-                fs.imported += 1
-                summary.bytes += sealed.size
-                if parsed.parse_errors:
-                    summary.parse_errors += 1
-                    fs.parse_errors += 1
-                continue
-            summary.duplicates += 1
-            fs.duplicates += 1
-            if tx.add_copy(oid, pd):
-                if oid in new_docs:
-                    new_docs[oid][3].append(pd)
-                else:
-                    grown.append(oid)
-        for ev in batch.events:
-            data = {"kind": ev.kind, "account": batch.account, "folder": batch.folder, **dict(ev.detail)}
-            tx.event("source_event", data)
-            summary.events.append(data)
-        for cp in batch.checkpoints:
-            tx.checkpoint(cp.key, cp.value)
-    for f in batch.failures:
-        summary.failed += 1
-        fs.failed += 1
-        if len(summary.failures) < MAX_LISTED_FAILURES:  # all are logged; the summary lists the first ones
-            summary.failures.append({"location": f.location, "reason": f.reason})
-        log.warning("not imported", location=f.location, reason=f.reason)
+        for batch, pairs in zip(group, hashed, strict=True):
+            fs = summary.folders.setdefault(_folder_key(batch), FolderSummary())
+            for i, oid in pairs:
+                msg = batch.messages[i]
+                pd = prov_dict(origin_to_provenance(msg.origin, now))
+                if oid in by_id and oid not in tx.new_ids:
+                    parsed, sealed, own_tags = by_id[oid]
+                    tags = _final_tags(archive, parsed, own_tags, local_tags)
+                    if parsed.message_id:
+                        local_tags[parsed.message_id] = tags
+                    tx.put(sealed, pd, tags, parsed, known_new=True)
+                    new_docs[oid] = (sealed.size, parsed, tags, [pd])
+                    summary.imported += 1
+                    fs.imported += 1
+                    summary.bytes += sealed.size
+                    if parsed.parse_errors:
+                        summary.parse_errors += 1
+                        fs.parse_errors += 1
+                    continue
+                summary.duplicates += 1
+                fs.duplicates += 1
+                if tx.add_copy(oid, pd):
+                    if oid in new_docs:
+                        new_docs[oid][3].append(pd)
+                    else:
+                        grown.append(oid)
+            for ev in batch.events:
+                data = {"kind": ev.kind, "account": batch.account, "folder": batch.folder, **dict(ev.detail)}
+                tx.event("source_event", data)
+                summary.events.append(data)
+            for cp in batch.checkpoints:
+                tx.checkpoint(cp.key, cp.value)
+    for batch in group:
+        fs = summary.folders.setdefault(_folder_key(batch), FolderSummary())
+        for f in batch.failures:
+            summary.failed += 1
+            fs.failed += 1
+            if len(summary.failures) < MAX_LISTED_FAILURES:  # all are logged; the summary lists the first ones
+                summary.failures.append({"location": f.location, "reason": f.reason})
+            log.warning("not imported", location=f.location, reason=f.reason)
     if grown:
         # Earlier messages seen in a new place: their source/folder facets changed.
         repo.catalog.mark_indexed(grown, 0)
     indexer.add([index_doc(oid, size, p, t, provs) for oid, (size, p, t, provs) in new_docs.items()])
     if progress is not None:
         progress(summary.imported + summary.duplicates + summary.failed, summary.bytes)
+
+
+def _folder_key(batch: Batch) -> str:
+    return "/".join(x for x in (batch.account, batch.folder) if x) or "-"
 
 
 def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local: dict[str, Tags]) -> Tags:
