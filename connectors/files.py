@@ -832,13 +832,37 @@ class FilesConnector:
                         if size > self.max_message_bytes:
                             yield from out.failure(pst_folder, f"{path}#{inner}", self._too_big(size))
                             continue
-                        data = file.read_bytes()
+                        data = stable_libpst_boundaries(file.read_bytes())
                     except OSError as exc:
                         yield from out.failure(pst_folder, f"{path}#{inner}", f"cannot read: {exc}", False)
                         continue
                     origin = Origin(source=self.name, folder=pst_folder, location=f"{path}#{inner}")
                     yield from out.message(pst_folder, RawMessage(data, origin))
             yield from out.checkpoint(folder, key, value)
+
+
+_LIBPST_BOUNDARY = re.compile(rb"--boundary-LibPST-iamunique-(\d+)_-_-")
+
+
+def stable_libpst_boundaries(data: bytes) -> bytes:
+    """readpst's output for a message with its random MIME boundaries made deterministic.
+
+    A PST holds no RFC 822 bytes; readpst writes them, and it draws every multipart
+    boundary (``--boundary-LibPST-iamunique-<random>_-_-``) at random, so the same
+    message converted twice had two ids and a changed PST (one new message) was
+    imported again in full.  Each boundary's number is replaced by one derived from
+    the message with its boundaries blanked out, plus its position among the
+    message's boundaries: the same message always gets the same bytes, and a
+    boundary still cannot occur in the text it separates unless that text already
+    contained readpst's own marker.
+    """
+    found = list(dict.fromkeys(m.group(1) for m in _LIBPST_BOUNDARY.finditer(data)))
+    if not found:
+        return data
+    blank = _LIBPST_BOUNDARY.sub(b"--boundary-LibPST-iamunique-_-_-", data)
+    base = int.from_bytes(hashlib.sha256(blank).digest()[:4], "big")
+    numbers = {old: str(base + i).encode() for i, old in enumerate(found)}
+    return _LIBPST_BOUNDARY.sub(lambda m: b"--boundary-LibPST-iamunique-" + numbers[m.group(1)] + b"_-_-", data)
 
 
 def _natural(name: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@ import pytest
 from archiver.config import FilesSource
 from archiver.sources.files import build_files
 from connectors.base import Batch, Connector, RawMessage, SourceFailure
-from connectors.files import FilesConnector, detect_format
+from connectors.files import FilesConnector, detect_format, stable_libpst_boundaries
 from tests.conftest import CliResult
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -664,6 +664,55 @@ def test_damaged_pst_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     [fail] = failures(batches)
     assert fail.location == str(pst) and fail.reason.startswith("readpst could not convert the PST")
     assert [m.data for m in messages(batches)] == [mail("after")]
+
+
+FAKE_READPST = """#!/bin/sh
+# Stands in for readpst (pst-utils) the way it matters here: one .eml per message, and a
+# multipart boundary drawn at random on every run, as libpst does.
+while [ "$#" -gt 1 ]; do [ "$1" = "-o" ] && out="$2"; shift; done
+mkdir -p "$out/Inbox"
+n=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+b="--boundary-LibPST-iamunique-${n}_-_-"
+printf 'From: a@example.com\r\nSubject: converted\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary="%s"\r\n\r\n--%s\r\nContent-Type: text/plain\r\n\r\nhello from a pst\r\n--%s--\r\n' "$b" "$b" "$b" > "$out/Inbox/1.eml"
+"""
+
+
+def test_the_same_pst_message_gets_the_same_bytes_on_every_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """readpst draws MIME boundaries at random; without a fix a changed PST was imported again in full."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "readpst").write_text(FAKE_READPST)
+    (bin_dir / "readpst").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    pst = tmp_path / "mailbox.pst"
+    pst.write_bytes(b"!BDN" + b"\0" * 1024)
+    first = [m.data for m in messages(run([pst]))]
+    second = [m.data for m in messages(run([pst]))]
+    assert len(first) == 1 and first == second
+    assert b"hello from a pst" in first[0] and first[0].count(b"--boundary-LibPST-iamunique-") == 3
+
+
+def test_stable_libpst_boundaries_keeps_the_structure() -> None:
+    def converted(n: int) -> bytes:
+        b = f"--boundary-LibPST-iamunique-{n}_-_-".encode()
+        inner = f"--boundary-LibPST-iamunique-{n + 7}_-_-".encode()
+        return (
+            b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+            + b'\r\nContent-Type: multipart/alternative; boundary="' + inner + b'"\r\n\r\n--' + inner
+            + b"\r\nContent-Type: text/plain\r\n\r\nbody\r\n--" + inner + b"--\r\n--" + b + b"--\r\n"
+        )  # fmt: skip
+
+    a, b = stable_libpst_boundaries(converted(111)), stable_libpst_boundaries(converted(98765))
+    assert a == b
+    bounds = re.findall(rb"iamunique-(\d+)_", a)
+    assert len(set(bounds)) == 2, "two boundaries stay two different boundaries"
+    assert stable_libpst_boundaries(b"no boundary at all") == b"no boundary at all"
+    import email
+
+    msg = email.message_from_bytes(a)
+    assert [p.get_content_type() for p in msg.walk()] == ["multipart/mixed", "multipart/alternative", "text/plain"]
 
 
 def test_mbox_folder_names_in_a_tree(tmp_path: Path) -> None:
