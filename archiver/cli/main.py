@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "archiver.cli.bundle",
     "archiver.cli.daemon",
     "archiver.cli.status",
+    "archiver.cli.journal",
 )
 
 
