@@ -153,9 +153,13 @@ class Journal:
 
     @classmethod
     def in_dir(cls, folder: Path) -> Journal:
-        """The archive's journal: the plain file of an older archive if there is one, else the compressed one."""
-        plain = folder / PLAIN_NAME
-        return cls(plain if plain.exists() else folder / COMPRESSED_NAME)
+        """The archive's journal: the compressed file, or the plain one of an archive written before compression.
+
+        The compressed file wins when both exist: a ``zstdcat journal.jsonl.zst > journal.jsonl``
+        left next to it by someone reading the journal must not become the journal.
+        """
+        compressed, plain = folder / COMPRESSED_NAME, folder / PLAIN_NAME
+        return cls(plain if plain.exists() and not compressed.exists() else compressed)
 
     def size(self) -> int:
         try:

@@ -276,3 +276,19 @@ def test_plain_journal_of_an_older_archive_still_works(repo: Repository, tmp_pat
     assert len(lines) == len(recs) + 2 and json.loads(lines[-1])["type"] == "commit"
     assert r2.read_raw(message_id_of(msg(2))) == msg(2)
     assert r2.verify(full=True).ok
+
+
+def test_a_decompressed_copy_next_to_the_journal_is_not_taken_for_it(repo: Repository, tmp_path: Path) -> None:
+    """`zstdcat journal.jsonl.zst > journal.jsonl` in the journal folder must not change what the archive reads."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    repo.close()
+    folder = tmp_path / "a" / "journal"
+    stale = read_records(tmp_path / "a")[:2]
+    (folder / "journal.jsonl").write_bytes(b"".join(canonical(r) + b"\n" for r in stale))
+    r2 = Repository.open(tmp_path / "a", PW)
+    assert r2.journal.path.name == "journal.jsonl.zst"
+    with r2.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    assert r2.verify().ok
+    assert (folder / "journal.jsonl").read_bytes().count(b"\n") == 2, "the copy is left alone"
