@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -177,21 +178,24 @@ class Archive:
             summary.processed = self.catch_up(progress=progress)
         return summary
 
-    def retag(self, progress: Progress = _no_progress, actor: str = "system") -> MaintenanceSummary:
-        """Re-apply the tagging rules to every message, oldest first (parents before replies)."""
+    def retag(
+        self, progress: Progress = _no_progress, actor: str = "system", chunk_size: int = 1000
+    ) -> MaintenanceSummary:
+        """Re-apply the tagging rules to every message, oldest first (parents before replies).
+
+        Memory stays bounded whatever the archive's size: the order is kept as 8-byte
+        catalog row numbers (not ids), and the tags decided so far are kept only for the
+        current chunk, because each chunk's changes are committed to the catalog before the
+        next chunk asks it for parents' tags.
+        """
         summary = MaintenanceSummary()
-        ids = [
-            r[0]
-            for r in self.repo.catalog.conn.execute(
-                "SELECT m.id FROM messages m JOIN objects o ON o.id = m.id WHERE o.disposed_at IS NULL "
-                "ORDER BY m.date, m.id"
-            )
-        ]
-        total = len(ids)
+        catalog = self.repo.catalog
+        order = array("q", catalog.live_rows_by_date())
+        total = len(order)
         with self.repo.lock(), self.workers() as w:
-            new_tags: dict[str, Tags] = {}
-            for start in range(0, total, 1000):
-                chunk = ids[start : start + 1000]
+            for start in range(0, total, chunk_size):
+                chunk = catalog.ids_of_rows(order[start : start + chunk_size].tolist())
+                new_tags: dict[str, Tags] = {}
                 changed: list[tuple[str, ParsedMessage, Tags]] = []
                 for oid, parsed, err in self.reparse(chunk, w):
                     if parsed is None:
