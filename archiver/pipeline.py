@@ -23,6 +23,7 @@ from archiver.archive import Archive
 from archiver.documents import index_doc
 from archiver.logging import get_logger
 from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
+from archiver.prefetch import prefetch
 from archiver.store.objects import message_id_of
 from archiver.store.repository import prov_dict
 from archiver.workers import Workers, prepare
@@ -134,8 +135,11 @@ def ingest(
         indexer = _Indexer(archive)
         checkpoints = repo.catalog.checkpoints()
         prepared: _Prepared | None = None
+        # The source runs a batch ahead in its own thread: reading files and waiting on servers
+        # overlap with the commits here (archiver/prefetch.py).
+        batches = prefetch(lambda: connector.batches(checkpoints), name="archiver-source")
         try:
-            for group in _groups(_guarded(connector, checkpoints, summary), archive.cfg.ingest.batch_size):
+            for group in _groups(_guarded(connector, batches, summary), archive.cfg.ingest.batch_size):
                 job = _submit(repo, workers, group)
                 if prepared is not None:
                     _commit(archive, prepared, summary, indexer, actor, progress)
@@ -145,6 +149,7 @@ def ingest(
             if prepared is not None:
                 _commit(archive, prepared, summary, indexer, actor, progress)
         finally:
+            batches.close()  # stops the source's thread and closes its generator (logout) there
             indexer.flush()
         archive.catch_up(workers)
         if summary.imported or summary.failed or summary.events:
@@ -163,10 +168,10 @@ def ingest(
     return summary
 
 
-def _guarded(connector: Connector, checkpoints: dict[str, str], summary: IngestSummary) -> Iterator[Batch]:
+def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSummary) -> Iterator[Batch]:
     """The connector's batches; a connector-level exception becomes a reported failure, not a crash."""
     try:
-        yield from connector.batches(checkpoints)
+        yield from batches
     except ConnectorError as exc:
         summary.failed += 1
         summary.failures.append({"location": getattr(connector, "name", ""), "reason": str(exc)})
