@@ -137,7 +137,7 @@ def ingest(
         prepared: _Prepared | None = None
         # The source runs a batch ahead in its own thread: reading files and waiting on servers
         # overlap with the commits here (archiver/prefetch.py).
-        batches = prefetch(lambda: connector.batches(checkpoints), name="archiver-source")
+        batches = prefetch(lambda: connector.batches(checkpoints), depth=1, name="archiver-source")
         try:
             for group in _groups(_guarded(connector, batches, summary), archive.cfg.ingest.batch_size):
                 job = _submit(repo, workers, group)
@@ -178,27 +178,36 @@ def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSumm
         log.error("source failed", source=getattr(connector, "name", ""), error=str(exc))
 
 
+#: a group of batches stops growing at this many message bytes (see _groups).
+GROUP_MAX_BYTES = 32 * 1024 * 1024
+
 #: a group of batches, each batch's (message index, id) pairs, and the workers' pending result.
 _Prepared = tuple[list[Batch], list[list[tuple[int, str]]], Any]
 
 
-def _groups(batches: Iterable[Batch], max_messages: int) -> Iterator[list[Batch]]:
-    """Consecutive batches joined until the next would pass ``max_messages``: one transaction each.
+def _groups(
+    batches: Iterable[Batch], max_messages: int, max_bytes: int = GROUP_MAX_BYTES
+) -> Iterator[list[Batch]]:
+    """Consecutive batches joined until the next would pass ``max_messages`` or ``max_bytes``.
 
     Connectors cut a batch at every folder (summaries and events are per folder), and a
     mail tree has many small folders (the Enron release: ~650 for 13k messages).  One
     transaction per folder meant one fsync round (segment, keys, journal) and one signed
     commit per folder; joined, a transaction holds ``ingest.batch_size`` messages again.
-    Each batch keeps its own checkpoints, failures, events and per-folder counts.
+    The byte bound keeps a group of big messages from holding more memory than one
+    connector batch did.  Each batch keeps its own checkpoints, failures, events and
+    per-folder counts; a batch is never split.
     """
     group: list[Batch] = []
-    count = 0
+    count = size = 0
     for batch in batches:
-        if group and count + len(batch.messages) > max_messages:
+        n, b = len(batch.messages), sum(len(m.data) for m in batch.messages)
+        if group and (count + n > max_messages or size + b > max_bytes):
             yield group
-            group, count = [], 0
+            group, count, size = [], 0, 0
         group.append(batch)
-        count += len(batch.messages)
+        count += n
+        size += b
     if group:
         yield group
 

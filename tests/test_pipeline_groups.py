@@ -17,6 +17,14 @@ def batch(folder: str, n: int) -> Batch:
     return Batch(messages=[RawMessage(b"x", None) for _ in range(n)], folder=folder)  # type: ignore[arg-type]
 
 
+def test_groups_are_bounded_by_bytes_too() -> None:
+    big = [Batch(messages=[RawMessage(b"x" * 400, None)], folder=f) for f in "abcd"]  # type: ignore[arg-type]
+    groups = list(_groups(iter(big), 100, max_bytes=1000))
+    assert [[b.folder for b in g] for g in groups] == [["a", "b"], ["c", "d"]]
+    huge = [Batch(messages=[RawMessage(b"x" * 5000, None)], folder="z")]  # type: ignore[arg-type]
+    assert [len(g) for g in _groups(iter(huge), 100, max_bytes=1000)] == [1], "never split, never dropped"
+
+
 def test_groups_join_batches_up_to_the_limit_and_keep_them_apart() -> None:
     batches = [batch("a", 3), batch("b", 3), batch("c", 3), batch("d", 9), batch("e", 1)]
     groups = list(_groups(iter(batches), 7))
