@@ -36,7 +36,7 @@ import json
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -260,18 +260,15 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
             report.problem(f"The zip entry {name!r} is not a safe relative path.")
     present = set(names)
     _verify_signature(zf, present, expected_key, report)
-    manifest = _read_json(zf, MANIFEST_JSON, report)
-    if not isinstance(manifest, dict):
+    opened = _open_manifest(zf, report)
+    if opened is None:
         return
+    manifest, rows = opened
     if manifest.get("format") != BUNDLE_FORMAT:
         report.problem(f"manifest.json has format {manifest.get('format')!r}; this verifier reads {BUNDLE_FORMAT}.")
         return
     if report.archive_id and manifest.get("archive_id") != report.archive_id:
         report.problem("manifest.json names another archive than signature.json.")
-    rows = manifest.get("messages")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        report.problem("manifest.json has no list of messages.")
-        return
     expected: set[str] = {MANIFEST_JSON, SIGNATURE}
     for entry in manifest.get("files", []):
         name = entry.get("path", "")
@@ -285,15 +282,112 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
     for required in LISTED_FILES:
         if required not in expected:
             report.problem(f"manifest.json does not list {required}.")
-    rows_ok = _verify_rows(zf, rows, present, expected, manifest, report)
+    # One pass over the rows: each is checked against its files, its manifest.csv and
+    # loadfile.dat records and the proofs as it is read, so memory does not grow with them.
+    proofs = _Proofs.load(zf, manifest, report)
+    listings = [x for x in (_Listing.open(zf, MANIFEST_CSV, report), _Listing.open(zf, LOADFILE, report)) if x]
+    bates = _Bates(str(manifest.get("bates_prefix", "")))
+    count = 0
+    try:
+        for count, row in enumerate(rows, 1):
+            if not _verify_row(zf, row, count, present, expected, bates, report):
+                continue
+            for listing in listings:
+                listing.check(row, count, report)
+            if proofs is not None:
+                proofs.check(row, report)
+    finally:
+        for listing in listings:
+            listing.finish(count, report)
     for name in sorted(present - expected):
         report.problem(f"{name} is in the bundle but not in the manifest (an added file).")
-    if rows_ok:
-        _verify_csv(zf, rows, report)
-        _verify_dat(zf, rows, report)
-        _verify_proofs(zf, rows, manifest, report)
-    report.counts["messages"] = len(rows)
+    if proofs is not None:
+        proofs.finish(report)
+    report.counts["messages"] = count
     report.counts["files"] = len(present)
+
+
+#: the line before the first row, and the line after the last, in the writer's manifest.json.
+_ROWS_START = b' "messages": ['
+_ROWS_END = b" ]"
+
+
+def _open_manifest(zf: zipfile.ZipFile, report: Report) -> tuple[dict[str, Any], Iterator[Any]] | None:
+    """manifest.json's header and its rows: streamed in the writer's layout (a row a line), else loaded whole.
+
+    Streaming keeps a bundle of 100,000 messages verifiable in bounded memory; any other
+    layout (a re-serialised manifest, which also breaks the signature) is read whole, so
+    the rows are the same either way.
+    """
+    if MANIFEST_JSON not in zf.namelist():
+        report.problem(f"{MANIFEST_JSON} is missing from the bundle.")
+        return None
+    header = _streamable_header(zf)
+    if header is not None:
+        return header, _stream_rows(zf)
+    manifest = _read_json(zf, MANIFEST_JSON, report)
+    if not isinstance(manifest, dict):
+        if manifest is not None:
+            report.problem("manifest.json is not a JSON object.")
+        return None
+    rows = manifest.get("messages")
+    if not isinstance(rows, list):
+        report.problem("manifest.json has no list of messages.")
+        return None
+    return manifest, iter(rows)
+
+
+def _streamable_header(zf: zipfile.ZipFile) -> dict[str, Any] | None:
+    """The header object when manifest.json has the writer's layout exactly, else None."""
+    head: list[bytes] = []
+    state = "header"
+    last_row = b""
+    with zf.open(MANIFEST_JSON) as fh:
+        for raw in fh:
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            if state == "header":
+                if line == _ROWS_START:
+                    state = "rows"
+                else:
+                    head.append(raw)
+            elif state == "rows":
+                if line == _ROWS_END:
+                    if last_row.endswith(b","):
+                        return None
+                    state = "close"
+                elif not line.startswith(b"{") or (last_row and not last_row.endswith(b"},")):
+                    return None
+                else:
+                    last_row = line
+            elif state == "close":
+                if line != b"}":
+                    return None
+                state = "end"
+            elif line.strip():
+                return None
+    if state != "end" or (last_row and not last_row.endswith(b"}")):
+        return None
+    try:
+        doc = json.loads(b"".join(head).rstrip().rstrip(b",") + b"\n}")
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and "messages" not in doc else None
+
+
+def _stream_rows(zf: zipfile.ZipFile) -> Iterator[Any]:
+    """The rows of a manifest whose layout _streamable_header accepted (a row that is not JSON: None)."""
+    with zf.open(MANIFEST_JSON) as fh:
+        for raw in fh:
+            if raw.rstrip(b"\n") == _ROWS_START:
+                break
+        for raw in fh:
+            line = raw.rstrip(b"\n")
+            if line == _ROWS_END:
+                return
+            try:
+                yield json.loads(line[:-1] if line.endswith(b",") else line)
+            except ValueError:
+                yield None
 
 
 def _verify_signature(zf: zipfile.ZipFile, present: set[str], expected_key: bytes | None, report: Report) -> str | None:
@@ -335,97 +429,73 @@ def _verify_signature(zf: zipfile.ZipFile, present: set[str], expected_key: byte
 _BATES = re.compile(r"^(.*?)(\d+)$")
 
 
-def _verify_rows(
+_ROW_KEYS = frozenset(
+    {"doc_id", "sha256", "size", "md5", "sha1", "native_path", "text_path", "text_sha256", "ingest_seq"}
+)
+
+
+class _Bates:
+    """Checks that DocIDs are Bates numbers with the bundle's prefix, each one after the last."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.last: int | None = None
+
+    def check(self, doc: str, i: int, report: Report) -> None:
+        m = _BATES.match(doc)
+        if not m or m.group(1) != self.prefix:
+            report.problem(f"manifest row {i}: DocID {doc!r} is not a Bates number with prefix {self.prefix!r}.")
+            return
+        number = int(m.group(2))
+        if self.last is not None and number != self.last + 1:
+            report.problem(f"manifest row {i}: Bates number {doc} does not follow the previous one.")
+        self.last = number
+
+
+def _verify_row(
     zf: zipfile.ZipFile,
-    rows: list[dict[str, Any]],
+    row: Any,
+    i: int,
     present: set[str],
     expected: set[str],
-    manifest: dict[str, Any],
+    bates: _Bates,
     report: Report,
 ) -> bool:
-    keys = {
-        "doc_id",
-        "sha256",
-        "size",
-        "md5",
-        "sha1",
-        "native_path",
-        "text_path",
-        "text_sha256",
-        "ingest_seq",
-    }
-    prev_number: int | None = None
-    prefix = str(manifest.get("bates_prefix", ""))
-    for i, row in enumerate(rows, 1):
-        missing = keys - row.keys()
-        if missing:
-            report.problem(f"manifest.json row {i} lacks {', '.join(sorted(missing))}.")
-            return False
-    for i, row in enumerate(rows, 1):
-        doc = str(row["doc_id"])
-        m = _BATES.match(doc)
-        if not m or m.group(1) != prefix:
-            report.problem(f"manifest row {i}: DocID {doc!r} is not a Bates number with prefix {prefix!r}.")
-        else:
-            number = int(m.group(2))
-            if prev_number is not None and number != prev_number + 1:
-                report.problem(f"manifest row {i}: Bates number {doc} does not follow the previous one.")
-            prev_number = number
-        native, text = str(row["native_path"]), str(row["text_path"])
-        for p in (native, text):
-            if p in expected:
-                report.problem(f"manifest row {i} ({doc}): {p} is listed twice.")
-            expected.add(p)
-        if native not in present:
-            report.problem(f"{doc}: the native file {native} is missing from the bundle.")
-        else:
-            size, md5, sha1, sha256 = _hashes(zf, native)
-            if (size, md5, sha1, sha256) != (row["size"], row["md5"], row["sha1"], row["sha256"]):
-                report.problem(f"{doc}: the native file {native} was changed (its hashes do not match the manifest).")
-        if text not in present:
-            report.problem(f"{doc}: the text file {text} is missing from the bundle.")
-        elif _hashes(zf, text)[3] != row["text_sha256"]:
-            report.problem(f"{doc}: the text file {text} was changed.")
+    """Check one manifest row against its native and text files; False when it cannot be checked further."""
+    if not isinstance(row, dict):
+        report.problem(f"manifest.json row {i} is not a JSON object.")
+        return False
+    missing = _ROW_KEYS - row.keys()
+    if missing:
+        report.problem(f"manifest.json row {i} lacks {', '.join(sorted(missing))}.")
+        return False
+    doc = str(row["doc_id"])
+    bates.check(doc, i, report)
+    native, text = str(row["native_path"]), str(row["text_path"])
+    for p in (native, text):
+        if p in expected:
+            report.problem(f"manifest row {i} ({doc}): {p} is listed twice.")
+        expected.add(p)
+    if native not in present:
+        report.problem(f"{doc}: the native file {native} is missing from the bundle.")
+    else:
+        size, md5, sha1, sha256 = _hashes(zf, native)
+        if (size, md5, sha1, sha256) != (row["size"], row["md5"], row["sha1"], row["sha256"]):
+            report.problem(f"{doc}: the native file {native} was changed (its hashes do not match the manifest).")
+    if text not in present:
+        report.problem(f"{doc}: the text file {text} is missing from the bundle.")
+    elif _hashes(zf, text)[3] != row["text_sha256"]:
+        report.problem(f"{doc}: the text file {text} was changed.")
     return True
 
 
-def _verify_csv(zf: zipfile.ZipFile, rows: list[dict[str, Any]], report: Report) -> None:
-    try:
-        with zf.open(MANIFEST_CSV) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
-            header = next(reader, None)
-            if header is None or tuple(header) != COLUMN_NAMES:
-                report.problem("manifest.csv does not have the documented columns.")
-                return
-            _compare_records(MANIFEST_CSV, reader, rows, report)
-    except KeyError:
-        return  # reported as missing already
-    except (csv.Error, UnicodeDecodeError) as exc:
-        report.problem(f"manifest.csv cannot be read: {exc}.")
-
-
-def _verify_dat(zf: zipfile.ZipFile, rows: list[dict[str, Any]], report: Report) -> None:
+def _dat_records(stream: IO[str]) -> Iterator[list[str]]:
     field_sep, quote, newline = "\x14", "\u00fe", "\u00ae"
-
-    def records(stream: IO[str]) -> Iterable[list[str]]:
-        for raw in stream:
-            line = raw[:-2] if raw.endswith("\r\n") else raw.rstrip("\n")
-            if not (len(line) >= 2 and line[0] == quote and line[-1] == quote):
-                raise ValueError("a record does not start and end with the quote character")
-            yield [v.replace(newline, "\n") for v in line[1:-1].split(quote + field_sep + quote)]
-
-    try:
-        with zf.open(LOADFILE) as raw:
-            it = iter(records(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")))
-            header = next(it, None)
-            if header is None or tuple(header) != COLUMN_NAMES:
-                report.problem("loadfile.dat does not have the documented fields.")
-                return
-            _compare_records(LOADFILE, it, rows, report, dat=True)
-    except KeyError:
-        return
-    except (ValueError, UnicodeDecodeError) as exc:
-        report.problem(f"loadfile.dat cannot be read: {exc}.")
+    for raw in stream:
+        line = raw[:-2] if raw.endswith("\r\n") else raw.rstrip("\n")
+        if not (len(line) >= 2 and line[0] == quote and line[-1] == quote):
+            raise ValueError("a record does not start and end with the quote character")
+        yield [v.replace(newline, "\n") for v in line[1:-1].split(quote + field_sep + quote)]
 
 
 def _dat_value(v: str) -> str:
@@ -433,92 +503,181 @@ def _dat_value(v: str) -> str:
     return v.replace("\x14", "\ufffd").replace("\u00fe", "\ufffd")
 
 
-def _compare_records(
-    name: str, records: Iterable[Sequence[str]], rows: list[dict[str, Any]], report: Report, dat: bool = False
-) -> None:
-    n = 0
-    for n, rec in enumerate(records, 1):
-        if n > len(rows):
-            report.problem(f"{name} has a record ({rec[0] if rec else '?'}) that manifest.json does not.")
-            continue
-        want = flat_row(rows[n - 1])
-        if dat:
+class _Listing:
+    """manifest.csv or loadfile.dat, read one record per manifest row, in step with the rows."""
+
+    def __init__(self, name: str, fh: IO[bytes], records: Iterator[Sequence[str]]) -> None:
+        self.name = name
+        self.fh = fh
+        self.records = records
+        self.seen = 0
+        self.broken = False
+        self.short = False
+
+    @classmethod
+    def open(cls, zf: zipfile.ZipFile, name: str, report: Report) -> _Listing | None:
+        dat = name == LOADFILE
+        try:
+            fh = zf.open(name)
+        except KeyError:
+            return None  # reported as missing already
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+        records: Iterator[Sequence[str]] = _dat_records(text) if dat else csv.reader(text)
+        try:
+            header = next(records, None)
+        except (csv.Error, ValueError, UnicodeDecodeError) as exc:
+            report.problem(f"{name} cannot be read: {exc}.")
+            fh.close()
+            return None
+        if header is None or tuple(header) != COLUMN_NAMES:
+            report.problem(f"{name} does not have the documented {'fields' if dat else 'columns'}.")
+            fh.close()
+            return None
+        return cls(name, fh, records)
+
+    def _next(self, report: Report) -> Sequence[str] | None:
+        try:
+            rec = next(self.records, None)
+        except (csv.Error, ValueError, UnicodeDecodeError) as exc:
+            report.problem(f"{self.name} cannot be read: {exc}.")
+            self.broken = True
+            return None
+        if rec is not None:
+            self.seen += 1
+        return rec
+
+    def check(self, row: dict[str, Any], n: int, report: Report) -> None:
+        if self.broken or self.short:
+            return
+        rec = self._next(report)
+        if rec is None:
+            self.short = not self.broken
+            return
+        try:
+            want = flat_row(row)
+        except (KeyError, TypeError, AttributeError):
+            report.problem(f"manifest.json row {n} lacks fields that {self.name} lists.")
+            return
+        if self.name == LOADFILE:
             want = [_dat_value(v) for v in want]
         if list(rec) != want:
             diff = [c for c, a, b in zip(COLUMN_NAMES, rec, want, strict=False) if a != b] or ["(field count)"]
-            report.problem(f"{name} record {n} ({want[0]}) differs from manifest.json in {', '.join(diff)}.")
-    if n < len(rows):
-        report.problem(f"{name} has {n} records; manifest.json has {len(rows)} messages.")
+            report.problem(f"{self.name} record {n} ({want[0]}) differs from manifest.json in {', '.join(diff)}.")
+
+    def finish(self, rows: int, report: Report) -> None:
+        try:
+            while not self.broken and not self.short:
+                rec = self._next(report)
+                if rec is None:
+                    break
+                report.problem(f"{self.name} has a record ({rec[0] if rec else '?'}) that manifest.json does not.")
+            if self.short or (not self.broken and self.seen < rows):
+                report.problem(f"{self.name} has {self.seen} records; manifest.json has {rows} messages.")
+        finally:
+            self.fh.close()
 
 
-def _verify_proofs(zf: zipfile.ZipFile, rows: list[dict[str, Any]], manifest: dict[str, Any], report: Report) -> None:
-    archive_id = str(manifest.get("archive_id", ""))
-    try:
-        key = base64.b64decode(report.public_key, validate=True)
-    except ValueError:
-        key = b""
-    recs: dict[int, dict[str, Any]] = {}
-    try:
-        with zf.open(PROOFS) as fh:
-            for n, line in enumerate(fh, 1):
-                try:
-                    rec = json.loads(line)
-                    seq = rec["seq"]
-                    ok = isinstance(seq, int) and record_hash(rec) == rec["hash"]
-                except (ValueError, KeyError, TypeError):
-                    report.problem(f"proofs/journal.jsonl line {n} is not a journal record.")
-                    continue
-                if not ok:
-                    report.problem(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
-                    continue
-                if seq in recs:
-                    report.problem(f"proofs/journal.jsonl holds record {seq} twice.")
-                recs[seq] = rec
-    except KeyError:
-        return
-    init, first_commit = recs.get(0), recs.get(1)
-    if (
-        init is None
-        or init["type"] != "init"
-        or init["prev"] != GENESIS
-        or init["data"].get("public_key") != report.public_key
-        or init["data"].get("archive_id") != archive_id
-    ):
-        report.problem("The proofs' journal init record is missing or does not name the bundle's archive and key.")
-    elif first_commit is None or first_commit["type"] != "commit" or first_commit["prev"] != init["hash"]:
-        report.problem("The proofs lack the commit record that closes the journal's init record.")
-    # A record is covered when a chain of linked records leads from it to a validly signed commit.
-    covered: dict[int, int] = {}
-    for seq in sorted(recs, reverse=True):
-        rec = recs[seq]
-        if rec["type"] == "commit":
-            d = rec["data"]
-            try:
-                sig = base64.b64decode(str(d.get("signature", "")), validate=True)
-                msg = checkpoint_message(archive_id, seq, rec["prev"], int(d["segment"]), int(d["end"]))
-            except (ValueError, KeyError, TypeError):
-                sig, msg = b"", b""
-            if _valid(key, sig, msg):
-                covered[seq] = seq
-            else:
-                report.problem(f"proofs: the signed checkpoint at journal record {seq} has an invalid signature.")
-        elif seq + 1 in covered and recs[seq + 1]["prev"] == rec["hash"]:
-            covered[seq] = covered[seq + 1]
-    for row in rows:
+class _Proofs:
+    """proofs/journal.jsonl, checked once, then asked per row whether a signed checkpoint covers it.
+
+    Only what the per-row checks need is kept of each record (type, hash, time, and the
+    ingested id and size), not the records themselves.
+    """
+
+    def __init__(self, recs: dict[int, tuple[str, str, str, Any, Any]], covered: dict[int, int]) -> None:
+        self.recs = recs
+        self.covered = covered
+
+    @classmethod
+    def load(cls, zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report) -> _Proofs | None:
+        archive_id = str(manifest.get("archive_id", ""))
+        try:
+            key = base64.b64decode(report.public_key, validate=True)
+        except ValueError:
+            key = b""
+        recs: dict[int, tuple[str, str, str, Any, Any]] = {}
+        links: dict[int, tuple[str, str]] = {}  # seq -> (prev, hash), for the coverage walk
+        commits: dict[int, bool] = {}  # seq -> signature valid
+        init: dict[str, Any] | None = None
+        first_commit: tuple[str, str] | None = None
+        try:
+            with zf.open(PROOFS) as fh:
+                for n, line in enumerate(fh, 1):
+                    try:
+                        rec = json.loads(line)
+                        seq = rec["seq"]
+                        ok = isinstance(seq, int) and record_hash(rec) == rec["hash"]
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        report.problem(f"proofs/journal.jsonl line {n} is not a journal record.")
+                        continue
+                    if not ok:
+                        report.problem(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
+                        continue
+                    if seq in recs:
+                        report.problem(f"proofs/journal.jsonl holds record {seq} twice.")
+                    data = rec["data"] if isinstance(rec["data"], dict) else {}
+                    recs[seq] = (
+                        rec["type"],
+                        rec["prev"],
+                        rec["hash"],
+                        rec.get("time"),
+                        (data.get("id"), data.get("size")),
+                    )
+                    links[seq] = (rec["prev"], rec["hash"])
+                    if seq == 0:
+                        init = {"type": rec["type"], "prev": rec["prev"], "hash": rec["hash"], "data": data}
+                    if seq == 1:
+                        first_commit = (rec["type"], rec["prev"])
+                    if rec["type"] == "commit":
+                        try:
+                            sig = base64.b64decode(str(data.get("signature", "")), validate=True)
+                            msg = checkpoint_message(
+                                archive_id, seq, rec["prev"], int(data["segment"]), int(data["end"])
+                            )
+                        except (ValueError, KeyError, TypeError):
+                            sig, msg = b"", b""
+                        commits[seq] = _valid(key, sig, msg)
+        except KeyError:
+            return None
+        if (
+            init is None
+            or init["type"] != "init"
+            or init["prev"] != GENESIS
+            or init["data"].get("public_key") != report.public_key
+            or init["data"].get("archive_id") != archive_id
+        ):
+            report.problem("The proofs' journal init record is missing or does not name the bundle's archive and key.")
+        elif first_commit is None or first_commit[0] != "commit" or first_commit[1] != init["hash"]:
+            report.problem("The proofs lack the commit record that closes the journal's init record.")
+        # A record is covered when a chain of linked records leads from it to a validly signed commit.
+        covered: dict[int, int] = {}
+        for seq in sorted(recs, reverse=True):
+            if seq in commits:
+                if commits[seq]:
+                    covered[seq] = seq
+                else:
+                    report.problem(f"proofs: the signed checkpoint at journal record {seq} has an invalid signature.")
+            elif seq + 1 in covered and links[seq + 1][0] == links[seq][1]:
+                covered[seq] = covered[seq + 1]
+        return cls(recs, covered)
+
+    def check(self, row: dict[str, Any], report: Report) -> None:
         doc, seq = row["doc_id"], row.get("ingest_seq")
-        rec = recs.get(seq) if isinstance(seq, int) else None
-        if rec is None or rec["type"] != "ingest":
+        rec = self.recs.get(seq) if isinstance(seq, int) else None
+        if rec is None or rec[0] != "ingest":
             report.problem(f"{doc}: the proofs do not hold the journal record that ingested it (record {seq}).")
-            continue
-        d = rec["data"]
-        if d.get("id") != row["sha256"] or d.get("size") != row["size"]:
+            return
+        time, (oid, size) = rec[3], rec[4]
+        if oid != row["sha256"] or size != row["size"]:
             report.problem(f"{doc}: the journal's ingest record {seq} names another message than the native.")
-        if rec.get("time") != row.get("archived_at"):
+        if time != row.get("archived_at"):
             report.problem(f"{doc}: the archive time in the manifest differs from the journal's ingest record.")
-        if seq not in covered or covered[seq] != row.get("commit_seq"):
+        if seq not in self.covered or self.covered[seq] != row.get("commit_seq"):
             report.problem(f"{doc}: no signed checkpoint in the proofs covers its ingest record {seq}.")
-    report.counts["journal_records"] = len(recs)
-    report.counts["signed_checkpoints"] = sum(1 for s, c in covered.items() if s == c)
+
+    def finish(self, report: Report) -> None:
+        report.counts["journal_records"] = len(self.recs)
+        report.counts["signed_checkpoints"] = sum(1 for s, c in self.covered.items() if s == c)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

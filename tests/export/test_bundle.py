@@ -287,3 +287,36 @@ def test_not_a_zip_is_a_problem_not_a_crash(tmp_path: Path, initialised: Cli) ->
     junk.write_bytes(b"not a zip at all")
     r = initialised("bundle", "verify", str(junk))
     assert r.code == 9 and "zip" in r.out
+
+
+def test_manifest_rows_are_streamed_in_the_writers_layout_and_read_whole_otherwise(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """Both ways of reading manifest.json find the same problems; the writer's layout is streamed."""
+    from archiver.export.verify import _streamable_header
+
+    with zipfile.ZipFile(bundle) as zf:
+        header = _streamable_header(zf)
+    assert header is not None and header["count"] == len(read_json(bundle, "manifest.json")["messages"])
+
+    def lines_edit(name: str, data: bytes) -> bytes:  # keeps the layout: streamed
+        if name != "manifest.json":
+            return data
+        lines = data.split(b"\n")
+        i = next(n for n, x in enumerate(lines) if x.startswith(b'{"doc_id"'))
+        lines[i + 1] = lines[i + 1].replace(b'"size": ', b'"size": 1', 1)
+        return b"\n".join(lines)
+
+    def whole_edit(name: str, data: bytes) -> bytes:  # one line: read whole
+        if name != "manifest.json":
+            return data
+        doc = json.loads(data)
+        doc["messages"][1]["size"] = int(str(1) + str(doc["messages"][1]["size"]))
+        return json.dumps(doc).encode()
+
+    streamed, whole = rewrite(bundle, tmp_path / "s.zip", lines_edit), rewrite(bundle, tmp_path / "w.zip", whole_edit)
+    with zipfile.ZipFile(streamed) as zs, zipfile.ZipFile(whole) as zw:
+        assert _streamable_header(zs) is not None and _streamable_header(zw) is None
+    a = {p for p in problems(streamed) if "signature" not in p and "manifest.json was changed" not in p}
+    b = {p for p in problems(whole) if "signature" not in p and "manifest.json was changed" not in p}
+    assert a == b and any("native file" in p and "was changed" in p for p in a), (a, b)
