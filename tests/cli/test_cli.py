@@ -20,13 +20,6 @@ def sample_files() -> list[Path]:
     )
 
 
-@pytest.fixture
-def imported(initialised: Callable[..., CliResult]) -> Callable[..., CliResult]:
-    r = initialised("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
-    assert r.code == 0, r.err
-    return initialised
-
-
 def test_import_summary_and_rerun_adds_nothing(initialised: Callable[..., CliResult]) -> None:
     r = initialised("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
     s = r.json()

@@ -6,17 +6,8 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from archiver.store.journal import encode_frame, record_hash
-from tests.conftest import SAMPLE_MAILDIR, CliResult
-
-
-@pytest.fixture
-def imported(initialised: Callable[..., CliResult]) -> Callable[..., CliResult]:
-    r = initialised("import", str(SAMPLE_MAILDIR), "--source", "demo", "--json")
-    assert r.code == 0, r.err
-    return initialised
+from tests.conftest import CliResult
 
 
 def test_json_records_are_the_stored_chain(imported: Callable[..., CliResult]) -> None:
@@ -32,7 +23,7 @@ def test_filters(imported: Callable[..., CliResult]) -> None:
     everything = imported("journal", "--json").json_lines()
     assert everything and not any(r["type"] in ("commit", "checkpoints") for r in everything)
     [imp] = imported("journal", "--type", "import", "--json").json_lines()
-    assert imp["data"]["source"] == "demo" and imp["data"]["imported"] > 0  # type: ignore[index]
+    assert imp["data"]["source"] == "legacy" and imp["data"]["imported"] > 0  # type: ignore[index]
     ingests = [r for r in everything if r["type"] == "ingest"]
     oid = str(ingests[3]["data"]["id"])  # type: ignore[index]
     about = imported("journal", "--id", oid, "--json").json_lines()
@@ -47,7 +38,7 @@ def test_filters(imported: Callable[..., CliResult]) -> None:
 
 def test_text_output_and_bad_dates(imported: Callable[..., CliResult]) -> None:
     r = imported("journal", "--type", "import")
-    assert r.code == 0 and "import" in r.out and "source=demo" in r.out
+    assert r.code == 0 and "import" in r.out and "source=legacy" in r.out
     bad = imported("journal", "--after", "31/01/2024")
     assert bad.code == 2 and "YYYY-MM-DD" in bad.err and "Traceback" not in bad.err
 
