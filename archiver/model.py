@@ -72,17 +72,17 @@ class ParsedMessage:
     explicit_matter: str = ""
 
 
+UNFILED = "unfiled"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tags:
     """The client and matters a message is filed under; ``unfiled`` when no rule matched."""
 
-    client: str = "unfiled"
+    client: str = UNFILED
     matters: tuple[str, ...] = ()
     #: which rules produced this (for explaining a tag), e.g. ("domain:acme.com", "thread").
     reasons: tuple[str, ...] = ()
-
-
-UNFILED = "unfiled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -185,9 +185,7 @@ GROUP_MAX_BYTES = 32 * 1024 * 1024
 _Prepared = tuple[list[Batch], list[list[tuple[int, str]]], Any]
 
 
-def _groups(
-    batches: Iterable[Batch], max_messages: int, max_bytes: int = GROUP_MAX_BYTES
-) -> Iterator[list[Batch]]:
+def _groups(batches: Iterable[Batch], max_messages: int, max_bytes: int = GROUP_MAX_BYTES) -> Iterator[list[Batch]]:
     """Consecutive batches joined until the next would pass ``max_messages`` or ``max_bytes``.
 
     Connectors cut a batch at every folder (summaries and events are per folder), and a

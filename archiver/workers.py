@@ -118,18 +118,23 @@ class Workers:
 
     def map(self, fn: Any, tasks: list[Any]) -> Iterator[Any]:
         """Results in order; inline for small jobs or a single process."""
-        if self.processes <= 1 or len(tasks) < INLINE_BELOW:
+        if self._inline(tasks):
             _init(self.key, self.opts)
             return iter([fn(t) for t in tasks])
-        chunk = max(1, min(64, len(tasks) // (self.processes * 4)))
-        return iter(self._get_pool().imap(fn, tasks, chunksize=chunk))
+        return iter(self._get_pool().imap(fn, tasks, chunksize=self._chunksize(tasks)))
 
     def submit(self, fn: Any, tasks: list[Any]) -> Any:
         """Start a job in the background when the pool is worth it; ``.get()`` returns the list."""
-        if self.processes <= 1 or len(tasks) < INLINE_BELOW:
+        if self._inline(tasks):
             return _Done(list(self.map(fn, tasks)))
-        chunk = max(1, min(64, len(tasks) // (self.processes * 4)))
-        return self._get_pool().map_async(fn, tasks, chunksize=chunk)
+        return self._get_pool().map_async(fn, tasks, chunksize=self._chunksize(tasks))
+
+    def _inline(self, tasks: list[Any]) -> bool:
+        """Run in this process: starting workers costs more than it saves on a small job."""
+        return self.processes <= 1 or len(tasks) < INLINE_BELOW
+
+    def _chunksize(self, tasks: list[Any]) -> int:
+        return max(1, min(64, len(tasks) // (self.processes * 4)))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -39,6 +39,8 @@ from typing import Any, BinaryIO, Final
 
 import zstandard
 
+from archiver.store.segments import fsync_dir
+
 GENESIS = "0" * 64
 CHECKPOINT_CONTEXT = b"archiver/checkpoint/v1\x00"
 #: the journal file of new archives (zstd frames of JSON lines).
@@ -110,10 +112,14 @@ def _is_commit(raw: bytes) -> bool:
     return isinstance(rec, dict) and rec.get("type") == "commit"
 
 
+def _lines(records: list[dict[str, Any]]) -> bytes:
+    """Records as JSON lines (what a plain journal appends, and what a frame holds)."""
+    return b"".join(canonical(r) + b"\n" for r in records)
+
+
 def encode_frame(records: list[dict[str, Any]]) -> bytes:
     """One transaction's records as the bytes a compressed journal appends."""
-    lines = b"".join(canonical(r) + b"\n" for r in records)
-    return zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compress(lines)
+    return zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compress(_lines(records))
 
 
 def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes]:
@@ -232,7 +238,7 @@ class Journal:
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Write one transaction's records and fsync; returns the new file size."""
-        data = encode_frame(records) if self.compressed else b"".join(canonical(r) + b"\n" for r in records)
+        data = encode_frame(records) if self.compressed else _lines(records)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -245,8 +251,6 @@ class Journal:
         finally:
             os.close(fd)
         if created:
-            from archiver.store.segments import fsync_dir
-
             fsync_dir(self.path.parent)
         return size
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import zstandard
 
 from archiver.crypto.aead import open_object, seal_object
-from archiver.store.segments import CODEC_ZSTD
+from archiver.store.segments import CODEC_ZSTD, record_digest
 
 ZSTD_LEVEL = 6
 #: zstd window cap for decompression: messages are at most a few hundred MB.
@@ -28,6 +28,8 @@ class SealedObject:
     codec: int
     wrapped_key: bytes
     payload: bytes
+    #: SHA-256 of the encoded segment record (:func:`record_digest`), for the journal's ingest record.
+    record_sha256: str
 
 
 def message_id_of(raw: bytes) -> str:
@@ -39,8 +41,9 @@ def seal(kek: bytes, raw: bytes, oid: str | None = None) -> SealedObject:
     if _compressor is None:
         _compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
     oid = oid or message_id_of(raw)
-    wrapped, payload = seal_object(kek, bytes.fromhex(oid), _compressor.compress(raw))
-    return SealedObject(oid, len(raw), CODEC_ZSTD, wrapped, payload)
+    object_id = bytes.fromhex(oid)
+    wrapped, payload = seal_object(kek, object_id, _compressor.compress(raw))
+    return SealedObject(oid, len(raw), CODEC_ZSTD, wrapped, payload, record_digest(object_id, CODEC_ZSTD, payload))
 
 
 def unseal(kek: bytes, oid: str, codec: int, wrapped_key: bytes, payload: bytes) -> bytes:

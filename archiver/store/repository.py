@@ -69,7 +69,7 @@ from archiver.store.journal import (
 )
 from archiver.store.keystore import Keystore
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
-from archiver.store.segments import Location, SegmentError, SegmentStore, fsync_dir, record_digest
+from archiver.store.segments import Location, SegmentError, SegmentStore, fsync_dir
 
 FORMAT_VERSION = 1
 LOCK_WAIT_S = 600.0
@@ -170,7 +170,7 @@ class Transaction:
                     "segment": loc.segment,
                     "offset": loc.offset,
                     "length": loc.length,
-                    "record_sha256": record_digest(bytes.fromhex(obj.id), obj.codec, obj.payload),
+                    "record_sha256": obj.record_sha256,
                     "prov": pd,
                     "client": tags.client,
                     "matters": list(tags.matters),
@@ -185,7 +185,7 @@ class Transaction:
         """Seal and store raw bytes in this process (convenience for small callers and tests)."""
         oid = message_id_of(raw)
         if not self.has(oid):
-            self.put(seal(self.repo.require_keys().master, raw, oid), prov, tags, parsed)
+            self.put(seal(self.repo.require_keys().master, raw, oid), prov, tags, parsed, known_new=True)
         else:
             self.add_copy(oid, prov_dict(prov))
         return oid
