@@ -11,7 +11,8 @@ at-least-once delivery plus dedup gives exactly-once effect.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import fnmatch
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -82,6 +83,11 @@ class Batch:
     #: account/folder the batch belongs to, for per-folder summaries.
     account: str = ""
     folder: str = ""
+
+
+def folder_selected(path: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
+    """Folder filter of every connector: included by a glob and not excluded by one (exclude wins)."""
+    return any(fnmatch.fnmatchcase(path, p) for p in include) and not any(fnmatch.fnmatchcase(path, p) for p in exclude)
 
 
 @runtime_checkable

@@ -31,7 +31,6 @@ other folders and mailboxes carry on.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -56,7 +55,7 @@ from exchangelib import errors as ews_errors
 from exchangelib.folders import Folder
 from exchangelib.services import SyncFolderItems
 
-from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure
+from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure, folder_selected
 from connectors.errors import AuthError, ConnectorError, ProtocolError, TransientError
 from connectors.journal_report import unwrap_journal_report
 from connectors.msauth import TokenProvider
@@ -252,13 +251,9 @@ class EwsConnector:
                 if not _is_mail_folder(folder):
                     continue
                 path = _display_path(folder, root, prefix)
-                if self._selected(path):
+                if folder_selected(path, self._s.include, self._s.exclude):
                     out.append((folder, path))
         return out, events
-
-    def _selected(self, path: str) -> bool:
-        inc = any(fnmatch.fnmatchcase(path, p) for p in self._s.include)
-        return inc and not any(fnmatch.fnmatchcase(path, p) for p in self._s.exclude)
 
     # -- syncing ---------------------------------------------------------------------------------
 

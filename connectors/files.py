@@ -568,7 +568,7 @@ class FilesConnector:
             else:
                 yield from self._directory(root, "", cps, out, {(st.st_dev, st.st_ino)})
         else:
-            yield from self._file(root, "", root.name, cps, out)
+            yield from self._file(root, "", root.name, cps, out, st)
 
     # -- folder trees ----------------------------------------------------------
 
@@ -609,7 +609,7 @@ class FilesConnector:
                 else:
                     yield from self._directory(child, child_rel, cps, out, seen)
             else:
-                yield from self._file(child, rel, child_rel, cps, out)
+                yield from self._file(child, rel, child_rel, cps, out, st)
 
     def _maildir(self, root: Path, prefix: str, cps: Mapping[str, str], out: _Batcher) -> Iterator[Batch]:
         """A Maildir: the root is INBOX, ``.Sub.Folder`` children are Maildir++ folders."""
@@ -677,11 +677,12 @@ class FilesConnector:
 
     # -- single files ----------------------------------------------------------
 
-    def _file(self, path: Path, folder: str, rel: str, cps: Mapping[str, str], out: _Batcher) -> Iterator[Batch]:
-        """One file found by content: a message, an mbox, a PST, or a failure."""
+    def _file(
+        self, path: Path, folder: str, rel: str, cps: Mapping[str, str], out: _Batcher, st: os.stat_result
+    ) -> Iterator[Batch]:
+        """One file found by content: a message, an mbox, a PST, or a failure; ``st`` is its stat()."""
         key = self._key(path)
         try:
-            st = path.stat()
             if not stat.S_ISREG(st.st_mode):
                 yield from out.failure(folder, str(path), "not a regular file (fifo, socket or device)")
                 return

@@ -31,7 +31,6 @@ Rules the connector keeps:
 from __future__ import annotations
 
 import email.utils
-import fnmatch
 import logging
 import ssl
 import time
@@ -44,7 +43,7 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure
+from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure, folder_selected
 from connectors.errors import AuthError, ConnectorError, ProtocolError, TransientError
 from connectors.journal_report import unwrap_journal_report
 from connectors.msauth import TokenProvider
@@ -168,11 +167,7 @@ class GraphConnector:
                 if int(f.get("childFolderCount") or 0) > 0:
                     child_url = f"{self._base}/users/{user}/mailFolders/{quote(fid, safe='')}/childFolders?{select}"
                     pending.append((child_url + hidden, path))
-        return [f for f in out if self._selected(f.path)]
-
-    def _selected(self, path: str) -> bool:
-        inc = any(fnmatch.fnmatchcase(path, p) for p in self._s.include)
-        return inc and not any(fnmatch.fnmatchcase(path, p) for p in self._s.exclude)
+        return [f for f in out if folder_selected(f.path, self._s.include, self._s.exclude)]
 
     def _paged(self, client: httpx.Client, url: str) -> Iterator[dict[str, Any]]:
         next_url: str | None = url

@@ -42,7 +42,6 @@ messages or logs.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import imaplib
 import json
 import logging
@@ -58,7 +57,7 @@ from urllib.parse import quote
 import imapclient
 from imapclient.exceptions import LoginError
 
-from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure
+from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure, folder_selected
 from connectors.errors import AuthError, ConnectorError, ProtocolError, TransientError
 
 log = logging.getLogger(__name__)
@@ -265,9 +264,7 @@ class ImapConnector:
 
     def wanted(self, folder: str) -> bool:
         """Folder filter: included by a glob and not excluded by one (exclude wins)."""
-        return any(fnmatch.fnmatchcase(folder, p) for p in self.include) and not any(
-            fnmatch.fnmatchcase(folder, p) for p in self.exclude
-        )
+        return folder_selected(folder, self.include, self.exclude)
 
     # -- internals --------------------------------------------------------------------------------
 

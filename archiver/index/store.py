@@ -402,13 +402,12 @@ class MessageIndex:
                 for f, v in allowed
             ]
             # An empty allowed list allows nothing (a MustNot on everything).
-            scope = tantivy.Query.boolean_query(terms) if terms else None
-            if scope is None:
-                q = tantivy.Query.boolean_query(
-                    [(tantivy.Occur.Must, q), (tantivy.Occur.MustNot, tantivy.Query.all_query())]
-                )
-            else:
-                q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), (tantivy.Occur.Must, scope)])
+            scope = (
+                (tantivy.Occur.Must, tantivy.Query.boolean_query(terms))
+                if terms
+                else (tantivy.Occur.MustNot, tantivy.Query.all_query())
+            )
+            q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), scope])
         return self._exclude(q, exclude_clients, exclude_matters)
 
     def _exclude(self, q: tantivy.Query, clients: Sequence[str], matters: Sequence[str]) -> tantivy.Query:

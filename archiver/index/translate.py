@@ -152,9 +152,7 @@ class _Run:
             value = value[1:]
         if not value:
             raise self.no_words(t)
-        if t.kind == "prefix":
-            return tantivy.Query.regex_query(self.schema, field, regex_literal(value) + ".*")
-        return tantivy.Query.term_query(self.schema, field, value, index_option="basic")
+        return self.whole_value(field, value, t)
 
     def label(self, field: str, t: Term) -> tantivy.Query:
         value = t.text.strip()
@@ -163,6 +161,10 @@ class _Run:
         value = value.lower()
         if not value:
             raise self.no_words(t)
+        return self.whole_value(field, value, t)
+
+    def whole_value(self, field: str, value: str, t: Term) -> tantivy.Query:
+        """``value`` as one untokenized term of ``field``, or as a prefix of one."""
         if t.kind == "prefix":
             return tantivy.Query.regex_query(self.schema, field, regex_literal(value) + ".*")
         return tantivy.Query.term_query(self.schema, field, value, index_option="basic")
