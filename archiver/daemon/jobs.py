@@ -14,7 +14,6 @@ in the same transaction) and the next run resumes exactly there.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from archiver.archive import Archive
 from archiver.clock import Clock, parse_iso, system_clock
 from archiver.config import Config, SourceConfig
 from archiver.daemon.metrics import Metrics
+from archiver.daemon.schedules import sync_job_id as sync_job_id  # re-exported (cli.status)
 from archiver.daemon.state import DaemonState
 from archiver.errors import ArchiverError
 from archiver.logging import get_logger
@@ -38,10 +38,6 @@ log = get_logger("archiver.daemon")
 ACTOR = "daemon"
 RETENTION_JOB = "retention"
 VERIFY_JOB = "verify"
-
-
-def sync_job_id(source: str) -> str:
-    return f"sync:{source}"
 
 
 def accounts_of(src: SourceConfig) -> list[str]:
@@ -186,20 +182,17 @@ class Jobs:
             if not go:
                 return
             self.state.job_started(RETENTION_JOB)
-            try:
-                from archiver.policies.apply import apply as apply_retention
-            except ImportError as exc:
-                log.warning("retention sweep skipped: retention is not available in this version", error=str(exc))
-                self.metrics.retention_runs.labels("skipped").inc()
-                self.state.job_finished(RETENTION_JOB, result={"skipped": str(exc)}, error=None)
-                return
+            from archiver.policies.apply import apply as apply_retention
+
             error: str | None = None
             result: dict[str, Any] | None = None
             log.info("retention sweep started")
             try:
-                outcome = apply_retention(self.archive, now=self.clock(), actor=ACTOR)
-                result = _as_dict(outcome)
-                log.info("retention sweep finished", **{k: v for k, v in result.items() if _scalar(v)})
+                cert = apply_retention(self.archive, now=self.clock(), actor=ACTOR)
+                # The certificate's counts and where it was saved, not every disposed id.
+                certificate = str(cert.path) if cert.path else None
+                result = {"counts": cert.body.get("counts"), "certificate": certificate}
+                log.info("retention sweep finished", certificate=certificate)
             except ArchiverError as exc:
                 error = str(exc)
                 log.error("retention sweep failed", error=error)
@@ -272,25 +265,3 @@ class Jobs:
         self.metrics.live_messages.set(live)
         for rule, count in rows:
             self.metrics.disposed.labels(rule or "unknown").set(count)
-
-
-def _as_dict(outcome: Any) -> dict[str, Any]:
-    """The retention result as JSON-able data, whatever shape the policies module returns."""
-    if outcome is None:
-        return {}
-    body = getattr(outcome, "body", None)
-    if isinstance(body, dict):  # a disposition certificate: its counts and where it was saved, not every id
-        path = getattr(outcome, "path", None)
-        return {"counts": body.get("counts"), "certificate": str(path) if path else None}
-    if hasattr(outcome, "as_json"):
-        value = outcome.as_json()
-        return value if isinstance(value, dict) else {"result": value}
-    if dataclasses.is_dataclass(outcome) and not isinstance(outcome, type):
-        return dataclasses.asdict(outcome)
-    if isinstance(outcome, dict):
-        return outcome
-    return {"result": str(outcome)}
-
-
-def _scalar(v: Any) -> bool:
-    return isinstance(v, str | int | float | bool) or v is None

@@ -23,6 +23,11 @@ _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"(?:\d+\s*[smhdw]\s*)+")
 
 
+def sync_job_id(source: str) -> str:
+    """The scheduler's (and the state file's) id of a source's sync job."""
+    return f"sync:{source}"
+
+
 def parse_interval(text: str, key: str = "interval") -> timedelta:
     """``30s``, ``15m``, ``1h``, ``1h30m``, ``2d``, ``1w`` -> a positive timedelta."""
     value = str(text).strip().lower()
@@ -67,7 +72,7 @@ class SourcePlan:
 
     @property
     def job_id(self) -> str:
-        return f"sync:{self.source.name}"
+        return sync_job_id(self.source.name)
 
 
 @dataclass(frozen=True)

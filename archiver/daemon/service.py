@@ -286,10 +286,8 @@ class Daemon:
 
 def _check_rules(cfg: Config) -> None:
     """Refuse a reload whose retention rules file does not load (the sweep would refuse it anyway)."""
-    try:
-        from archiver.policies.rules import load_rules
-    except ImportError:  # retention is not part of this build
-        return
+    from archiver.policies.rules import load_rules
+
     try:
         load_rules(Path(cfg.retention.rules_file))
     except ArchiverError as exc:

@@ -123,20 +123,16 @@ def select_ids(archive: Any, path: Path) -> Selection:
     return Selection("ids", f"{path.name} (sha256 {digest})", list(dict.fromkeys(ids)), unresolved)
 
 
-def _addr(a: Any) -> str:
-    return str(a)
-
-
 def message_text(parsed: ParsedMessage) -> str:
     """The extracted text of a message: its main headers, its body, and each attachment's text."""
     lines = [
-        f"From: {', '.join(map(_addr, parsed.from_))}",
-        f"To: {', '.join(map(_addr, parsed.to))}",
+        f"From: {', '.join(map(str, parsed.from_))}",
+        f"To: {', '.join(map(str, parsed.to))}",
     ]
     if parsed.cc:
-        lines.append(f"Cc: {', '.join(map(_addr, parsed.cc))}")
+        lines.append(f"Cc: {', '.join(map(str, parsed.cc))}")
     if parsed.bcc:
-        lines.append(f"Bcc: {', '.join(map(_addr, parsed.bcc))}")
+        lines.append(f"Bcc: {', '.join(map(str, parsed.bcc))}")
     lines += [
         f"Date: {_utc(parsed.date)}",
         f"Subject: {parsed.subject}",
@@ -394,7 +390,7 @@ class BundleWriter:
             "sent": "" if parsed.date_is_fallback else _utc(parsed.date),
             "received": _utc(parse_iso(received)) if received else "",
             "archived_at": proof[1],
-            "from": ", ".join(map(_addr, parsed.from_)),
+            "from": ", ".join(map(str, parsed.from_)),
             "to": [str(x) for x in parsed.to],
             "cc": [str(x) for x in parsed.cc],
             "bcc": [str(x) for x in parsed.bcc],
@@ -428,6 +424,7 @@ class BundleWriter:
         last: str,
         public_key: bytes,
     ) -> dict[str, Any]:
+        head = self.repo.catalog.head()
         return {
             "format": BUNDLE_FORMAT,
             "tool": {"name": TOOL_NAME, "version": __version__},
@@ -439,7 +436,7 @@ class BundleWriter:
             "case": self.case,
             "reason": self.reason,
             "selection": {"kind": selection.kind, "value": selection.value},
-            "journal_head": {"seq": self.repo.catalog.head().seq, "hash": self.repo.catalog.head().hash},
+            "journal_head": {"seq": head.seq, "hash": head.hash},
             "counts": {
                 "selected": len(selection.ids) + len(selection.unresolved),
                 "exported": exported,

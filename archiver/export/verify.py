@@ -596,7 +596,6 @@ class _Proofs:
         except ValueError:
             key = b""
         recs: dict[int, tuple[str, str, str, Any, Any]] = {}
-        links: dict[int, tuple[str, str]] = {}  # seq -> (prev, hash), for the coverage walk
         commits: dict[int, bool] = {}  # seq -> signature valid
         init: dict[str, Any] | None = None
         first_commit: tuple[str, str] | None = None
@@ -623,7 +622,6 @@ class _Proofs:
                         rec.get("time"),
                         (data.get("id"), data.get("size")),
                     )
-                    links[seq] = (rec["prev"], rec["hash"])
                     if seq == 0:
                         init = {"type": rec["type"], "prev": rec["prev"], "hash": rec["hash"], "data": data}
                     if seq == 1:
@@ -657,7 +655,7 @@ class _Proofs:
                     covered[seq] = seq
                 else:
                     report.problem(f"proofs: the signed checkpoint at journal record {seq} has an invalid signature.")
-            elif seq + 1 in covered and links[seq + 1][0] == links[seq][1]:
+            elif seq + 1 in covered and recs[seq + 1][1] == recs[seq][2]:  # the next record's prev is this hash
                 covered[seq] = covered[seq + 1]
         return cls(recs, covered)
 

@@ -34,6 +34,8 @@ from archiver.policies.holds import Hold, hold_matches, list_holds, query_hold_i
 from archiver.policies.matters import closures as matter_closures
 from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
 from archiver.policies.rules import RuleSet, check_change, load_rules, parse_rules
+from archiver.store.journal import canonical
+from archiver.store.segments import fsync_dir
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -245,8 +247,8 @@ def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, 
             )
         for r in recipients:
             addresses.add(r.lower())
-            if _domain(r):
-                to_domains.add(_domain(r))
+            if domain := _domain(r):
+                to_domains.add(domain)
         if from_addr:
             addresses.add(from_addr.lower())
         record = MessageRecord(
@@ -431,18 +433,14 @@ def _dispose(
         "disposed": disposed,
         "journal": {"seq": head.seq - 1, "hash": head.hash},
     }
-    signature = base64.b64encode(keys.sign(CERT_CONTEXT + _canonical(body))).decode()
+    signature = base64.b64encode(keys.sign(CERT_CONTEXT + canonical(body))).decode()
     cert = Certificate(body=body, signature=signature)
-    digest = hashlib.sha256(_canonical(cert.to_json())).hexdigest()
+    digest = hashlib.sha256(canonical(cert.to_json())).hexdigest()
     name = f"disposition-{repo.clock().strftime('%Y%m%dT%H%M%SZ')}-{head.seq:08d}.json"
     with repo.transaction(actor) as tx:
         tx.event("disposition", {"file": name, "sha256": digest, "certificate": body, "signature": signature})
     cert.path = _save(repo.path / "certificates", name, cert.to_json())
     return cert
-
-
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _save(folder: Path, name: str, doc: dict[str, Any]) -> Path:
@@ -454,11 +452,7 @@ def _save(folder: Path, name: str, doc: dict[str, Any]) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
     return path
 
 
@@ -554,7 +548,7 @@ def verify_certificate(doc: dict[str, Any], public_key: bytes) -> list[str]:
         return ["the signature is not base64"]
     if body.get("public_key") != base64.b64encode(public_key).decode():
         problems.append("the certificate names another public key than the one it is checked against")
-    if not verify_signature(public_key, sig, CERT_CONTEXT + _canonical(body)):
+    if not verify_signature(public_key, sig, CERT_CONTEXT + canonical(body)):
         problems.append("the signature does not verify: the certificate was altered or not signed by this archive")
     disposed = body.get("disposed")
     counts = body.get("counts")

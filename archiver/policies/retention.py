@@ -151,6 +151,11 @@ def _start(
     return max(dates), "matter closed"
 
 
+def _rank(end: datetime | None, rule: AnyRule) -> tuple[datetime | None, int, int]:
+    """The key ``_later`` compares: (end, review?, compliance?)."""
+    return end, int(rule.action == "review"), int(rule.mode == "compliance")
+
+
 def _later(a: tuple[datetime | None, int, int], b: tuple[datetime | None, int, int]) -> bool:
     """Is retention a longer than b?  (end, review?, compliance?): None is forever."""
     if (a[0] is None) != (b[0] is None):
@@ -171,7 +176,7 @@ def decide_copy(
     for r in matching:
         start, note = _start(r, msg, copy, closures)
         end = None if start is None else r.span.add_to(start)
-        key = (end, int(r.action == "review"), int(r.mode == "compliance"))
+        key = _rank(end, r)
         if best is None or _later(key, best[0]):
             best = (key, r, start, note)
     assert best is not None
@@ -222,10 +227,7 @@ def decide(
         ]
     best_co, best_rule = outcomes[0]
     for co, r in outcomes[1:]:
-        if _later(
-            (co.end, int(r.action == "review"), int(r.mode == "compliance")),
-            (best_co.end, int(best_rule.action == "review"), int(best_rule.mode == "compliance")),
-        ):
+        if _later(_rank(co.end, r), _rank(best_co.end, best_rule)):
             best_co, best_rule = co, r
     end = best_co.end
     where = f" (copy in {best_co.source}:{best_co.account}/{best_co.folder})" if len(outcomes) > 1 else ""

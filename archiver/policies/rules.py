@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from archiver.errors import PolicyError, QueryError
 from archiver.index.query import parse_query
+from archiver.store.journal import canonical
 
 DEFAULT_NAME = "default"
 _PERIOD = re.compile(r"^\s*(\d{1,5})\s*([dwmy])\s*$", re.IGNORECASE)
@@ -225,8 +225,7 @@ class RuleSet(_Strict):
 
     @property
     def fingerprint(self) -> str:
-        data = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(data.encode("utf-8")).hexdigest()
+        return hashlib.sha256(canonical(self.canonical())).hexdigest()
 
 
 def _describe_error(data: Any, exc: ValidationError, where: str) -> str:
