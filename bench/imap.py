@@ -34,13 +34,15 @@ sys.path.insert(0, str(REPO))
 
 from imapclient import IMAPClient  # noqa: E402
 
+# bench/ is on sys.path when this file is run as a script (bench/web.py imports ingest too)
+from ingest import PASSPHRASE_ENV, load  # noqa: E402
+
 from archiver.archive import Archive  # noqa: E402
 from archiver.config import ImapSource, parse_config  # noqa: E402
 from archiver.pipeline import ingest  # noqa: E402
 from archiver.sources.imap import build_imap  # noqa: E402
 from tests.imap.dovecot import Dovecot  # noqa: E402
 
-PASSPHRASE_ENV = "ARCHIVER_BENCH_PASSPHRASE"
 USER, PASSWORD = "bench@example.test", "bench-password"
 PASSWORD_ENV = "ARCHIVER_BENCH_IMAP_PASSWORD"
 
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("error: no message files under the given paths", file=sys.stderr)
         return 2
-    result: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in os.getloadavg()]}
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": load()}
     with tempfile.TemporaryDirectory(prefix="archiver-imap-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # Dovecot's mail user must reach the Maildir below

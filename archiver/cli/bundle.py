@@ -8,7 +8,6 @@ from typing import Any
 
 from archiver.cli.common import console, print_json, wants_json
 from archiver.errors import IntegrityError, UsageError
-from archiver.export.verify import load_public_key, verify_bundle
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -32,6 +31,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from archiver.export.verify import load_public_key, verify_bundle
+
     key = None
     if args.public_key is not None:
         try:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from archiver.cli.common import actor, console, open_archive, print_json, progress_bar, wants_json
-from archiver.export.bundle import export_bundle, select_ids, select_matter, select_query
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -31,6 +30,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from archiver.export.bundle import export_bundle, select_ids, select_matter, select_query
+
     with open_archive(args) as archive:
         if args.query is not None:
             selection = select_query(archive, args.query)

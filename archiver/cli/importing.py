@@ -9,7 +9,6 @@ from typing import Any
 from archiver.cli.common import actor, open_archive, progress_bar
 from archiver.cli.ingest_output import report
 from archiver.pipeline import ingest
-from connectors.files import FilesConnector
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -26,6 +25,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from connectors.files import FilesConnector
+
     with open_archive(args) as archive:
         connector = FilesConnector(
             args.source,

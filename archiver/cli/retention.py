@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 
 from archiver.cli.common import actor, config_of, console, err_console, open_archive, print_json, wants_json
 from archiver.clock import system_clock
-from archiver.errors import ArchiverError, PolicyError, UsageError
+from archiver.errors import ArchiverError, IntegrityError, PolicyError, UsageError
 from archiver.policies import apply as retention
 
 
@@ -71,16 +72,10 @@ def _print_items(title: str, items: list[retention.PlanItem], limit: int) -> Non
     console.print(f"[bold]{title}[/]: {len(items)}")
     for it in items[:limit]:
         subject = (it.subject or "(no subject)")[:60]
-        console.print(f"  {it.id[:16]}  {it.date[:10] or '-':10}  {it.rule:20}  {_esc(subject)}")
-        console.print(f"      {_esc(it.reason)}")
+        console.print(f"  {it.id[:16]}  {it.date[:10] or '-':10}  {it.rule:20}  {escape(subject)}")
+        console.print(f"      {escape(it.reason)}")
     if len(items) > limit:
         console.print(f"  … and {len(items) - limit} more (use --json for all)")
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -164,7 +159,7 @@ def run_rules(args: argparse.Namespace) -> int:
     console.print(
         f"# journalled at {info['time']} by {info['actor']} (record {info['seq']}, {info['fingerprint'][:12]})"
     )
-    console.print(_esc(yaml.safe_dump(rules.canonical(), sort_keys=False, allow_unicode=True)))
+    console.print(escape(yaml.safe_dump(rules.canonical(), sort_keys=False, allow_unicode=True)))
     return 0
 
 
@@ -191,11 +186,11 @@ def run_certificate_verify(args: argparse.Namespace) -> int:
         print_json({"ok": not problems, "problems": problems, "disposed": body.get("counts", {}).get("disposed")})
     elif problems:
         for p in problems:
-            err_console.print(f"[red]PROBLEM[/]: {_esc(p)}")
+            err_console.print(f"[red]PROBLEM[/]: {escape(p)}")
         console.print("FAILED")
     else:
         console.print(
             f"OK: certificate of {body['counts']['disposed']} disposals at {body.get('finished_at')} "
             f"signed by {body.get('public_key_fingerprint')}"
         )
-    return 0 if not problems else 9
+    return 0 if not problems else IntegrityError.exit_code

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from rich.markup import escape
+
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.clock import parse_iso
 from archiver.errors import NotFoundError
@@ -46,26 +48,20 @@ def run(args: argparse.Namespace) -> int:
     out = console
     out.print(f"[bold]id[/]: {oid}")
     for name, value in parsed.headers:
-        out.print(f"[bold]{name}[/]: {_esc(value)}")
+        out.print(f"[bold]{name}[/]: {escape(value)}")
     out.print(
         f"[bold]Archived-Date[/]: {parsed.date.isoformat()}{' (fallback: bad or missing Date)' if parsed.date_is_fallback else ''}"
     )
     out.print(f"[bold]Client[/]: {info['client']}  [bold]Matters[/]: {', '.join(info['matters']) or '-'}")
     for p in info["provenance"]:
         where = " ".join(x for x in (p["source"], p["account"], p["folder"], p["uid"] and f"uid={p['uid']}") if x)
-        out.print(f"[bold]Provenance[/]: {_esc(where)} {_esc(p['location'])}")
+        out.print(f"[bold]Provenance[/]: {escape(where)} {escape(p['location'])}")
     for a in parsed.attachments:
-        out.print(f"[bold]Attachment[/]: {_esc(a.filename or '(unnamed)')} {a.content_type} {a.size} bytes")
+        out.print(f"[bold]Attachment[/]: {escape(a.filename or '(unnamed)')} {a.content_type} {a.size} bytes")
     if parsed.parse_errors:
         out.print(
-            f"[yellow]Parse problems[/]: {_esc('; '.join(parsed.parse_errors))} (the original is stored byte-exact)"
+            f"[yellow]Parse problems[/]: {escape('; '.join(parsed.parse_errors))} (the original is stored byte-exact)"
         )
     out.print()
-    out.print(_esc(parsed.body_text), markup=True)
+    out.print(escape(parsed.body_text), markup=True)
     return 0
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -13,7 +13,6 @@ import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from archiver import __version__
 from archiver.archive import Archive
 from archiver.config import Config
-from archiver.errors import ArchiverError, ConfigError, LockedError, NotFoundError, QueryError
+from archiver.errors import ArchiverError, ConfigError, LockedError, NotFoundError
 from archiver.web import api, pages
 from archiver.web.auth import LoginLimiter, load_users
 from archiver.web.deps import CsrfFailed, Forbidden, LoginRequired, WebState, page_context
@@ -100,9 +99,7 @@ def _status_of(exc: ArchiverError) -> int:
         return 410
     if isinstance(exc, LockedError):
         return 503
-    if isinstance(exc, QueryError):
-        return 400
-    return 400
+    return 400  # QueryError and every other mistake of the caller
 
 
 def _error_response(request: Request, status: int, message: str) -> Response:
@@ -181,8 +178,3 @@ def create_app(cfg: Config, archive: Archive | None = None, *, export_dir: Path 
         return _error_response(request, 422, f"Invalid request: {problems}")
 
     return app
-
-
-def app_state(app: FastAPI) -> Any:
-    """The shared state (tests and the CLI use it to reach the export jobs and the service)."""
-    return app.state.web

@@ -174,10 +174,20 @@ def exports_page(
     q: Annotated[str, Query(max_length=5000)] = "",
     matter: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
+    return _exports_page(request, scope, q=q, matter=matter)
+
+
+def _exports_page(
+    request: Request, scope: Scope, *, q: str = "", matter: str = "", error: str = "", status: int = 200
+) -> Response:
+    """The exports page: this user's jobs, newest first, and the form (pre-filled)."""
     web = state(request)
     jobs = [j.public() for j in reversed(web.exports.list(scope))]
     return web.templates.TemplateResponse(
-        request, "exports.html", page_context(request, jobs=jobs, q=q, matter=matter, error="")
+        request,
+        "exports.html",
+        page_context(request, jobs=jobs, q=q, matter=matter, error=error),
+        status_code=status,
     )
 
 
@@ -188,7 +198,6 @@ def exports_start(
     kind: Annotated[Literal["query", "matter"], Form()] = "query",
     value: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
-    web = state(request)
     value = value.strip()
     try:
         if not value:
@@ -196,14 +205,8 @@ def exports_start(
         if kind == "query":
             build_query(SearchForm(q=value))
     except ArchiverError as exc:
-        jobs = [j.public() for j in reversed(web.exports.list(scope))]
-        return web.templates.TemplateResponse(
-            request,
-            "exports.html",
-            page_context(request, jobs=jobs, q=value if kind == "query" else "", matter="", error=str(exc)),
-            status_code=400,
-        )
-    web.exports.start(scope, kind, value)
+        return _exports_page(request, scope, q=value if kind == "query" else "", error=str(exc), status=400)
+    state(request).exports.start(scope, kind, value)
     return RedirectResponse("/exports", status_code=303)
 
 

@@ -31,6 +31,7 @@ from archiver.model import Attachment, ParsedMessage, SearchHit
 from archiver.store.audit import GroupCommit
 from archiver.web import policy
 from archiver.web.access import Scope
+from archiver.web.filters import MATCH_ALL
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 #: longest query text written to the journal (a 1 MB query is an attack, not an audit need).
@@ -219,21 +220,24 @@ class WebArchive:
             raise Hidden(f"No message with id {oid[:64]} in the archive.")
         return oid
 
-    def _parse(self, oid: str, raw: bytes, ingested_at: str) -> ParsedMessage:
-        return self.archive.parse(raw, parse_iso(ingested_at))
+    def _content(self, oid: str) -> tuple[dict[str, Any], bytes | None, ParsedMessage | None]:
+        """The catalog record, original bytes and parsed content (both None once disposed).
 
-    def message(self, scope: Scope, oid: str, *, journal: bool = True) -> MessageView:
+        Call under the lock with an id :meth:`_check` returned."""
+        info = self.archive.describe(oid)
+        if info.get("disposed_at"):
+            return info, None, None
+        raw = self.archive.repo.read_raw(oid)
+        return info, raw, self.archive.parse(raw, parse_iso(str(info["ingested_at"])))
+
+    def message(self, scope: Scope, oid: str) -> MessageView:
         """The message's catalog record, parsed content (None once disposed), holds and retention."""
         with self.lock:
             oid = self._check(scope, oid)
-            info = self.archive.describe(oid)
-            parsed = None
-            if not info.get("disposed_at"):
-                parsed = self._parse(oid, self.archive.repo.read_raw(oid), str(info["ingested_at"]))
+            info, _raw, parsed = self._content(oid)
             holds = policy.holds_for(self.archive, oid, info)
             retention = policy.retention_for(self.archive, oid, info, holds)
-        if journal:
-            self.journal(scope.username, "view", {"id": oid})
+        self.journal(scope.username, "view", {"id": oid})
         return MessageView(info=info, parsed=parsed, holds=holds, retention=retention)
 
     def raw(self, scope: Scope, oid: str) -> tuple[str, bytes]:
@@ -249,20 +253,21 @@ class WebArchive:
 
     def html_body(self, scope: Scope, oid: str) -> str:
         """The HTML body as sent (the caller sanitises it); journalled as a view of that part."""
-        view = self.message(scope, oid, journal=False)
-        self.journal(scope.username, "view", {"id": view.info["id"], "part": "html"})
-        return view.parsed.body_html if view.parsed else ""
+        with self.lock:
+            oid = self._check(scope, oid)
+            _info, _raw, parsed = self._content(oid)
+        self.journal(scope.username, "view", {"id": oid, "part": "html"})
+        return parsed.body_html if parsed else ""
 
     def attachment(self, scope: Scope, oid: str, sha256: str) -> tuple[Attachment, bytes]:
         """One attachment's decoded bytes, found by its SHA-256 (journalled as a download)."""
         sha256 = sha256.strip().lower()
         with self.lock:
             oid = self._check(scope, oid)
-            view = self.message(scope, oid, journal=False)
-            meta = next((a for a in (view.parsed.attachments if view.parsed else ()) if a.sha256 == sha256), None)
-            if meta is None or not _ID.match(sha256):
-                raise Hidden(f"Message {oid} has no attachment {sha256[:64]}.")
-            raw = self.archive.repo.read_raw(oid)
+            _info, raw, parsed = self._content(oid)
+        meta = next((a for a in (parsed.attachments if parsed else ()) if a.sha256 == sha256), None)
+        if raw is None or meta is None or not _ID.match(sha256):
+            raise Hidden(f"Message {oid} has no attachment {sha256[:64]}.")
         data = find_part(raw, sha256)
         if data is None:
             raise Hidden(f"The attachment {sha256} of message {oid} could not be found again in the raw message.")
@@ -276,7 +281,7 @@ class WebArchive:
     # -- overviews -----------------------------------------------------------------------
     def clients_and_matters(self, scope: Scope) -> dict[str, list[tuple[str, int]]]:
         """Facet counts over the whole archive within the scope (filter drop-downs)."""
-        return self.archive.index.facets("size>=0", **scope.index_filters())  # type: ignore[arg-type]
+        return self.archive.index.facets(MATCH_ALL, **scope.index_filters())  # type: ignore[arg-type]
 
     def sources(self) -> list[str]:
         with self.lock:
