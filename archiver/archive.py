@@ -105,7 +105,8 @@ class Archive:
         return parse_with(raw, received, opts)
 
     def workers(self) -> Workers:
-        return Workers(self.repo.require_keys().master, self.parse_options(), self.cfg.ingest.workers)
+        keys = self.repo.require_keys()
+        return Workers(keys.master, self.parse_options(), self.cfg.ingest.workers, self.repo.dictionaries.root)
 
     # -- reading stored messages back ----------------------------------------------
     def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:

@@ -35,6 +35,9 @@ class ArchiveConfig(_Strict):
     passphrase_file: Path | None = None
     #: a segment file is closed and a new one started past this size.
     segment_max_mb: int = Field(default=256, ge=1, le=65536)
+    #: compress with shared dictionaries of the lines common to many messages, built when the
+    #: archive reaches 1,000 messages and again at each 4x growth (archiver/store/dictionary.py).
+    compression_dictionary: bool = True
 
 
 class IngestConfig(_Strict):

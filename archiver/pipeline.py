@@ -134,13 +134,15 @@ def ingest(
         archive.catch_up(workers)
         indexer = _Indexer(archive)
         checkpoints = repo.catalog.checkpoints()
+        compress_with_dictionary = archive.cfg.archive.compression_dictionary
         prepared: _Prepared | None = None
         # The source runs a batch ahead in its own thread: reading files and waiting on servers
         # overlap with the commits here (archiver/prefetch.py).
         batches = prefetch(lambda: connector.batches(checkpoints), depth=1, name="archiver-source")
         try:
             for group in _groups(_guarded(connector, batches, summary), archive.cfg.ingest.batch_size):
-                job = _submit(repo, workers, group)
+                dictionary = repo.train_dictionary(actor) if compress_with_dictionary else repo.current_dictionary()
+                job = _submit(repo, workers, group, dictionary)
                 if prepared is not None:
                     _commit(archive, prepared, summary, indexer, actor, progress)
                 prepared = job
@@ -210,11 +212,12 @@ def _groups(batches: Iterable[Batch], max_messages: int, max_bytes: int = GROUP_
         yield group
 
 
-def _submit(repo: Any, workers: Workers, group: list[Batch]) -> _Prepared:
-    """Hash every message; send the ones not yet stored to the workers for parsing and sealing."""
+def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) -> _Prepared:
+    """Hash every message; send the ones not yet stored to the workers for parsing and sealing
+    (compressed with dictionary number ``dictionary``, 0 for none)."""
     hashed = [[(i, message_id_of(msg.data)) for i, msg in enumerate(b.messages)] for b in group]
     stored = repo.catalog.existing([oid for pairs in hashed for _i, oid in pairs])
-    tasks: list[tuple[bytes, str, Any]] = []
+    tasks: list[tuple[bytes, str, Any, int]] = []
     seen: set[str] = set()
     now = repo.clock()
     for batch, pairs in zip(group, hashed, strict=True):
@@ -222,7 +225,7 @@ def _submit(repo: Any, workers: Workers, group: list[Batch]) -> _Prepared:
             if oid in seen or oid in stored:
                 continue
             seen.add(oid)
-            tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now)))
+            tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now), dictionary))
     return group, hashed, (workers.submit(prepare, tasks) if tasks else None)
 
 

@@ -14,12 +14,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from archiver.config import TaggingConfig
 from archiver.model import ParsedMessage, Tags
 from archiver.normalize.parse import parse_message
 from archiver.normalize.tagging import Tagger
+from archiver.store.dictionary import Dictionaries
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
 
 INLINE_BELOW = 48
@@ -36,21 +38,25 @@ class ParseOptions:
 
 _KEY: bytes | None = None
 _OPTS: ParseOptions | None = None
+#: the archive's compression dictionaries, read from its folder on first use in each process.
+_DICTS: Dictionaries | None = None
 
 
-def _init(key: bytes, opts: ParseOptions) -> None:
-    global _KEY, _OPTS, _TAGGER
+def _init(key: bytes, opts: ParseOptions, dictionaries: Path | None) -> None:
+    global _KEY, _OPTS, _TAGGER, _DICTS
     if _OPTS is not opts:
         _TAGGER = None
+    if _DICTS is None or _DICTS.root != dictionaries or key != _KEY:
+        _DICTS = Dictionaries(dictionaries, key) if dictionaries is not None else None
     _KEY, _OPTS = key, opts
 
 
-def _init_worker(key: bytes, opts: ParseOptions) -> None:
+def _init_worker(key: bytes, opts: ParseOptions, dictionaries: Path | None) -> None:
     """Worker process set-up: the parent alone handles Ctrl-C and SIGTERM and stops the pool."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _init(key, opts)
+    _init(key, opts, dictionaries)
 
 
 def parse_with(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMessage:
@@ -64,17 +70,18 @@ def parse_with(raw: bytes, received: datetime, opts: ParseOptions) -> ParsedMess
     )
 
 
-def prepare(task: tuple[bytes, str, datetime]) -> tuple[ParsedMessage, SealedObject, Tags | None]:
-    """Parse, tag and seal one new message (runs in a worker).
+def prepare(task: tuple[bytes, str, datetime, int]) -> tuple[ParsedMessage, SealedObject, Tags | None]:
+    """Parse, tag and seal one new message (runs in a worker) with compression dictionary ``task[3]`` (0: none).
 
     The parsed message goes back without what the writer does not use (the HTML body, the
     header list): pickling results is paid for in the writer's process.
     """
-    raw, oid, received = task
+    raw, oid, received, dictionary = task
     assert _KEY is not None and _OPTS is not None
     parsed = parse_with(raw, received, _OPTS)
     tags = _tagger().tag(parsed) if _OPTS.tagging is not None else None
-    return replace(parsed, body_html="", headers=()), seal(_KEY, raw, oid), tags
+    sealed = seal(_KEY, raw, oid, _DICTS, dictionary)
+    return replace(parsed, body_html="", headers=()), sealed, tags
 
 
 _TAGGER: Tagger | None = None
@@ -93,7 +100,7 @@ def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMe
     oid, codec, wrapped, payload, received = task
     assert _KEY is not None and _OPTS is not None
     try:
-        raw = unseal(_KEY, oid, codec, wrapped, payload)
+        raw = unseal(_KEY, oid, codec, wrapped, payload, _DICTS)
     except Exception as exc:
         return oid, None, f"cannot decrypt: {exc}"
     if message_id_of(raw) != oid:
@@ -104,22 +111,26 @@ def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMe
 class Workers:
     """A lazily started process pool (or inline execution) with the key installed."""
 
-    def __init__(self, key: bytes, opts: ParseOptions, processes: int = 0) -> None:
+    def __init__(self, key: bytes, opts: ParseOptions, processes: int = 0, dictionaries: Path | None = None) -> None:
+        """``dictionaries`` is the archive's dictionary folder (archiver/store/dictionary.py)."""
         self.key = key
         self.opts = opts
+        self.dictionaries = dictionaries
         self.processes = processes or (os.cpu_count() or 1)
         self._pool: Any = None
 
     def _get_pool(self) -> Any:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ctx.Pool(self.processes, initializer=_init_worker, initargs=(self.key, self.opts))
+            self._pool = ctx.Pool(
+                self.processes, initializer=_init_worker, initargs=(self.key, self.opts, self.dictionaries)
+            )
         return self._pool
 
     def map(self, fn: Any, tasks: list[Any]) -> Iterator[Any]:
         """Results in order; inline for small jobs or a single process."""
         if self._inline(tasks):
-            _init(self.key, self.opts)
+            _init(self.key, self.opts, self.dictionaries)
             return iter([fn(t) for t in tasks])
         return iter(self._get_pool().imap(fn, tasks, chunksize=self._chunksize(tasks)))
 

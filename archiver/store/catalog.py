@@ -197,6 +197,7 @@ EVENT_TYPES = frozenset(
         "download",
         "login",
         "export",
+        "dictionary",
     }
 )
 
@@ -339,6 +340,25 @@ class Catalog:
     def live_ids(self) -> Iterator[str]:
         for (oid,) in self.conn.execute("SELECT id FROM object_rows WHERE disposed_at IS NULL ORDER BY id"):
             yield oid
+
+    def live_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM object_rows WHERE disposed_at IS NULL").fetchone()[0])
+
+    def live_ids_spread(self, n: int) -> list[str]:
+        """At most ``n`` live ids spread evenly over the archive in ingest order (a training sample)."""
+        total = self.live_count()
+        step = max(1, total // max(1, n))
+        rows = self.conn.execute(
+            "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY ingest_seq) - 1 AS k "
+            "FROM object_rows WHERE disposed_at IS NULL) WHERE k % ? = 0 LIMIT ?",
+            (step, n),
+        )
+        return [r[0] for r in rows]
+
+    def dictionaries(self) -> list[int]:
+        """Numbers of the committed compression dictionaries (journal ``dictionary`` records)."""
+        rows = self.conn.execute("SELECT json_extract(data, '$.number') FROM events WHERE type='dictionary'")
+        return sorted(int(r[0]) for r in rows)
 
     def tags(self, oid: str) -> tuple[str, tuple[str, ...]] | None:
         row = self.conn.execute("SELECT client, matters FROM object_rows WHERE id=?", (oid,)).fetchone()

@@ -7,18 +7,21 @@ parallel; the single writer then only appends.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 import zstandard
 
 from archiver.crypto.aead import open_object, seal_object
-from archiver.store.segments import CODEC_ZSTD, record_digest
+from archiver.store.dictionary import Dictionaries
+from archiver.store.segments import CODEC_ZSTD, CODEC_ZSTD_DICT, record_digest
 
 ZSTD_LEVEL = 6
 #: zstd window cap for decompression: messages are at most a few hundred MB.
 MAX_WINDOW = 2**28
 
 _compressor: zstandard.ZstdCompressor | None = None
+_DICT_NUMBER = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +39,35 @@ def message_id_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def seal(kek: bytes, raw: bytes, oid: str | None = None) -> SealedObject:
+def seal(
+    kek: bytes, raw: bytes, oid: str | None = None, dictionaries: Dictionaries | None = None, dictionary: int = 0
+) -> SealedObject:
+    """Compress (with shared dictionary ``dictionary`` when not 0) and encrypt one message."""
     global _compressor
-    if _compressor is None:
-        _compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
     oid = oid or message_id_of(raw)
     object_id = bytes.fromhex(oid)
-    wrapped, payload = seal_object(kek, object_id, _compressor.compress(raw))
-    return SealedObject(oid, len(raw), CODEC_ZSTD, wrapped, payload, record_digest(object_id, CODEC_ZSTD, payload))
+    if dictionary and dictionaries is not None:
+        codec = CODEC_ZSTD_DICT
+        plain = _DICT_NUMBER.pack(dictionary) + dictionaries.compress(dictionary, raw)
+    else:
+        if _compressor is None:
+            _compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+        codec = CODEC_ZSTD
+        plain = _compressor.compress(raw)
+    wrapped, payload = seal_object(kek, object_id, plain)
+    return SealedObject(oid, len(raw), codec, wrapped, payload, record_digest(object_id, codec, payload))
 
 
-def unseal(kek: bytes, oid: str, codec: int, wrapped_key: bytes, payload: bytes) -> bytes:
+def unseal(
+    kek: bytes, oid: str, codec: int, wrapped_key: bytes, payload: bytes, dictionaries: Dictionaries | None = None
+) -> bytes:
+    """Decrypt and decompress one object; raises DecryptError, DictionaryError or ValueError."""
     plain = open_object(kek, bytes.fromhex(oid), wrapped_key, payload)
-    if codec != CODEC_ZSTD:
-        raise ValueError(f"unknown codec {codec}")
-    return zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompress(plain)
+    if codec == CODEC_ZSTD:
+        return zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompress(plain)
+    if codec == CODEC_ZSTD_DICT:
+        if dictionaries is None or len(plain) < _DICT_NUMBER.size:
+            raise ValueError("object compressed with a dictionary, and no dictionary at hand")
+        (number,) = _DICT_NUMBER.unpack_from(plain)
+        return dictionaries.decompress(number, plain[_DICT_NUMBER.size :], MAX_WINDOW)
+    raise ValueError(f"unknown codec {codec}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,7 @@ from archiver.errors import (
 )
 from archiver.locking import flock_within
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
+from archiver.store import dictionary as D
 from archiver.store.catalog import SCHEMA, Catalog, apply_record, connect
 from archiver.store.journal import (
     GENESIS,
@@ -185,7 +187,9 @@ class Transaction:
         """Seal and store raw bytes in this process (convenience for small callers and tests)."""
         oid = message_id_of(raw)
         if not self.has(oid):
-            self.put(seal(self.repo.require_keys().master, raw, oid), prov, tags, parsed, known_new=True)
+            repo = self.repo
+            sealed = seal(repo.require_keys().master, raw, oid, repo.dictionaries, repo.current_dictionary())
+            self.put(sealed, prov, tags, parsed, known_new=True)
         else:
             self.add_copy(oid, prov_dict(prov))
         return oid
@@ -241,6 +245,11 @@ class Repository:
         self.journal = Journal.in_dir(path / "journal")
         self.catalog = Catalog(path / "catalog.sqlite")
         self.keystore = Keystore(path / "keys.sqlite")
+        self.dictionaries = D.Dictionaries(path / D.DIR_NAME, keys.master if keys is not None else None)
+        self._dictionary: int | None = None
+        #: live messages, counted once and then kept up to date by our own commits (a hint:
+        #: it only decides when the next dictionary is trained).
+        self._live_hint: int | None = None
         self._lock_fd: int | None = None
         self._lock_depth = 0
         if self.catalog.head().offset != self.journal.size():
@@ -418,6 +427,8 @@ class Repository:
         offset = self.journal.append(records)
         # 4. catalog
         self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset), tx.metadata)
+        if self._live_hint is not None:
+            self._live_hint += len(tx.keys)
         # 5. disposal: the tombstones are committed; now the keys go (recovery redoes this step)
         if tx.disposed:
             self.keystore.destroy(tx.disposed)
@@ -467,6 +478,59 @@ class Repository:
             actions.append(f"dropped the keys of {len(orphans)} uncommitted objects")
         return actions
 
+    # -- compression dictionaries (archiver/store/dictionary.py) --------------------------
+    def current_dictionary(self) -> int:
+        """The number of the newest committed compression dictionary; 0 when there is none.
+
+        Cached: a dictionary another process commits meanwhile is picked up on the next open,
+        and until then new objects are simply compressed without it.
+        """
+        if self._dictionary is None:
+            committed = self.catalog.dictionaries()
+            self._dictionary = max(committed) if committed else 0
+        return self._dictionary
+
+    def train_dictionary(self, actor: str = "system") -> int:
+        """Build a new compression dictionary when the archive has grown enough since the last.
+
+        The first comes at ``D.TRAIN_AT`` messages, each next one when the archive has grown
+        ``D.GROWTH`` times, from a sample spread over the whole archive: an archive's first
+        messages are often one mailbox's, and its later mail looks different.  Returns the
+        dictionary to seal new objects with (0: none yet).  Call under the lock.  The file is
+        durable before the journal commit that records it, so a committed ``dictionary``
+        record always has its file.  A crash in between leaves a file no record names; it is
+        never overwritten (nor is any other: objects may depend on it), the next dictionary
+        simply takes the next free number.
+        """
+        current = self.current_dictionary()
+        if self._live_hint is None:
+            self._live_hint = self.catalog.live_count()
+        if self._live_hint < D.due_at(current):
+            return current
+        self._live_hint = self.catalog.live_count()  # exact now (disposals lower it)
+        if self._live_hint < D.due_at(current):
+            return current
+        keys = self.require_keys()
+        trained = D.build(self.read_raw(oid) for oid in self.catalog.live_ids_spread(D.SAMPLE_SIZE))
+        if trained is None:
+            return current
+        number = max([current, *D.numbers_on_disk(self.dictionaries.root)]) + 1
+        with self.transaction(actor) as tx:
+            D.write(self.dictionaries.root, keys.master, number, trained.content)
+            tx.event(
+                "dictionary",
+                {
+                    "number": number,
+                    "sha256": trained.sha256,
+                    "bytes": len(trained.content),
+                    "lines": trained.lines,
+                    "sample": trained.sample,
+                    "min_messages": trained.min_messages,
+                },
+            )
+        self._dictionary = number
+        return number
+
     # -- reads ---------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
         """A full id from an id or an unambiguous prefix of at least 8 hex digits."""
@@ -499,9 +563,11 @@ class Repository:
         if rec.object_id.hex() != oid:
             raise IntegrityError(f"Segment {row.segment} at offset {row.offset} does not hold message {oid}.")
         try:
-            raw = unseal(self.require_keys().master, oid, rec.codec, wrapped, rec.payload)
+            raw = unseal(self.require_keys().master, oid, rec.codec, wrapped, rec.payload, self.dictionaries)
         except DecryptError:
             raise IntegrityError(f"Message {oid} failed decryption: its stored bytes were altered.") from None
+        except D.DictionaryError as exc:
+            raise IntegrityError(f"Message {oid} cannot be decompressed: {exc}.") from None
         if message_id_of(raw) != oid:
             raise IntegrityError(f"Message {oid} does not hash to its id: its stored bytes were altered.")
         return raw
@@ -541,6 +607,7 @@ class Repository:
             self._verify_catalog(report, fresh)
             self._verify_segments(report, fresh, last_commit, tick)
             self._verify_keys(report, fresh)
+            self._verify_dictionaries(report, fresh)
             if full:
                 self._verify_objects(report, tick, inspect)
             fresh.close()
@@ -709,6 +776,34 @@ class Repository:
             have.discard(oid)
         if have:
             report.notes.append(f"{len(have)} keys belong to no committed object (cleaned on the next write).")
+
+    def _verify_dictionaries(self, report: VerifyReport, fresh: Any) -> None:
+        """Every journalled dictionary exists and holds what the journal recorded; no other file exists."""
+        recorded: dict[int, str] = {}
+        for (data,) in fresh.execute("SELECT data FROM events WHERE type='dictionary'"):
+            d = json.loads(data)
+            recorded[int(d["number"])] = str(d["sha256"])
+        for n in D.numbers_on_disk(self.dictionaries.root):
+            if n not in recorded:
+                report.notes.append(
+                    f"Compression dictionary {n} is not recorded in the journal (left by an interrupted "
+                    "write; no message uses it)."
+                )
+        kek = self.keys.master if self.keys is not None else None
+        for n, digest in sorted(recorded.items()):
+            if not D.path_of(self.dictionaries.root, n).exists():
+                report.problem(
+                    f"Compression dictionary {n} is missing: the messages compressed with it cannot be read."
+                )
+            elif kek is not None:
+                try:
+                    content = D.read(self.dictionaries.root, kek, n)
+                except D.DictionaryError as exc:
+                    report.problem(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+                    continue
+                if hashlib.sha256(content).hexdigest() != digest:
+                    report.problem(f"Compression dictionary {n} does not match the SHA-256 in the journal.")
+        report.counts["dictionaries"] = len(recorded)
 
     def _verify_objects(
         self,

@@ -8,6 +8,9 @@ Layout (docs/format.md has the normative version)::
                | reserved (3 zero bytes) | payload length (u64 BE) | payload
     payload  = nonce (12) | AES-256-GCM ciphertext | tag (16)
 
+The plaintext under the GCM layer is a zstd frame (codec 1), or a dictionary number
+(u32 BE) and a zstd frame compressed with that dictionary (codec 2, archiver/store/dictionary.py).
+
 A segment is only ever appended to.  Bytes past the end recorded by the last
 journal commit are an uncommitted tail and are cut off on recovery.  All I/O of
 segment files goes through this class, so that an object-storage backend (S3
@@ -29,6 +32,8 @@ HEADER = struct.Struct(">8sQ")
 RECORD_MAGIC = b"OBJ\x01"
 RECORD = struct.Struct(">4s32sB3sQ")
 CODEC_ZSTD = 1
+#: zstd with one of the archive's shared dictionaries (archiver/store/dictionary.py).
+CODEC_ZSTD_DICT = 2
 
 
 class SegmentError(Exception):
