@@ -21,7 +21,7 @@ from archiver.config import Config, read_passphrase
 from archiver.documents import index_doc
 from archiver.errors import ArchiverError
 from archiver.index.store import MessageIndex
-from archiver.model import IndexDoc, ParsedMessage, SearchResult, Tags
+from archiver.model import HitDisplay, IndexDoc, ParsedMessage, SearchResult, Tags
 from archiver.normalize.tagging import Tagger
 from archiver.store.catalog import metadata_row
 from archiver.store.repository import Repository, VerifyReport
@@ -86,7 +86,9 @@ class Archive:
     @property
     def index(self) -> MessageIndex:
         if self._index is None:
-            self._index = MessageIndex.open(self.repo.path / "index", heap_mb=self.cfg.index.heap_mb)
+            self._index = MessageIndex.open(
+                self.repo.path / "index", heap_mb=self.cfg.index.heap_mb, hits=ArchiveHits(self)
+            )
         return self._index
 
     def parse_options(self) -> ParseOptions:
@@ -241,6 +243,7 @@ class Archive:
 
     # -- queries -----------------------------------------------------------------
     def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str = "date") -> SearchResult:
+        """Hits described by :class:`ArchiveHits` (sender, subject, date and tags from the catalog)."""
         return self.index.search(query, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
 
     def describe(self, oid: str) -> dict[str, Any]:
@@ -327,3 +330,18 @@ class Archive:
         except ArchiverError as exc:
             report.notes.append(f"The verification could not be recorded in the journal: {exc}")
         return report
+
+
+class ArchiveHits:
+    """The one HitSource (archiver.index.store) of the CLI, the web server and the benchmarks.
+
+    The index stores only ids and body beginnings: a hit's sender, subject, date and tags
+    come from the catalog, in one query per result page.  The caller serialises access to
+    the repository, as for any other read (the web server holds its lock while searching).
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+
+    def describe(self, ids: Sequence[str]) -> Mapping[str, HitDisplay]:
+        return self._archive.repo.catalog.hit_rows(ids)

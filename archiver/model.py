@@ -7,7 +7,8 @@ a record is built once and never mutated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,7 +104,7 @@ class ProvenanceRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IndexDoc:
-    """Everything the full-text index stores about one message (derived data)."""
+    """Everything the full-text index holds about one message (derived data; it stores only the id)."""
 
     id: str
     message_id: str
@@ -122,6 +123,32 @@ class IndexDoc:
     folders: tuple[str, ...]
     size: int
     has_attachments: bool
+
+
+#: how many recipients a search hit shows (every one is searchable).
+HIT_RECIPIENTS: Final = 20
+#: the date of a hit whose message has no metadata (or no description at all).
+NO_DATE: Final = datetime.fromtimestamp(0, UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HitDisplay:
+    """What a search hit shows of a message besides its snippet.
+
+    The index stores only ids, so these come from the catalog (``Catalog.hit_rows``);
+    the defaults describe a message the catalog knows nothing about.
+    """
+
+    message_id: str = ""
+    #: sent date, UTC.
+    date: datetime = NO_DATE
+    #: the first From mailbox as "Name <addr>" (or the bare address).
+    from_: str = ""
+    #: the first HIT_RECIPIENTS To mailboxes, displayed like ``from_``.
+    to: tuple[str, ...] = ()
+    subject: str = ""
+    client: str = ""
+    matters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,7 +2,8 @@
 
 Runs every query of a query set (default bench/queries.txt, ``TYPE<TAB>QUERY`` per
 line) through ``Archive.search`` in this process, the way the CLI and the web UI
-call it (parse, translate, tantivy search, stored-field fetch, snippets), after
+call it (parse, translate, tantivy search, stored-field fetch, hit descriptions
+from the catalog, snippets), after
 one warm-up pass, N times each, and prints p50 / p95 / max latency in ms per
 query type and overall.  Issue 2's target is p95 <= 20 ms on the 19k-message
 Enron + SpamAssassin archive.

@@ -3,13 +3,15 @@
 * ``schema``    -- fields, tokenizers (whole words, case-insensitive, ASCII-folded, no stemming)
 * ``query``     -- the query language: lexer, parser, AST, positioned QueryError
 * ``translate`` -- AST -> tantivy queries
-* ``store``     -- MessageIndex: add/delete/commit/search with a lazily held writer lock
+* ``store``     -- MessageIndex: add/delete/commit/search with a lazily held writer lock; the
+                   HitSource protocol through which search describes its hits (only ids are stored)
 """
 
 from archiver.index.query import ParsedQuery, QuerySyntaxError, parse_query
-from archiver.index.store import IndexUnavailableError, MessageIndex, Snippet, highlight_html
+from archiver.index.store import HitSource, IndexUnavailableError, MessageIndex, Snippet, highlight_html
 
 __all__ = [
+    "HitSource",
     "IndexUnavailableError",
     "MessageIndex",
     "ParsedQuery",

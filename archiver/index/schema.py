@@ -15,16 +15,19 @@ Matching rules, decided here once for indexing and querying alike:
   ``from:skilling`` matches "Jeff Skilling <jeff.skilling@enron.com>".
 * Label fields (client, matter, source, folder, message-id) are one lower-cased token each:
   matching is exact but case-insensitive.
-* The body is indexed in full (with positions, for phrases) but only its first few hundred
-  characters are stored, for snippets: the index is a rebuildable cache and must stay small
-  next to the store (on Enron mail the positional postings alone are ~0.36x the raw bytes;
-  every 1000 stored characters of body add ~0.16x).  Callers that have the store at hand can
-  pass a body loader to ``MessageIndex.search`` for snippets from the whole text.
+* The body is indexed in full, with positions (for phrases).
+* Only the id and the body's first ``LEAD_CHARS`` characters (for snippets) are stored.  The
+  index is a rebuildable cache and must stay small next to the store: on Enron mail it is
+  ~0.34x the raw bytes, nearly all postings; the display fields a hit shows (sender,
+  subject, date, tags) cost another ~0.025x and the catalog holds them anyway, so a hit is
+  described from there (``HitSource`` in store.py).  Snippets cut from the whole decrypted
+  message were tried and dropped: re-parsing every hit made a result page ~10 ms of CPU,
+  and the web server's throughput fell from 279 to 73 pages/s.  The date is a fast field,
+  for sorting only.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import tantivy
@@ -37,10 +40,8 @@ MAIL_TOKENIZER: Final = "mail"
 LABEL_TOKENIZER: Final = "label"
 #: longest word that is indexed; longer "words" are base64, hashes, URLs' innards.
 MAX_WORD_CHARS: Final = 40
-#: how much of the body is kept for snippets by default (characters; whitespace collapsed).
-BODY_STORE_CHARS: Final = 300
-#: how many recipients are kept for display in a hit (all are indexed).
-DISPLAY_RECIPIENTS: Final = 20
+#: how much of the body is stored for snippets (characters, whitespace collapsed).
+LEAD_CHARS: Final = 300
 
 ADDRESS_ROLES: Final = ("from", "to", "cc", "bcc")
 
@@ -58,8 +59,8 @@ F_SOURCE: Final = "source"
 F_FOLDER: Final = "folder"
 F_SIZE: Final = "size"
 F_HAS_ATT: Final = "has_attachments"
-#: stored-only JSON blob with what a hit displays but nobody searches (from, to, body prefix).
-F_DISPLAY: Final = "display"
+#: stored only: the body's beginning, UTF-8, that snippets are cut from.
+F_LEAD: Final = "lead"
 
 
 def addr_field(role: str) -> str:
@@ -98,31 +99,35 @@ ALL_FIELDS: Final = (
     F_FOLDER,
     F_SIZE,
     F_HAS_ATT,
-    F_DISPLAY,
+    F_LEAD,
 )
 
 
 def build_schema() -> tantivy.Schema:
-    """The schema; changing it means a reindex (the index is derived data)."""
+    """The schema; changing it means a reindex (the index is derived data).
+
+    Only ``id`` and ``lead`` are stored (see the module docstring).  ``MessageIndex.open`` recognises an
+    index built with another schema by its field names alone (``ALL_FIELDS``): a change that
+    keeps every name (a stored flag, a tokenizer) goes unnoticed unless a field is renamed.
+    """
     sb = tantivy.SchemaBuilder()
     sb.add_text_field(F_ID, stored=True, tokenizer_name="raw", index_option="basic")
-    # message_id is stored (as typed, with brackets) in the display blob, not here.
     sb.add_text_field(F_MESSAGE_ID, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
     for role in ADDRESS_ROLES:
         sb.add_text_field(addr_field(role), tokenizer_name="raw", index_option="basic")
         sb.add_text_field(name_field(role), tokenizer_name=MAIL_TOKENIZER, index_option="position")
-    sb.add_text_field(F_SUBJECT, stored=True, tokenizer_name=MAIL_TOKENIZER, index_option="position")
+    sb.add_text_field(F_SUBJECT, tokenizer_name=MAIL_TOKENIZER, index_option="position")
     sb.add_text_field(F_BODY, tokenizer_name=MAIL_TOKENIZER, index_option="position")
     sb.add_text_field(F_ATT_NAME, tokenizer_name=MAIL_TOKENIZER, index_option="position")
     sb.add_text_field(F_ATT_TEXT, tokenizer_name=MAIL_TOKENIZER, index_option="position")
-    sb.add_date_field(F_DATE, stored=True, indexed=False, fast=True)
-    sb.add_text_field(F_CLIENT, stored=True, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
-    sb.add_text_field(F_MATTER, stored=True, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_date_field(F_DATE, indexed=False, fast=True)
+    sb.add_text_field(F_CLIENT, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
+    sb.add_text_field(F_MATTER, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
     sb.add_text_field(F_SOURCE, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
     sb.add_text_field(F_FOLDER, tokenizer_name=LABEL_TOKENIZER, index_option="basic")
     sb.add_unsigned_field(F_SIZE, indexed=False, fast=True)
     sb.add_boolean_field(F_HAS_ATT, indexed=True)
-    sb.add_bytes_field(F_DISPLAY, stored=True, indexed=False)
+    sb.add_bytes_field(F_LEAD, stored=True, indexed=False)
     return sb.build()
 
 
@@ -170,11 +175,8 @@ def normalize_message_id(value: str) -> str:
     return value.strip().strip("<>").strip()
 
 
-def to_document(doc: IndexDoc, *, body_chars: int = BODY_STORE_CHARS) -> tantivy.Document:
-    """Convert an IndexDoc; every multi-valued field gets one value per item.
-
-    ``body_chars`` is how much of the body (whitespace collapsed) is stored for snippets.
-    """
+def to_document(doc: IndexDoc) -> tantivy.Document:
+    """Convert an IndexDoc; every multi-valued field gets one value per item."""
     d = tantivy.Document()
     d.add_text(F_ID, doc.id.lower())
     d.add_text(F_MESSAGE_ID, normalize_message_id(doc.message_id))
@@ -202,11 +204,10 @@ def to_document(doc: IndexDoc, *, body_chars: int = BODY_STORE_CHARS) -> tantivy
         d.add_text(F_FOLDER, folder)
     d.add_unsigned(F_SIZE, max(0, doc.size))
     d.add_boolean(F_HAS_ATT, doc.has_attachments)
-    display = {
-        "message_id": doc.message_id,
-        "from": ", ".join(str(a) for a in doc.from_),
-        "to": [str(a) for a in doc.to[:DISPLAY_RECIPIENTS]],
-        "body": " ".join(doc.body[: body_chars * 2].split())[:body_chars] if body_chars > 0 else "",
-    }
-    d.add_bytes(F_DISPLAY, json.dumps(display, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    d.add_bytes(F_LEAD, lead(doc.body).encode("utf-8"))
     return d
+
+
+def lead(body: str) -> str:
+    """The stored beginning of a body: its first LEAD_CHARS characters, whitespace collapsed."""
+    return " ".join(body.lstrip()[: LEAD_CHARS * 2].split())[:LEAD_CHARS]

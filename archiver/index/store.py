@@ -6,6 +6,11 @@ add/delete and released by ``commit``/``close``: a daemon that is not ingesting 
 block the CLI from writing, and vice versa.  Searchers are refreshed after our own commits;
 commits by other processes become visible within a second (tantivy watches meta.json), or at
 once through ``reload()``.
+
+The index stores only message ids and the beginning of each body, for snippets (see
+schema.py).  What else a hit shows -- sender, subject, date, tags -- comes from a
+:class:`HitSource` given to ``open``: the archive's (``archiver.archive.ArchiveHits``) reads
+the catalog, in one query per result page.
 """
 
 from __future__ import annotations
@@ -14,12 +19,11 @@ import html
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import tantivy
 
@@ -27,13 +31,21 @@ from archiver.errors import ArchiverError, LockedError, QueryError
 from archiver.index import schema as S
 from archiver.index.query import parse_query
 from archiver.index.translate import Translator
-from archiver.model import IndexDoc, SearchHit, SearchResult
+from archiver.model import HitDisplay, IndexDoc, SearchHit, SearchResult
 
 #: how long a snippet is (characters), and the fallback when the body has no match.
 SNIPPET_CHARS = 200
 _MIN_HEAP_PER_THREAD_MB = 16
 #: same-length replacement of line breaks and tabs (keeps highlight offsets valid).
 _SPACES = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\f": " ", "\v": " "})
+
+
+class HitSource(Protocol):
+    """Describes search hits for :meth:`MessageIndex.search` (the index stores only ids)."""
+
+    def describe(self, ids: Sequence[str]) -> Mapping[str, HitDisplay]:
+        """What each hit shows, for a whole result page in one call; unknown ids may be left out."""
+        ...
 
 
 class IndexUnavailableError(ArchiverError):
@@ -72,7 +84,7 @@ class MessageIndex:
     """The full-text index of one archive; see the module docstring for the locking rules."""
 
     def __init__(
-        self, path: Path, index: tantivy.Index, *, heap_mb: int, lock_timeout: float, stored_body_chars: int
+        self, path: Path, index: tantivy.Index, *, heap_mb: int, lock_timeout: float, hits: HitSource | None
     ) -> None:
         self.path = path
         self._index = index
@@ -80,7 +92,7 @@ class MessageIndex:
         self._translator = Translator(self._schema)
         self._heap_mb = max(heap_mb, _MIN_HEAP_PER_THREAD_MB)
         self._lock_timeout = lock_timeout
-        self._body_chars = stored_body_chars
+        self._hits = hits
         self._writer: tantivy.IndexWriter | None = None
         self._closed = False
 
@@ -94,12 +106,14 @@ class MessageIndex:
         heap_mb: int = 128,
         create: bool = True,
         lock_timeout: float = 10.0,
-        stored_body_chars: int = S.BODY_STORE_CHARS,
+        hits: HitSource | None = None,
     ) -> MessageIndex:
         """Open the index at ``path`` (a directory), creating it if allowed and absent.
 
         ``lock_timeout`` is how long add/delete wait for another process's writer to finish;
-        ``stored_body_chars`` how much body text documents added from now on keep for snippets.
+        ``hits`` describes search hits (without it a hit has only its id, the epoch as its
+        date, and its snippet: enough for tests of matching, and for callers of
+        :meth:`matching_ids`, :meth:`facets` and the totals).
         """
         path = Path(path)
         try:
@@ -120,7 +134,7 @@ class MessageIndex:
                 f"The search index at {path} cannot be opened ({e}); run `archiver reindex` to rebuild it."
             ) from e
         S.register_tokenizers(index)
-        return cls(path, index, heap_mb=heap_mb, lock_timeout=lock_timeout, stored_body_chars=stored_body_chars)
+        return cls(path, index, heap_mb=heap_mb, lock_timeout=lock_timeout, hits=hits)
 
     def close(self) -> None:
         """Release the writer (uncommitted changes are discarded) and forget the index."""
@@ -179,7 +193,7 @@ class MessageIndex:
             writer = self._writer_now()
             if replace:
                 writer.delete_documents_by_term(S.F_ID, doc.id.lower())
-            writer.add_document(S.to_document(doc, body_chars=self._body_chars))
+            writer.add_document(S.to_document(doc))
 
     def delete(self, ids: Iterable[str]) -> None:
         """Delete documents by id (visible after commit; text physically goes in merge_and_gc)."""
@@ -291,8 +305,8 @@ class MessageIndex:
     ) -> list[str]:
         """Ids of every message matching ``query``, newest first, without snippets or display fields.
 
-        For selections (query holds and rules, exports): on a large result set building a snippet
-        and loading the stored fields of every hit is most of the cost of :meth:`search`.
+        For selections (query holds and rules, exports): on a large result set describing every
+        hit and decrypting it for a snippet would be nearly all the cost of :meth:`search`.
         """
         q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
@@ -322,17 +336,16 @@ class MessageIndex:
         sort: Literal["date", "relevance"] = "date",
         exclude_clients: Sequence[str] = (),
         exclude_matters: Sequence[str] = (),
-        body_loader: Callable[[str], str | None] | None = None,
         only_clients: Sequence[str] | None = None,
         only_matters: Sequence[str] | None = None,
     ) -> SearchResult:
         """Run a query (see query.py for the language); newest first unless sort="relevance".
 
-        ``limit=0`` returns every hit.  Exclusions apply to hits and to the total.
-        ``body_loader(id)``, if given, returns a hit's full body text so that the snippet can
-        come from anywhere in it (the index stores only the beginning); None falls back to the
-        stored beginning.  ``only_clients``/``only_matters`` (not None) restrict hits to messages
-        of one of those clients or matters (a web viewer's allowed list).  Raises QueryError for
+        ``limit=0`` returns every hit (:meth:`matching_ids` is cheaper for selections).
+        Exclusions apply to hits and to the total.
+        ``only_clients``/``only_matters`` (not None) restrict hits to messages of one of those
+        clients or matters (a web viewer's allowed list).  The hits are described by the
+        ``HitSource`` given to :meth:`open`, in one call for the page.  Raises QueryError for
         a malformed query.
         """
         q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
@@ -347,16 +360,23 @@ class MessageIndex:
                 result = searcher.search(q, limit, count=True, offset=offset)
         except ValueError as e:  # e.g. a prefix expanding beyond tantivy's automaton limits
             raise QueryError(f"The query {query!r} could not be run ({e}); make it more specific.") from e
+        # (id, lead, score): the order key is the score when sorting by relevance, else the date.
+        found = []
+        for key, addr in result.hits:
+            doc = searcher.doc(addr)
+            stored = doc.get_first(S.F_LEAD)
+            lead = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else ""
+            found.append((str(doc.get_first(S.F_ID) or ""), lead, float(key) if sort == "relevance" else 0.0))
+        # The binding's stub omits SearchResult.count, which search(count=True) fills in.
+        total = int(getattr(result, "count", None) or 0)
+        shown = self._hits.describe([f[0] for f in found]) if self._hits is not None and found else {}
         snippets = tantivy.SnippetGenerator.create(searcher, q, self._schema, S.F_BODY)
         snippets.set_max_num_chars(SNIPPET_CHARS)
-        hits = []
-        for order_key, addr in result.hits:
-            doc = searcher.doc(addr)
-            score = float(order_key) if sort == "relevance" else 0.0
-            hits.append(_hit(doc, snippets, score, body_loader))
-        # The binding's stub omits SearchResult.count, which search(count=True) fills in.
-        total = getattr(result, "count", None)
-        return SearchResult(total=int(total or 0), hits=tuple(hits))
+        hits = tuple(
+            _hit(doc_id, shown.get(doc_id, HitDisplay()), make_snippet(snippets, lead), score)
+            for doc_id, lead, score in found
+        )
+        return SearchResult(total=total, hits=hits)
 
     def facets(
         self,
@@ -438,36 +458,16 @@ def _field_names(path: Path) -> set[str]:
         return set()
 
 
-def _hit(
-    doc: tantivy.Document,
-    snippets: tantivy.SnippetGenerator,
-    score: float,
-    body_loader: Callable[[str], str | None] | None,
-) -> SearchHit:
-    display: dict[str, Any] = {}
-    raw = doc.get_first(S.F_DISPLAY)
-    if isinstance(raw, bytes):
-        try:
-            display = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            display = {}
-    doc_id = str(doc.get_first(S.F_ID) or "")
-    body = body_loader(doc_id) if body_loader is not None else None
-    if body is None:
-        body = str(display.get("body", ""))
-    snippet = make_snippet(snippets, body)
-    date = doc.get_first(S.F_DATE)
-    if not isinstance(date, datetime):
-        date = datetime.fromtimestamp(0, UTC)
+def _hit(doc_id: str, shown: HitDisplay, snippet: Snippet, score: float) -> SearchHit:
     return SearchHit(
         id=doc_id,
-        message_id=str(display.get("message_id", "")),
-        date=date,
-        from_=str(display.get("from", "")),
-        to=tuple(str(t) for t in display.get("to", ())),
-        subject=str(doc.get_first(S.F_SUBJECT) or ""),
-        client=str(doc.get_first(S.F_CLIENT) or ""),
-        matters=tuple(str(m) for m in doc.get_all(S.F_MATTER)),
+        message_id=shown.message_id,
+        date=shown.date,
+        from_=shown.from_,
+        to=shown.to,
+        subject=shown.subject,
+        client=shown.client,
+        matters=shown.matters,
         snippet=snippet.text,
         highlights=snippet.highlights,
         score=score,

@@ -28,13 +28,13 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from archiver.model import ParsedMessage
+from archiver.model import HIT_RECIPIENTS, NO_DATE, Address, HitDisplay, ParsedMessage
 from archiver.store.journal import GENESIS, Head
 from archiver.store.segments import HEADER
 
@@ -439,6 +439,35 @@ class Catalog:
             out[k] = json.loads(out[k])
         return out
 
+    def hit_rows(self, ids: Sequence[str]) -> dict[str, HitDisplay]:
+        """What search hits show of these messages, one query per 500 ids (a result page is one).
+
+        Ids the catalog does not hold are left out; a message without parsed metadata (not
+        re-parsed yet, or disposed) still has its tags.
+        """
+        out: dict[str, HitDisplay] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT o.id, o.client, o.matters, m.message_id, m.date, m.from_addr, m.from_name, m.to_addrs,"
+                " m.subject FROM object_rows o LEFT JOIN message_rows m ON m.obj = o.ingest_seq"
+                f" WHERE o.id IN ({marks})",
+                chunk,
+            )
+            for oid, client, matters, message_id, date, from_addr, from_name, to_addrs, subject in rows:
+                to = json.loads(to_addrs)[:HIT_RECIPIENTS] if to_addrs else []
+                out[oid] = HitDisplay(
+                    message_id=message_id or "",
+                    date=_utc(date),
+                    from_=_mailbox(from_addr or "", from_name or ""),
+                    to=tuple(_mailbox(addr, name) for addr, name in to),
+                    subject=subject or "",
+                    client=client,
+                    matters=_matters(matters),
+                )
+        return out
+
     def missing_metadata(self, limit: int = 1000) -> list[str]:
         rows = self.conn.execute(
             "SELECT o.id FROM object_rows o LEFT JOIN message_rows m ON m.obj = o.ingest_seq "
@@ -550,6 +579,22 @@ def _compact_list(items: Any) -> str | None:
 
 def _matters(text: str | None) -> tuple[str, ...]:
     return tuple(json.loads(text)) if text else ()
+
+
+def _utc(iso: str | None) -> datetime:
+    """A ``message_rows.date`` (``datetime.isoformat`` of a UTC time) as a datetime; NULL as the epoch."""
+    if not iso:
+        return NO_DATE
+    try:
+        value = datetime.fromisoformat(iso)
+    except ValueError:
+        return NO_DATE
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _mailbox(addr: str, name: str) -> str:
+    """A mailbox as shown: "Name <addr>", the bare address, or the name alone when there is no address."""
+    return str(Address(addr=addr, name=name)) if addr else name
 
 
 def _split_location(location: Any) -> tuple[str | None, Any]:

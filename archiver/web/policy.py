@@ -43,7 +43,7 @@ def hold_visible(scope: Scope, hold: dict[str, Any]) -> bool:
 def _matches_query(archive: Archive, oid: str, query: str) -> bool:
     """Does a query (hold or rule) cover this one message?  (A cheap id-scoped search.)"""
     try:
-        return archive.index.search(f"id:{oid} AND ({query})", limit=1).total > 0
+        return bool(archive.index.matching_ids(f"id:{oid} AND ({query})"))
     except ArchiverError:
         return False
 

@@ -3,7 +3,9 @@
 One :class:`WebArchive` wraps the :class:`~archiver.archive.Archive` opened at start-up.  The
 repository and its SQLite connection are not safe for concurrent use by threads (the writer
 lock is re-entrant per object, the catalog connection is shared), so everything touching them
-runs under one lock; index searches run outside it (tantivy searchers are thread-safe).
+runs under one lock.  That includes a search page, whose hits are described from the catalog;
+facet counts and id selections ask only the index and run outside it (tantivy searchers are
+thread-safe).
 
 A message the scope may not see is reported exactly like a message that does not exist
 (:class:`Hidden`, a 404), so a walled user cannot even learn that it exists.  Every access is
@@ -157,7 +159,8 @@ class WebArchive:
         filters = scope.index_filters()
         index = self.archive.index
         try:
-            result = index.search(query, limit=limit, offset=offset, sort=sort, **filters)  # type: ignore[arg-type]
+            with self.lock:  # describing the hits reads the catalog
+                result = index.search(query, limit=limit, offset=offset, sort=sort, **filters)  # type: ignore[arg-type]
             counts = index.facets(query, **filters) if facets else {}  # type: ignore[arg-type]
         except ValueError as exc:  # e.g. a date tantivy cannot represent (before:5073-01-01)
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,63 @@ def test_search_json_fields_and_limit(imported: Callable[..., CliResult]) -> Non
     assert dates == sorted(dates, reverse=True)
     two = imported("search", "client:acme", "--json", "--limit", "2").json_lines()
     assert [r["id"] for r in two] == [r["id"] for r in rows[:2]]
+
+
+#: unique words of the long memo below: one in the body's first 300 characters (stored in the
+#: index for snippets), one past the first 3,000 bytes (indexed, never stored).
+OPENING_WORD = "xylophonicmarmoset"
+DEEP_WORD = "quixoticzebrafish"
+
+
+@pytest.fixture
+def long_memo(initialised: Callable[..., CliResult], tmp_path: Path) -> str:
+    """Import one long message into a fresh archive; returns its id."""
+    msg = EmailMessage()
+    msg["From"] = "Dana Deep <dana@acme.example>"
+    msg["To"] = "counsel@firm.example"
+    msg["Subject"] = "Long memo"
+    msg["Date"] = "Tue, 01 May 2001 10:00:00 +0000"
+    msg["Message-ID"] = "<long-memo@acme.example>"
+    filler = "Routine filler sentence about nothing much at all.\n" * 60
+    msg.set_content(f"The {OPENING_WORD} opens this memo.\n{filler}Finally the {DEEP_WORD} clause matters.\n")
+    raw = bytes(msg)
+    assert raw.index(DEEP_WORD.encode()) > 3000
+    folder = tmp_path / "memo"
+    folder.mkdir()
+    (folder / "memo.eml").write_bytes(raw)
+    r = initialised("import", str(folder), "--source", "memo", "--json")
+    assert r.code == 0, r.err
+    return sha256(raw)
+
+
+def test_hits_are_described_from_the_catalog(initialised: Callable[..., CliResult], long_memo: str) -> None:
+    (row,) = initialised("search", OPENING_WORD, "--json").json_lines()
+    assert row["id"] == long_memo
+    assert OPENING_WORD in str(row["snippet"])
+    # The index stores none of these: they come from the catalog.
+    assert row["subject"] == "Long memo" and row["from"] == "Dana Deep <dana@acme.example>"
+    assert row["to"] == ["counsel@firm.example"] and row["message_id"] == "<long-memo@acme.example>"
+    assert row["date"] == "2001-05-01T10:00:00+00:00" and row["client"] == "acme"
+    # A match past the stored beginning still finds the message; its snippet is the beginning.
+    (deep,) = initialised("search", DEEP_WORD, "--json").json_lines()
+    assert deep["id"] == long_memo and str(deep["snippet"]).startswith(f"The {OPENING_WORD} opens")
+
+
+def test_the_index_stores_only_ids_and_body_beginnings(long_memo: str, config_file: Path) -> None:
+    """tantivy's doc store (lz4) leaves lone values literal: the id and the opening are there, nothing else."""
+    store = b"".join(p.read_bytes() for p in (config_file.parent / "archive" / "index").glob("*.store"))
+    assert long_memo.encode() in store
+    assert OPENING_WORD.encode() in store
+    for text in (DEEP_WORD, "Long memo", "dana@acme.example", "long-memo@acme.example"):
+        assert text.encode() not in store, text
+
+
+def test_search_needs_no_passphrase(imported: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    unlocked = imported("search", "client:acme", "--json", "--limit", "0").json_lines()
+    monkeypatch.delenv("ARCHIVER_PASSPHRASE")
+    r = imported("search", "client:acme", "--json", "--limit", "0")
+    assert r.code == 0 and "Traceback" not in r.err
+    assert r.json_lines() == unlocked and all(x["snippet"] for x in unlocked)
 
 
 def test_malformed_query_is_a_clear_error(imported: Callable[..., CliResult]) -> None:

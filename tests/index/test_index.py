@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import tantivy
 
 from archiver.errors import LockedError, QueryError
-from archiver.index import MessageIndex, highlight_html
-from archiver.model import Address, IndexDoc
+from archiver.index import IndexUnavailableError, MessageIndex, highlight_html
+from archiver.index import schema as S
+from archiver.model import NO_DATE, Address, HitDisplay, IndexDoc
 
 
 def sha(n: int) -> str:
@@ -100,8 +103,36 @@ DOCS = [
 BY_ID = {d.id: d for d in DOCS}
 
 
-def build(path: Path, docs: Iterable[IndexDoc] = DOCS) -> MessageIndex:
-    idx = MessageIndex.open(path, heap_mb=32)
+class DocHits:
+    """A HitSource answering from the IndexDocs themselves, recording what it was asked.
+
+    (The archive's, ``ArchiveHits``, reads the catalog; the CLI and web tests use it.)
+    """
+
+    def __init__(self, docs: Iterable[IndexDoc] = DOCS) -> None:
+        self.docs = {d.id: d for d in docs}
+        self.described: list[list[str]] = []
+
+    def describe(self, ids: Sequence[str]) -> Mapping[str, HitDisplay]:
+        self.described.append(list(ids))
+        return {
+            d.id: HitDisplay(
+                message_id=d.message_id,
+                date=d.date,
+                from_=", ".join(str(a) for a in d.from_),
+                to=tuple(str(a) for a in d.to),
+                subject=d.subject,
+                client=d.client,
+                matters=d.matters,
+            )
+            for d in (self.docs.get(i) for i in ids)
+            if d is not None
+        }
+
+
+def build(path: Path, docs: Iterable[IndexDoc] = DOCS, hits: DocHits | None = None) -> MessageIndex:
+    docs = list(docs)
+    idx = MessageIndex.open(path, heap_mb=32, hits=hits or DocHits(docs))
     idx.add(docs)
     idx.commit()
     return idx
@@ -244,7 +275,7 @@ def test_exclusions_apply_to_hits_and_totals(shared: MessageIndex) -> None:
     assert shared.search("NOT zzzz", exclude_matters=["m-1", "m-2"]).total == 1
 
 
-def test_hit_fields_come_from_stored_fields(shared: MessageIndex) -> None:
+def test_hit_fields_come_from_the_hit_source(shared: MessageIndex) -> None:
     (hit,) = shared.search("zebraword").hits
     assert hit.id == ID1
     assert hit.message_id == "<m1@test>"
@@ -269,6 +300,16 @@ def test_snippet_without_body_match_is_the_body_start(shared: MessageIndex) -> N
     (hit,) = shared.search("subject:signed").hits
     assert hit.snippet == "All contracts are signed now."
     assert hit.highlights == ()
+
+
+def test_snippet_without_body_match_of_a_long_body_is_its_collapsed_start(tmp_path: Path) -> None:
+    words = " ".join(f"w{i}" for i in range(400))
+    blank_start = make_doc(5, subject="blank", body="\n \t" * 400 + "late\n\nfirst   words")
+    long_body = make_doc(6, subject="long", body="  " + words.replace(" ", " \n "))
+    with build(tmp_path / "idx", [blank_start, long_body]) as idx:
+        assert idx.search("subject:blank").hits[0].snippet == "late first words"
+        snippet = idx.search("subject:long").hits[0].snippet
+        assert snippet.endswith("…") and words.startswith(snippet[:-1]) and 150 < len(snippet) <= 201
 
 
 def test_highlight_html_escapes() -> None:
@@ -423,20 +464,73 @@ def test_merge_and_gc_physically_removes_deleted_text(tmp_path: Path) -> None:
     fresh.close()
 
 
-def test_only_the_body_start_is_stored_but_a_loader_gives_full_snippets(tmp_path: Path) -> None:
+def test_only_the_body_start_is_stored_for_snippets(tmp_path: Path) -> None:
     long_body = "opening words. " + "filler text here. " * 100 + "the hidden needle is here."
     doc = make_doc(9, body=long_body)
-    with MessageIndex.open(tmp_path / "idx", stored_body_chars=50) as idx:
-        idx.add([doc])
-        idx.commit()
+    with build(tmp_path / "idx", [doc]) as idx:
         (hit,) = idx.search("needle").hits  # indexed in full ...
-        assert hit.snippet.startswith("opening words.") and len(hit.snippet) <= 51
-        assert hit.highlights == ()  # ... but the stored start has no match to highlight
-        (hit,) = idx.search("needle", body_loader={doc.id: long_body}.get).hits
-        assert [hit.snippet[a:b] for a, b in hit.highlights] == ["needle"]
-        # A loader that does not know the id falls back to the stored start.
-        (hit,) = idx.search("needle", body_loader=lambda _id: None).hits
-        assert hit.snippet.startswith("opening words.")
+        assert hit.snippet.startswith("opening words.") and hit.highlights == ()  # ... stored: the start
+        (hit,) = idx.search('"opening words"').hits
+        assert [hit.snippet[a:b] for a, b in hit.highlights] == ["opening", "words"]
+
+
+def test_a_hit_the_source_does_not_know_keeps_only_its_id(tmp_path: Path) -> None:
+    """E.g. a message disposed of after the search ran: the hit is listed, undescribed."""
+    hits = DocHits()
+    with build(tmp_path / "idx", hits=hits) as idx:
+        del hits.docs[ID1]
+        (hit,) = idx.search("zebraword").hits
+        assert (hit.id, hit.subject, hit.date) == (ID1, "", NO_DATE)
+        assert hit.snippet  # the index's own
+
+
+def test_a_page_is_described_in_one_call_and_only_its_hits(tmp_path: Path) -> None:
+    hits = DocHits()
+    with build(tmp_path / "idx", hits=hits) as idx:
+        result = idx.search("NOT zzzz", limit=2, offset=1)
+        assert hits.described == [[ID3, ID1]]
+        assert [h.subject for h in result.hits] == ["Lunch", "Contract review"]
+        hits.described.clear()
+        assert idx.search("zzzz").total == 0 and hits.described == []
+        # Selections, facets and counts need no descriptions.
+        assert set(idx.matching_ids("NOT zzzz")) == {ID1, ID2, ID3, ID4}
+        assert idx.facets("NOT zzzz")["client"]
+        assert idx.count() == 4 and idx.all_ids() == {ID1, ID2, ID3, ID4}
+        assert hits.described == []
+
+
+def test_without_a_hit_source_hits_carry_only_ids_and_snippets(tmp_path: Path) -> None:
+    build(tmp_path / "idx").close()
+    with MessageIndex.open(tmp_path / "idx", create=False) as idx:
+        result = idx.search("NOT zzzz")
+        assert result.total == 4 and [h.id for h in result.hits] == [ID4, ID3, ID1, ID2]
+        for hit in result.hits:
+            assert hit.date == NO_DATE and (hit.subject, hit.from_, hit.client) == ("", "", "")
+            assert hit.to == () and hit.matters == () and hit.snippet
+
+
+def test_the_index_stores_only_ids_and_body_starts(shared: MessageIndex) -> None:
+    """Subjects, senders and the rest of the body are in the catalog and the store, not in the doc store."""
+    searcher = shared._index.searcher()
+    addresses = [addr for _score, addr in searcher.search(tantivy.Query.all_query(), 10).hits]
+    assert len(addresses) == 4
+    assert all(set(searcher.doc(a).to_dict()) == {S.F_ID, S.F_LEAD} for a in addresses)
+
+
+def test_an_index_with_the_old_display_field_must_be_rebuilt(tmp_path: Path) -> None:
+    """Indexes built before hits were described from the catalog have a ``display`` field: reindex them."""
+    sb = tantivy.SchemaBuilder()
+    for name in S.ALL_FIELDS:
+        if name != S.F_LEAD:
+            sb.add_text_field(name, stored=True)
+    sb.add_bytes_field("display", stored=True, indexed=False)
+    old = tmp_path / "idx"
+    old.mkdir()
+    tantivy.Index(sb.build(), path=str(old), reuse=False)
+    fields = {f["name"] for f in json.loads((old / "meta.json").read_text())["schema"]}
+    assert fields == {*S.ALL_FIELDS, "display"} - {S.F_LEAD}
+    with pytest.raises(IndexUnavailableError, match=r"built with another schema; run `archiver reindex`"):
+        MessageIndex.open(old)
 
 
 def test_matching_ids_equals_search_ids(tmp_path: Path) -> None:

@@ -199,6 +199,23 @@ def test_search_filters_sort_pagination_and_highlights(client_for: Client) -> No
     assert rel.status_code == 200
 
 
+def test_hits_show_sender_subject_and_a_snippet_of_the_match(
+    client_for: Client, web_archive: WebArchiveFixture
+) -> None:
+    """The index stores only ids: the API and the page describe hits from the catalog, snippets from the message."""
+    c = client_for("ann")
+    (hit,) = c.get("/api/search", params={"q": '"contract draft"'}).json()["hits"]
+    assert hit["id"] == web_archive.ids["acme"]
+    assert hit["sender"] == "legal@acme.example" and hit["subject"] == "Acme contract 10234-0002"
+    assert hit["to"] == ["counsel@firm.example"] and hit["client"] == "acme" and "10234-0002" in hit["matters"]
+    assert hit["date"] == "2024-05-06T10:00:00+00:00" and hit["message_id"].endswith("@test.example>")
+    assert "review the" in hit["snippet"]
+    assert "<mark>contract</mark> <mark>draft</mark>" in hit["snippet_html"]
+    page = c.get("/search", params={"q": '"contract draft"'}).text
+    assert "Acme contract 10234-0002" in page and "legal@acme.example" in page
+    assert "<mark>contract</mark> <mark>draft</mark>" in page
+
+
 def test_bad_query_is_a_400_with_a_sentence(client_for: Client) -> None:
     c = client_for("ann")
     r = c.get("/api/search", params={"q": "from:("})
