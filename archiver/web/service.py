@@ -164,14 +164,11 @@ class WebArchive:
             counts = index.facets(query, **filters) if facets else {}  # type: ignore[arg-type]
         except ValueError as exc:  # e.g. a date tantivy cannot represent (before:5073-01-01)
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
-        # Defence in depth: the catalog is the truth for tags; drop any hit it says is walled
-        # (an index lagging behind a retag must not leak).
-        with self.lock:
-            hits = []
-            for hit in result.hits:
-                tags = self.archive.repo.catalog.tags(hit.id)
-                if tags is not None and scope.sees(tags[0], tags[1]):
-                    hits.append(hit)
+        # Defence in depth: the catalog is the truth for tags, and the hits were described from
+        # it in the locked call above, so their client and matters are the catalog's.  Drop a hit
+        # it says is walled (an index lagging behind a retag must not leak), or does not know
+        # (no client: every catalog row has one).
+        hits = [h for h in result.hits if h.client and scope.sees(h.client, h.matters)]
         total = max(0, result.total - (len(result.hits) - len(hits)))
         self.journal(
             scope.username,

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from archiver.archive import Archive
 from archiver.config import EthicalWall, WebUser
+from archiver.model import Tags
 from archiver.web.access import Scope, parse_allowed, scope_for
+from archiver.web.service import WebArchive
 from tests.web.conftest import ATTACHMENT_WORD, SECRET_WORD, WebArchiveFixture
 
 Client = Callable[[str | None], TestClient]
@@ -138,3 +143,24 @@ def test_scope_rules() -> None:
     assert not nobody.sees("acme", [])
     admin = scope_for(WebUser(username="a", password_hash="x", role="admin", allowed=["acme/*"]), [])
     assert admin.sees("globex", []) and not admin.restricted
+
+
+def test_an_index_lagging_behind_a_retag_does_not_leak(web_archive: WebArchiveFixture, tmp_path: Path) -> None:
+    """The catalog files a message under the walled client; the index, not updated yet, still says acme."""
+    copy = tmp_path / "archive"
+    shutil.copytree(web_archive.cfg.archive.path, copy)
+    cfg = web_archive.cfg.model_copy(update={"archive": web_archive.cfg.archive.model_copy(update={"path": copy})})
+    wally = scope_for(next(u for u in cfg.web.users if u.username == "wally"), cfg.web.walls)
+    oid = web_archive.ids["acme"]
+    with Archive.open(cfg) as archive:
+        web = WebArchive(archive)
+        assert [h.id for h in web.search(wally, '"contract draft"').hits] == [oid]
+        with archive.repo.transaction() as tx:
+            tx.set_tags(oid, Tags(client="globex"))
+        assert archive.index.search('"contract draft" AND client:acme').total == 1  # the index lags
+        page = web.search(wally, '"contract draft"')
+        assert page.hits == () and page.total == 0
+        # an unwalled user still finds it, filed under the catalog's client
+        carl = scope_for(next(u for u in cfg.web.users if u.username == "carl"), cfg.web.walls)
+        (hit,) = web.search(carl, '"contract draft"').hits
+        assert (hit.id, hit.client) == (oid, "globex")
