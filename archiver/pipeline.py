@@ -26,7 +26,7 @@ from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
 from archiver.prefetch import prefetch
 from archiver.store.objects import message_id_of
 from archiver.store.repository import prov_dict
-from archiver.workers import Workers, prepare
+from archiver.workers import Workers, prepare, train
 from connectors.base import Batch, Connector, Origin
 from connectors.errors import ConnectorError
 
@@ -135,14 +135,16 @@ def ingest(
         indexer = _Indexer(archive)
         checkpoints = repo.catalog.checkpoints()
         compress_with_dictionary = archive.cfg.archive.compression_dictionary
+        training: Any = None  # a compression dictionary being built by a worker
         prepared: _Prepared | None = None
         # The source runs a batch ahead in its own thread: reading files and waiting on servers
         # overlap with the commits here (archiver/prefetch.py).
         batches = prefetch(lambda: connector.batches(checkpoints), depth=1, name="archiver-source")
         try:
             for group in _groups(_guarded(connector, batches, summary), archive.cfg.ingest.batch_size):
-                dictionary = repo.train_dictionary(actor) if compress_with_dictionary else repo.current_dictionary()
-                job = _submit(repo, workers, group, dictionary)
+                if compress_with_dictionary:
+                    training = _train(repo, workers, training, actor)
+                job = _submit(repo, workers, group, repo.current_dictionary())
                 if prepared is not None:
                     _commit(archive, prepared, summary, indexer, actor, progress)
                 prepared = job
@@ -150,6 +152,8 @@ def ingest(
                     break
             if prepared is not None:
                 _commit(archive, prepared, summary, indexer, actor, progress)
+            if training is not None:
+                repo.add_dictionary(training.get(timeout=WORKER_TIMEOUT_S), actor)
         finally:
             batches.close()  # stops the source's thread and closes its generator (logout) there
             indexer.flush()
@@ -168,6 +172,21 @@ def ingest(
                 )
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _train(repo: Any, workers: Workers, training: Any, actor: str) -> Any:
+    """Start building a compression dictionary in a worker when one is due; journal it once built.
+
+    Returns the job still running, or None.  Messages sealed meanwhile use the dictionary
+    before it (or none): any committed dictionary decompresses what was sealed with it.
+    """
+    if training is None:
+        sample = repo.dictionary_sample()
+        return workers.submit_one(train, sample) if sample is not None else None
+    if training.ready():
+        repo.add_dictionary(training.get(timeout=WORKER_TIMEOUT_S), actor)
+        return None
+    return training
 
 
 def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSummary) -> Iterator[Batch]:

@@ -21,7 +21,7 @@ from archiver.config import TaggingConfig
 from archiver.model import ParsedMessage, Tags
 from archiver.normalize.parse import parse_message
 from archiver.normalize.tagging import Tagger
-from archiver.store.dictionary import Dictionaries
+from archiver.store.dictionary import Dictionaries, Trained, build
 from archiver.store.objects import SealedObject, message_id_of, seal, unseal
 
 INLINE_BELOW = 48
@@ -108,6 +108,27 @@ def reopen(task: tuple[str, int, bytes, bytes, datetime]) -> tuple[str, ParsedMe
     return oid, parse_with(raw, received, _OPTS), ""
 
 
+def train(sample: list[tuple[str, int, bytes, bytes]]) -> Trained | None:
+    """Build a compression dictionary from sealed stored objects (Repository.dictionary_sample).
+
+    Runs in a worker: decrypting a thousand messages and counting their lines would otherwise
+    be the writer's time.  An object that does not decrypt is left out (verify reports it).
+    """
+    assert _KEY is not None
+    key = _KEY
+
+    def raws() -> Iterator[bytes]:
+        for oid, codec, wrapped, payload in sample:
+            try:
+                raw = unseal(key, oid, codec, wrapped, payload, _DICTS)
+            except Exception:
+                continue
+            if message_id_of(raw) == oid:
+                yield raw
+
+    return build(raws())
+
+
 class Workers:
     """A lazily started process pool (or inline execution) with the key installed."""
 
@@ -140,6 +161,13 @@ class Workers:
             return _Done(list(self.map(fn, tasks)))
         return self._get_pool().map_async(fn, tasks, chunksize=self._chunksize(tasks))
 
+    def submit_one(self, fn: Any, task: Any) -> Any:
+        """Run one big task in a worker (inline without a pool); ``.ready()``, ``.get()`` give its result."""
+        if self.processes <= 1:
+            _init(self.key, self.opts, self.dictionaries)
+            return _Done(fn(task))
+        return self._get_pool().apply_async(fn, (task,))
+
     def _inline(self, tasks: list[Any]) -> bool:
         """Run in this process: starting workers costs more than it saves on a small job."""
         return self.processes <= 1 or len(tasks) < INLINE_BELOW
@@ -165,8 +193,13 @@ class Workers:
 
 
 class _Done:
-    def __init__(self, value: list[Any]) -> None:
+    """A finished job, with the pool's AsyncResult interface."""
+
+    def __init__(self, value: Any) -> None:
         self.value = value
 
-    def get(self, timeout: float | None = None) -> list[Any]:
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None) -> Any:
         return self.value

@@ -250,6 +250,8 @@ class Repository:
         #: live messages, counted once and then kept up to date by our own commits (a hint:
         #: it only decides when the next dictionary is trained).
         self._live_hint: int | None = None
+        #: no dictionary is tried again before this many live messages (after one that failed).
+        self._train_after = 0
         self._lock_fd: int | None = None
         self._lock_depth = 0
         if self.catalog.head().offset != self.journal.size():
@@ -490,30 +492,46 @@ class Repository:
             self._dictionary = max(committed) if committed else 0
         return self._dictionary
 
-    def train_dictionary(self, actor: str = "system") -> int:
-        """Build a new compression dictionary when the archive has grown enough since the last.
+    def dictionary_sample(self) -> list[tuple[str, int, bytes, bytes]] | None:
+        """The sealed objects to build the next compression dictionary from, when one is due.
 
-        The first comes at ``D.TRAIN_AT`` messages, each next one when the archive has grown
-        ``D.GROWTH`` times, from a sample spread over the whole archive: an archive's first
-        messages are often one mailbox's, and its later mail looks different.  Returns the
-        dictionary to seal new objects with (0: none yet).  Call under the lock.  The file is
-        durable before the journal commit that records it, so a committed ``dictionary``
-        record always has its file.  A crash in between leaves a file no record names; it is
-        never overwritten (nor is any other: objects may depend on it), the next dictionary
-        simply takes the next free number.
+        The first is due at ``D.TRAIN_AT`` live messages, each next one when the archive has
+        grown ``D.GROWTH`` times, and the sample is spread over the whole archive: an
+        archive's first messages are often one mailbox's, and its later mail looks
+        different.  Returns (id, codec, wrapped key, payload) tuples, for
+        :func:`archiver.workers.train` (decrypting and counting lines happens in a worker, not
+        in the writer), or None when no dictionary is due.  Call under the lock.
         """
-        current = self.current_dictionary()
+        due = max(D.due_at(self.current_dictionary()), self._train_after)
         if self._live_hint is None:
             self._live_hint = self.catalog.live_count()
-        if self._live_hint < D.due_at(current):
-            return current
+        if self._live_hint < due:
+            return None
         self._live_hint = self.catalog.live_count()  # exact now (disposals lower it)
-        if self._live_hint < D.due_at(current):
+        if self._live_hint < due:
+            return None
+        sample = []
+        for oid in self.catalog.live_ids_spread(D.SAMPLE_SIZE):
+            row, wrapped = self.catalog.object(oid), self.keystore.get(oid)
+            if row is not None and wrapped is not None:
+                rec = self.segments.read(Location(row.segment, row.offset, row.length))
+                sample.append((oid, rec.codec, wrapped, rec.payload))
+        return sample
+
+    def add_dictionary(self, trained: D.Trained | None, actor: str = "system") -> int:
+        """Write and journal a dictionary built from :meth:`dictionary_sample`; returns the one to use.
+
+        None (too few common lines) writes nothing and waits for the archive to grow
+        ``D.GROWTH`` times before trying again.  The file is durable before the journal
+        commit that records it, so a committed ``dictionary`` record always has its file.
+        A crash in between leaves a file no record names; it is never overwritten (nor is
+        any other: objects may depend on it), the next dictionary takes the next free number.
+        """
+        current = self.current_dictionary()
+        if trained is None:
+            self._train_after = (self._live_hint or 0) * D.GROWTH
             return current
         keys = self.require_keys()
-        trained = D.build(self.read_raw(oid) for oid in self.catalog.live_ids_spread(D.SAMPLE_SIZE))
-        if trained is None:
-            return current
         number = max([current, *D.numbers_on_disk(self.dictionaries.root)]) + 1
         with self.transaction(actor) as tx:
             D.write(self.dictionaries.root, keys.master, number, trained.content)
@@ -530,6 +548,17 @@ class Repository:
             )
         self._dictionary = number
         return number
+
+    def train_dictionary(self, actor: str = "system") -> int:
+        """:meth:`dictionary_sample`, build and :meth:`add_dictionary`, all in this process."""
+        sample = self.dictionary_sample()
+        if sample is None:
+            return self.current_dictionary()
+        master = self.require_keys().master
+        raws = (
+            unseal(master, oid, codec, wrapped, payload, self.dictionaries) for oid, codec, wrapped, payload in sample
+        )
+        return self.add_dictionary(D.build(raws), actor)
 
     # -- reads ---------------------------------------------------------------------
     def resolve(self, ref: str) -> str:

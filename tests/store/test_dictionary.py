@@ -215,3 +215,21 @@ def test_dictionaries_can_be_switched_off(tmp_path: Path, small_training: None) 
         assert not (archive.repo.path / D.DIR_NAME).exists()
     finally:
         archive.close()
+
+
+def test_too_few_common_lines_waits_for_the_archive_to_grow(tmp_path: Path, small_training: None) -> None:
+    repo = Repository.create(tmp_path / "a", PW)
+    unique = [f"X-Serial: {i}\r\n\r\nonly line of message {i}\r\n".encode() for i in range(130)]
+    with repo.transaction() as tx:
+        for i, raw in enumerate(unique[:30]):
+            tx.put_raw(raw, prov(i), Tags())
+    assert repo.train_dictionary() == 0
+    assert not (repo.path / D.DIR_NAME).exists()
+    with repo.transaction() as tx:
+        for i, raw in enumerate(unique[30:119], start=30):
+            tx.put_raw(raw, prov(i), Tags())
+    assert repo.dictionary_sample() is None  # 119 < 4 x 30: not tried again yet
+    with repo.transaction() as tx:
+        tx.put_raw(unique[119], prov(119), Tags())
+    sample = repo.dictionary_sample()
+    assert sample is not None and len(sample) == 120
