@@ -20,13 +20,16 @@ from archiver.clock import Clock, parse_iso, system_clock
 from archiver.config import Config, read_passphrase
 from archiver.documents import index_doc
 from archiver.errors import ArchiverError
-from archiver.index.store import MessageIndex
+from archiver.index.store import IndexSchemaError, MessageIndex
+from archiver.logging import get_logger
 from archiver.model import HitDisplay, IndexDoc, ParsedMessage, SearchResult, Tags
 from archiver.normalize.tagging import Tagger
 from archiver.store.catalog import metadata_row
 from archiver.store.repository import Repository, VerifyReport
 from archiver.store.segments import Location
 from archiver.workers import ParseOptions, Workers, parse_with, reopen
+
+_log = get_logger("archiver.archive")
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -142,6 +145,7 @@ class Archive:
         own = workers is None
         w = workers or self.workers()
         done = 0
+        self._drop_outdated_index()
         try:
             while True:
                 missing = self.repo.catalog.missing_metadata(1000)
@@ -173,13 +177,29 @@ class Archive:
         summary = MaintenanceSummary()
         with self.repo.lock():
             self.repo.recover()
-            if self._index is not None:
-                self._index.close()
-                self._index = None
-            shutil.rmtree(self.repo.path / "index", ignore_errors=True)
-            self.repo.catalog.mark_all_unindexed()
+            self._forget_index()
             summary.processed = self.catch_up(progress=progress)
         return summary
+
+    def _forget_index(self) -> None:
+        """Delete the index; the next catch_up rebuilds it from the store."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        shutil.rmtree(self.repo.path / "index", ignore_errors=True)
+        self.repo.catalog.mark_all_unindexed()
+
+    def _drop_outdated_index(self) -> None:
+        """An index an older version built (other fields) is derived data: writers rebuild it.
+
+        So an upgrade needs no manual `reindex` before the next import or sync; until one
+        runs, `search` says to reindex.
+        """
+        try:
+            self.index  # noqa: B018 (opens it, checking its schema)
+        except IndexSchemaError as exc:
+            _log.warning("index_rebuilt", reason=str(exc))
+            self._forget_index()
 
     def retag(
         self, progress: Progress = _no_progress, actor: str = "system", chunk_size: int = 1000

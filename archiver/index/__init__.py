@@ -8,10 +8,18 @@
 """
 
 from archiver.index.query import ParsedQuery, QuerySyntaxError, parse_query
-from archiver.index.store import HitSource, IndexUnavailableError, MessageIndex, Snippet, highlight_html
+from archiver.index.store import (
+    HitSource,
+    IndexSchemaError,
+    IndexUnavailableError,
+    MessageIndex,
+    Snippet,
+    highlight_html,
+)
 
 __all__ = [
     "HitSource",
+    "IndexSchemaError",
     "IndexUnavailableError",
     "MessageIndex",
     "ParsedQuery",

@@ -54,6 +54,10 @@ class IndexUnavailableError(ArchiverError):
     exit_code = 1
 
 
+class IndexSchemaError(IndexUnavailableError):
+    """The index on disk was built by a version with other fields (writers rebuild it themselves)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Snippet:
     """Plain snippet text with highlighted character ranges (Python str offsets)."""
@@ -120,7 +124,7 @@ class MessageIndex:
             if path.is_dir() and tantivy.Index.exists(str(path)):
                 index = tantivy.Index.open(str(path))
                 if _field_names(path) != set(S.ALL_FIELDS):
-                    raise IndexUnavailableError(
+                    raise IndexSchemaError(
                         f"The search index at {path} was built with another schema; "
                         "run `archiver reindex` to rebuild it."
                     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import tantivy
 import yaml
 
+from archiver.index import schema as S
 from tests.conftest import MALFORMED, SAMPLE_MAILDIR, CliResult, sha256
 from tests.journal_files import read_records
 
@@ -140,6 +143,26 @@ def test_search_needs_no_passphrase(imported: Callable[..., CliResult], monkeypa
     r = imported("search", "client:acme", "--json", "--limit", "0")
     assert r.code == 0 and "Traceback" not in r.err
     assert r.json_lines() == unlocked and all(x["snippet"] for x in unlocked)
+
+
+def test_an_index_built_by_an_older_version_is_rebuilt_by_the_next_import(
+    imported: Callable[..., CliResult], config_file: Path
+) -> None:
+    before = imported("search", "client:acme", "--json", "--limit", "0").json_lines()
+    assert before
+    index = config_file.parent / "archive" / "index"
+    shutil.rmtree(index)
+    index.mkdir()
+    old = tantivy.SchemaBuilder()  # the fields of the index before hits came from the catalog
+    for name in (*(f for f in S.ALL_FIELDS if f != S.F_LEAD), "display"):
+        old.add_text_field(name, stored=True)
+    tantivy.Index(old.build(), path=str(index), reuse=False)
+    r = imported("search", "client:acme")
+    assert r.code == 1 and "run `archiver reindex`" in r.err and "Traceback" not in r.err
+    r = imported("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["imported"] == 0
+    assert imported("search", "client:acme", "--json", "--limit", "0").json_lines() == before
 
 
 def test_malformed_query_is_a_clear_error(imported: Callable[..., CliResult]) -> None:
