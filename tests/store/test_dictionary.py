@@ -54,6 +54,15 @@ def codecs(repo: Repository) -> dict[str, int]:
     return out
 
 
+def filled(tmp_path: Path, n: int = 30) -> Repository:
+    """A new repository holding messages 0 .. n-1."""
+    repo = Repository.create(tmp_path / "a", PW)
+    with repo.transaction() as tx:
+        for i in range(n):
+            tx.put_raw(msg(i), prov(i), Tags())
+    return repo
+
+
 @pytest.fixture
 def small_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train after 30 messages instead of 1,000 (the threshold stays 10 messages)."""
@@ -102,10 +111,7 @@ def test_objects_after_training_use_the_dictionary_and_read_back(tmp_path: Path,
 
 
 def test_dictionary_is_encrypted(tmp_path: Path, small_training: None) -> None:
-    repo = Repository.create(tmp_path / "a", PW)
-    with repo.transaction() as tx:
-        for i in range(30):
-            tx.put_raw(msg(i), prov(i), Tags())
+    repo = filled(tmp_path)
     repo.train_dictionary()
     data = D.path_of(repo.dictionaries.root, 1).read_bytes()
     assert data.startswith(D.FILE_MAGIC)
@@ -113,10 +119,7 @@ def test_dictionary_is_encrypted(tmp_path: Path, small_training: None) -> None:
 
 
 def test_tampered_or_missing_dictionary_is_reported(tmp_path: Path, small_training: None) -> None:
-    repo = Repository.create(tmp_path / "a", PW)
-    with repo.transaction() as tx:
-        for i in range(30):
-            tx.put_raw(msg(i), prov(i), Tags())
+    repo = filled(tmp_path)
     repo.train_dictionary()
     with repo.transaction() as tx:
         oid = tx.put_raw(msg(99), prov(99), Tags())
@@ -141,10 +144,7 @@ def test_tampered_or_missing_dictionary_is_reported(tmp_path: Path, small_traini
 def test_crash_before_the_commit_leaves_an_unused_file_that_is_never_overwritten(
     tmp_path: Path, small_training: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = Repository.create(tmp_path / "a", PW)
-    with repo.transaction() as tx:
-        for i in range(30):
-            tx.put_raw(msg(i), prov(i), Tags())
+    repo = filled(tmp_path)
     real_write = D.write
 
     def write_then_crash(*args: object) -> Path:
