@@ -252,7 +252,10 @@ class Archive:
         ``local`` maps Message-IDs to tags decided in the current pass (an ingest batch, a
         retag): those win over the catalog, which has not seen them yet or holds the old ones.
         """
-        refs = [r for r in (parsed.in_reply_to, *parsed.references) if r]
+        return self.parent_tags_of([r for r in (parsed.in_reply_to, *parsed.references) if r], local)
+
+    def parent_tags_of(self, refs: Sequence[str], local: Mapping[str, Tags] | None = None) -> list[Tags]:
+        """:meth:`parent_tags` for the Message-IDs a message refers to."""
         if not refs or not self.cfg.tagging.thread_inheritance:
             return []
         if local:

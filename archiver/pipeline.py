@@ -26,6 +26,7 @@ from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
 from archiver.prefetch import prefetch
 from archiver.store.objects import message_id_of
 from archiver.store.repository import prov_dict
+from archiver.threads import LateParents
 from archiver.workers import Workers, prepare, train
 from connectors.base import Batch, Connector, Origin
 from connectors.errors import ConnectorError
@@ -133,6 +134,7 @@ def ingest(
         repo.recover()
         archive.catch_up(workers)
         indexer = _Indexer(archive)
+        late = LateParents(archive)
         checkpoints = repo.catalog.checkpoints()
         compress_with_dictionary = archive.cfg.archive.compression_dictionary
         training: Any = None  # a compression dictionary being built by a worker
@@ -146,17 +148,22 @@ def ingest(
                     training = _train(repo, workers, training, actor)
                 job = _submit(repo, workers, group, repo.current_dictionary())
                 if prepared is not None:
-                    _commit(archive, prepared, summary, indexer, actor, progress)
+                    _commit(archive, prepared, summary, indexer, late, actor, progress)
                 prepared = job
                 if stop is not None and stop():
                     break
             if prepared is not None:
-                _commit(archive, prepared, summary, indexer, actor, progress)
+                _commit(archive, prepared, summary, indexer, late, actor, progress)
             if training is not None:
                 repo.add_dictionary(training.get(timeout=WORKER_TIMEOUT_S), actor)
         finally:
             batches.close()  # stops the source's thread and closes its generator (logout) there
             indexer.flush()
+        # Replies stored before their parents: filed now, re-indexed by the catch-up below.
+        refiled = late.file(actor)
+        if refiled:
+            repo.catalog.mark_indexed(refiled, 0)
+            log.info("replies filed under parents stored after them", messages=len(refiled))
         archive.catch_up(workers)
         if summary.imported or summary.failed or summary.events:
             with repo.transaction(actor) as tx:
@@ -270,6 +277,7 @@ def _commit(
     prepared: _Prepared,
     summary: IngestSummary,
     indexer: _Indexer,
+    late: LateParents,
     actor: str,
     progress: ProgressFn | None,
 ) -> None:
@@ -294,6 +302,7 @@ def _commit(
                 if oid in by_id and oid not in tx.new_ids:
                     parsed, sealed, own_tags = by_id[oid]
                     tags = _final_tags(archive, parsed, own_tags, local_tags)
+                    late.stored(oid, parsed, own_tags, tags)
                     if parsed.message_id:
                         local_tags[parsed.message_id] = tags
                     tx.put(sealed, pd, tags, parsed, known_new=True)
@@ -343,6 +352,6 @@ def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local
     if own is not None and (own.matters or not archive.cfg.tagging.thread_inheritance):
         return own
     parents = archive.parent_tags(parsed, local)
-    if own is not None and not parents:
-        return own
-    return archive.tagger.tag(parsed, parent_tags=parents)
+    if own is None:
+        return archive.tagger.tag(parsed, parent_tags=parents)
+    return archive.tagger.inherit(own, parents)

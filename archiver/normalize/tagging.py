@@ -165,13 +165,21 @@ class Tagger:
             if hit is not None:
                 client, reason = hit
                 reasons.append(reason)
-        final_matters = own_matters
-        if self._cfg.thread_inheritance and not own_matters and parent_tags:
-            inherited = _unique(m for parent in parent_tags for m in parent.matters)
-            parent_client = next((p.client for p in parent_tags if p.client and p.client != UNFILED), "")
-            if inherited or (not client and parent_client):
-                reasons.append("thread")
-            final_matters = inherited
-            if not client:
-                client = parent_client
-        return Tags(client=client or UNFILED, matters=final_matters, reasons=_unique(reasons))
+        own = Tags(client=client or UNFILED, matters=own_matters, reasons=_unique(reasons))
+        return self.inherit(own, parent_tags)
+
+    def inherit(self, own: Tags, parent_tags: Sequence[Tags]) -> Tags:
+        """Thread inheritance (rule 4) applied to a message's own tags (``tag`` without parents).
+
+        Separate so that the writer can finish tags its workers computed without the
+        catalog, and re-decide them when a parent arrives later in the same import.
+        """
+        if not self._cfg.thread_inheritance or own.matters or not parent_tags:
+            return own
+        inherited = _unique(m for parent in parent_tags for m in parent.matters)
+        parent_client = next((p.client for p in parent_tags if p.client and p.client != UNFILED), "")
+        client = own.client if own.client != UNFILED else parent_client
+        reasons = own.reasons
+        if inherited or (own.client == UNFILED and parent_client):
+            reasons = _unique((*reasons, "thread"))
+        return Tags(client=client or UNFILED, matters=inherited, reasons=reasons)

@@ -215,6 +215,36 @@ def test_thread_inheritance_tags_replies(imported: Callable[..., CliResult]) -> 
     )
 
 
+def _eml(folder: Path, name: str, subject: str, message_id: str, day: int, **refs: str) -> None:
+    msg = EmailMessage()
+    msg["From"] = "counsel@firm.example" if refs else "legal@acme.example"
+    msg["To"] = "someone@elsewhere.example"
+    msg["Subject"] = subject
+    msg["Date"] = f"Tue, {day:02d} May 2001 10:00:00 +0000"
+    msg["Message-ID"] = message_id
+    for header, value in refs.items():
+        msg[header.replace("_", "-")] = value
+    msg.set_content("See my notes.\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(bytes(msg))
+
+
+def test_replies_imported_before_their_parent_join_its_matter(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Folders are imported in order, so both replies are stored before the message they answer."""
+    tree = tmp_path / "tree"
+    _eml(tree / "a-inbox", "1.eml", "Re: Re: terms", "<c@firm.example>", 3, In_Reply_To="<b@firm.example>")
+    _eml(tree / "a-inbox", "2.eml", "Re: terms", "<b@firm.example>", 2, References="<a@acme.example>")
+    _eml(tree / "z-sent", "1.eml", "Terms for 10234-0007", "<a@acme.example>", 1)
+    r = initialised("import", str(tree), "--source", "tree", "--json")
+    assert r.code == 0, r.err
+    rows = initialised("search", "matter:10234-0007", "--json", "--limit", "0").json_lines()
+    assert sorted(str(x["subject"]) for x in rows) == ["Re: Re: terms", "Re: terms", "Terms for 10234-0007"]
+    assert {x["client"] for x in rows} == {"acme"}
+    assert initialised("retag", "--json").json()["changed"] == 0  # the import already agrees with retag
+
+
 def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     r = cli("stats")
     assert r.code == 4 and "archiver init" in r.err
