@@ -229,20 +229,37 @@ def _eml(folder: Path, name: str, subject: str, message_id: str, day: int, **ref
     (folder / name).write_bytes(bytes(msg))
 
 
-def test_replies_imported_before_their_parent_join_its_matter(
-    initialised: Callable[..., CliResult], tmp_path: Path
-) -> None:
-    """Folders are imported in order, so both replies are stored before the message they answer."""
+def _late_parent_tree(tmp_path: Path) -> Path:
+    """A reply and a reply to it in ``a-inbox``, imported before the message they answer in ``z-sent``."""
     tree = tmp_path / "tree"
     _eml(tree / "a-inbox", "1.eml", "Re: Re: terms", "<c@firm.example>", 3, In_Reply_To="<b@firm.example>")
     _eml(tree / "a-inbox", "2.eml", "Re: terms", "<b@firm.example>", 2, References="<a@acme.example>")
     _eml(tree / "z-sent", "1.eml", "Terms for 10234-0007", "<a@acme.example>", 1)
+    return tree
+
+
+def test_replies_imported_before_their_parent_join_its_matter(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Folders are imported in order, so both replies are stored before the message they answer."""
+    tree = _late_parent_tree(tmp_path)
     r = initialised("import", str(tree), "--source", "tree", "--json")
     assert r.code == 0, r.err
     rows = initialised("search", "matter:10234-0007", "--json", "--limit", "0").json_lines()
     assert sorted(str(x["subject"]) for x in rows) == ["Re: Re: terms", "Re: terms", "Terms for 10234-0007"]
     assert {x["client"] for x in rows} == {"acme"}
     assert initialised("retag", "--json").json()["changed"] == 0  # the import already agrees with retag
+
+
+def test_late_replies_beyond_the_memory_bound_are_left_to_retag(
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("archiver.threads.MAX_WAITING", 1)
+    tree = _late_parent_tree(tmp_path)
+    assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
+    assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 1
+    assert initialised("retag", "--json").json()["changed"] == 2
+    assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
 
 
 def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:
