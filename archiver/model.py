@@ -104,7 +104,7 @@ class ProvenanceRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IndexDoc:
-    """Everything the full-text index holds about one message (derived data; it stores only the id)."""
+    """Everything the full-text index holds about one message (derived data; it stores only the id and the body's beginning)."""
 
     id: str
     message_id: str
@@ -135,7 +135,7 @@ NO_DATE: Final = datetime.fromtimestamp(0, UTC)
 class HitDisplay:
     """What a search hit shows of a message besides its snippet.
 
-    The index stores only ids, so these come from the catalog (``Catalog.hit_rows``);
+    The index stores only ids and body beginnings, so these come from the catalog (``Catalog.hit_rows``);
     the defaults describe a message the catalog knows nothing about.
     """
 

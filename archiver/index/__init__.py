@@ -4,7 +4,8 @@
 * ``query``     -- the query language: lexer, parser, AST, positioned QueryError
 * ``translate`` -- AST -> tantivy queries
 * ``store``     -- MessageIndex: add/delete/commit/search with a lazily held writer lock; the
-                   HitSource protocol through which search describes its hits (only ids are stored)
+                   HitSource protocol through which search describes its hits (only ids and
+                   body beginnings are stored)
 """
 
 from archiver.index.query import ParsedQuery, QuerySyntaxError, parse_query

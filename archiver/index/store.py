@@ -41,7 +41,7 @@ _SPACES = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\f": " ", "\v": " "})
 
 
 class HitSource(Protocol):
-    """Describes search hits for :meth:`MessageIndex.search` (the index stores only ids)."""
+    """Describes search hits for :meth:`MessageIndex.search` (the index stores only ids and body beginnings)."""
 
     def describe(self, ids: Sequence[str]) -> Mapping[str, HitDisplay]:
         """What each hit shows, for a whole result page in one call; unknown ids may be left out."""
@@ -310,7 +310,7 @@ class MessageIndex:
         """Ids of every message matching ``query``, newest first, without snippets or display fields.
 
         For selections (query holds and rules, exports): on a large result set describing every
-        hit and decrypting it for a snippet would be nearly all the cost of :meth:`search`.
+        hit and building its snippet would be nearly all the cost of :meth:`search`.
         """
         q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()

@@ -202,7 +202,7 @@ def test_search_filters_sort_pagination_and_highlights(client_for: Client) -> No
 def test_hits_show_sender_subject_and_a_snippet_of_the_match(
     client_for: Client, web_archive: WebArchiveFixture
 ) -> None:
-    """The index stores only ids: the API and the page describe hits from the catalog, snippets from the message."""
+    """The API and the page describe hits from the catalog; snippets come from the index's body beginnings."""
     c = client_for("ann")
     (hit,) = c.get("/api/search", params={"q": '"contract draft"'}).json()["hits"]
     assert hit["id"] == web_archive.ids["acme"]
