@@ -355,10 +355,9 @@ class Catalog:
         )
         return [r[0] for r in rows]
 
-    def dictionaries(self) -> list[int]:
-        """Numbers of the committed compression dictionaries (journal ``dictionary`` records)."""
-        rows = self.conn.execute("SELECT json_extract(data, '$.number') FROM events WHERE type='dictionary'")
-        return sorted(int(r[0]) for r in rows)
+    def newest_dictionary(self) -> int:
+        """The number of the newest committed compression dictionary; 0 when there is none."""
+        return int(self.get_meta("dictionary") or 0)
 
     def tags(self, oid: str) -> tuple[str, tuple[str, ...]] | None:
         row = self.conn.execute("SELECT client, matters FROM object_rows WHERE id=?", (oid,)).fetchone()
@@ -786,6 +785,13 @@ def _apply_other(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
         c.execute("DELETE FROM message_rows WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)", (d["id"],))
     elif t in _POLICY_RECORDS:
         _apply_policy(c, rec)
+    elif t == "dictionary":
+        # The newest committed dictionary, for writers to read with one key lookup.
+        c.execute(
+            "INSERT INTO meta(key, value) VALUES ('dictionary', ?) ON CONFLICT(key) DO UPDATE SET value = "
+            "CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) THEN excluded.value ELSE value END",
+            (str(int(d["number"])),),
+        )
     if t in EVENT_TYPES:
         c.execute(
             "INSERT OR REPLACE INTO events(seq, type, time, actor, data) VALUES (?,?,?,?,?)",

@@ -246,7 +246,6 @@ class Repository:
         self.catalog = Catalog(path / "catalog.sqlite")
         self.keystore = Keystore(path / "keys.sqlite")
         self.dictionaries = D.Dictionaries(path / D.DIR_NAME, keys.master if keys is not None else None)
-        self._dictionary: int | None = None
         #: live messages, counted once and then kept up to date by our own commits (a hint:
         #: it only decides when the next dictionary is trained).
         self._live_hint: int | None = None
@@ -482,15 +481,12 @@ class Repository:
 
     # -- compression dictionaries (archiver/store/dictionary.py) --------------------------
     def current_dictionary(self) -> int:
-        """The number of the newest committed compression dictionary; 0 when there is none.
+        """The number of the newest committed compression dictionary (0: none), the one to seal with.
 
-        Cached: a dictionary another process commits meanwhile is picked up on the next open,
-        and until then new objects are simply compressed without it.
+        Read from the catalog each time (one key lookup), so a dictionary another process
+        committed is used at once.
         """
-        if self._dictionary is None:
-            committed = self.catalog.dictionaries()
-            self._dictionary = max(committed) if committed else 0
-        return self._dictionary
+        return self.catalog.newest_dictionary()
 
     def dictionary_sample(self) -> list[tuple[str, int, bytes, bytes]] | None:
         """The sealed objects to build the next compression dictionary from, when one is due.
@@ -546,7 +542,6 @@ class Repository:
                     "min_messages": trained.min_messages,
                 },
             )
-        self._dictionary = number
         return number
 
     def train_dictionary(self, actor: str = "system") -> int:

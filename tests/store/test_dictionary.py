@@ -233,3 +233,29 @@ def test_too_few_common_lines_waits_for_the_archive_to_grow(tmp_path: Path, smal
         tx.put_raw(unique[119], prov(119), Tags())
     sample = repo.dictionary_sample()
     assert sample is not None and len(sample) == 120
+
+
+def test_a_dictionary_another_process_committed_is_used_at_once(tmp_path: Path, small_training: None) -> None:
+    first = filled(tmp_path)
+    second = Repository.open(tmp_path / "a", PW)  # e.g. the daemon next to a CLI import
+    assert second.current_dictionary() == 0
+    assert first.train_dictionary() == 1
+    assert second.current_dictionary() == 1
+    with second.transaction() as tx:
+        oid = tx.put_raw(msg(500), prov(500), Tags())
+    assert codecs(second)[oid] == CODEC_ZSTD_DICT
+    assert first.read_raw(oid) == msg(500)
+
+
+def test_a_rebuilt_catalog_knows_the_dictionaries(tmp_path: Path, small_training: None) -> None:
+    repo = filled(tmp_path)
+    repo.train_dictionary()
+    with repo.transaction() as tx:
+        oid = tx.put_raw(msg(77), prov(77), Tags())
+    repo.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'a' / 'catalog.sqlite'}{suffix}").unlink(missing_ok=True)
+    rebuilt = Repository.open(tmp_path / "a", PW)  # replays the journal
+    assert rebuilt.current_dictionary() == 1
+    assert rebuilt.read_raw(oid) == msg(77)
+    assert rebuilt.verify(full=True).ok
