@@ -64,8 +64,10 @@ MIN_SHARE = 0.01
 MAX_BYTES = 64 * 1024
 #: the fewest common lines worth a dictionary (a tiny one only costs a decompression context).
 MIN_LINES = 4
-#: zstd level for objects compressed with a dictionary (the same as without one).
-LEVEL = 6
+#: zstd level for objects compressed with a dictionary.  Loading a dictionary into each frame
+#: makes level 6 cost ~60 us a message instead of ~36 us without one; level 4 with a dictionary
+#: costs what level 6 did without, and its output is 1.6% larger than level 6's.
+LEVEL = 4
 _PRIVATE_LINE = re.compile(rb"^\s*(subject|thread-topic)\s*:", re.IGNORECASE)
 
 
