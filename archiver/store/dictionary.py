@@ -4,10 +4,11 @@ Why: every object is compressed on its own (it has its own data key, so that dis
 one message destroys exactly that message).  A 3 KB mail compressed alone keeps ~45% of
 its bytes, because the header names, relay lines, MIME boilerplate and signatures it
 shares with thousands of other messages are new to the compressor each time.  A zstd
-dictionary gives the compressor those lines up front, at the same speed.  On the Enron +
-SpamAssassin benchmark the segments went from 0.456x to 0.423x of the raw bytes (the first
-1,000 messages have no dictionary yet, and each one is trained on the mailboxes imported so
-far); one dictionary from a sample of the whole corpus would give about 0.39x.
+dictionary gives the compressor those lines up front (at zstd level 4, ``LEVEL``, for the
+CPU time level 6 takes without one).  On the Enron + SpamAssassin benchmark the segments
+went from 0.456x to 0.430x of the raw bytes (the first 1,000 messages have no dictionary
+yet, and each one is trained on the mailboxes imported so far); one dictionary from a
+sample of the whole corpus would give about 0.39x.
 
 What a dictionary may contain, and why (docs/format.md, "Compression dictionaries"):
 only whole lines that occur in at least ``MIN_MESSAGES`` distinct messages *and* at least
