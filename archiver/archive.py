@@ -116,10 +116,11 @@ class Archive:
     # -- reading stored messages back ----------------------------------------------
     def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:
         """Decrypt and parse stored messages in parallel; yields (id, parsed or None, error)."""
+        rows = self.repo.catalog.objects(ids)
+        keys = self.repo.keystore.get_many(rows)
         tasks = []
         for oid in ids:
-            row = self.repo.catalog.object(oid)
-            wrapped = self.repo.keystore.get(oid)
+            row, wrapped = rows.get(oid), keys.get(oid)
             if row is None or row.disposed_at or wrapped is None:
                 continue
             rec = self.repo.segments.read(Location(row.segment, row.offset, row.length))
@@ -131,10 +132,17 @@ class Archive:
         t = self.repo.catalog.tags(oid)
         return Tags(client=t[0], matters=t[1]) if t else Tags()
 
-    def doc_for(self, oid: str, parsed: ParsedMessage) -> IndexDoc:
-        row = self.repo.catalog.object(oid)
-        size = row.size if row else 0
-        return index_doc(oid, size, parsed, self.tags_of(oid), self.repo.catalog.provenance(oid))
+    def docs_for(self, parsed: Sequence[tuple[str, ParsedMessage]]) -> list[IndexDoc]:
+        """The index documents of stored messages, their sizes, tags and copies read in batches."""
+        catalog = self.repo.catalog
+        ids = [oid for oid, _p in parsed]
+        rows, tags, copies = catalog.objects(ids), catalog.tags_of(ids), catalog.provenance_of(ids)
+        docs = []
+        for oid, p in parsed:
+            row, t = rows.get(oid), tags.get(oid)
+            own = Tags(client=t[0], matters=t[1]) if t else Tags()
+            docs.append(index_doc(oid, row.size if row else 0, p, own, copies.get(oid, [])))
+        return docs
 
     # -- keeping derived data current ---------------------------------------------------
     def catch_up(self, workers: Workers | None = None, progress: Progress = _no_progress) -> int:
@@ -155,21 +163,41 @@ class Archive:
                 self.repo.catalog.put_metadata(parsed)
                 if len(parsed) < len(missing):
                     break
-            seen: set[str] = set()
-            while True:
-                pending = [i for i in self.repo.catalog.unindexed(2000) if i not in seen]
-                if not pending:
-                    break
-                seen.update(pending)
-                docs = [self.doc_for(oid, p) for oid, p, _err in self.reparse(pending, w) if p is not None]
-                self.index.add(docs)
-                self.index.commit()
-                self.repo.catalog.mark_indexed([d.id for d in docs])
-                done += len(docs)
-                progress("index", done, None)
+            done = self._index_unindexed(w, progress)
         finally:
             if own:
                 w.close()
+        return done
+
+    def _index_unindexed(self, workers: Workers, progress: Progress) -> int:
+        """Index every live message the catalog marks as not indexed; returns how many were.
+
+        The workers decrypt and parse a chunk while this process adds the documents of the
+        messages already parsed, a few hundred at a time.  The writer is kept across the
+        chunks' commits (each followed by marking its messages indexed) and released at the
+        end.  Only ids that failed are remembered, so memory does not grow with the archive.
+        """
+        done = 0
+        failed: set[str] = set()
+        try:
+            while True:
+                pending = [i for i in self.repo.catalog.unindexed(2000) if i not in failed]
+                if not pending:
+                    break
+                indexed: list[str] = []
+                for part in _parts(self.reparse(pending, workers), 250):
+                    docs = self.docs_for([(oid, p) for oid, p, _err in part if p is not None])
+                    self.index.add(docs)
+                    indexed.extend(d.id for d in docs)
+                self.index.commit(release=False)
+                self.repo.catalog.mark_indexed(indexed)
+                failed.update(set(pending).difference(indexed))
+                done += len(indexed)
+                progress("index", done, None)
+            self.index.commit()
+        except BaseException:
+            self.index.rollback()
+            raise
         return done
 
     def reindex(self, progress: Progress = _no_progress) -> MaintenanceSummary:
@@ -235,7 +263,7 @@ class Archive:
                     with self.repo.transaction(actor) as tx:
                         for oid, _p, tags in changed:
                             tx.set_tags(oid, tags)
-                    self.index.add([self.doc_for(oid, p) for oid, p, _t in changed])
+                    self.index.add(self.docs_for([(oid, p) for oid, p, _t in changed]))
                     self.index.commit()
                     summary.changed += len(changed)
                 progress("retag", summary.processed, total)
@@ -353,6 +381,18 @@ class Archive:
         except ArchiverError as exc:
             report.notes.append(f"The verification could not be recorded in the journal: {exc}")
         return report
+
+
+def _parts(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last may be shorter), consumed lazily."""
+    part: list[Any] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
 
 
 class ArchiveHits:

@@ -372,7 +372,7 @@ def _purge_index(archive: Archive) -> int:
 def _reload_docs(archive: Archive) -> Any:
     def reload(ids: Sequence[str]) -> list[IndexDoc]:
         with archive.workers() as w:
-            return [archive.doc_for(oid, p) for oid, p, _err in archive.reparse(ids, w) if p is not None]
+            return archive.docs_for([(oid, p) for oid, p, _err in archive.reparse(ids, w) if p is not None])
 
     return reload
 

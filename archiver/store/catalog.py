@@ -312,19 +312,21 @@ class Catalog:
 
     # -- reads ---------------------------------------------------------------
     def object(self, oid: str) -> ObjectRow | None:
-        row = self.conn.execute(
-            "SELECT id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at,disposed_at,disposed_rule"
-            " FROM objects WHERE id=?",
-            (oid,),
-        ).fetchone()
+        row = self.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id=?", (oid,)).fetchone()
         return None if row is None else ObjectRow(*row)
+
+    def objects(self, ids: Sequence[str]) -> dict[str, ObjectRow]:
+        """The rows of the stored ids among ``ids``, one query per 500 (batch readers: reindex, retag)."""
+        out: dict[str, ObjectRow] = {}
+        for chunk, marks in _chunks(ids):
+            for row in self.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id IN ({marks})", chunk):
+                out[row[0]] = ObjectRow(*row)
+        return out
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored (one query per 500 ids instead of one per message)."""
         found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(ids):
             found.update(r[0] for r in self.conn.execute(f"SELECT id FROM object_rows WHERE id IN ({marks})", chunk))
         return found
 
@@ -363,6 +365,16 @@ class Catalog:
         row = self.conn.execute("SELECT client, matters FROM object_rows WHERE id=?", (oid,)).fetchone()
         return None if row is None else (row[0], _matters(row[1]))
 
+    def tags_of(self, ids: Sequence[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """(client, matters) of each stored id among ``ids`` (one query per 500 ids)."""
+        out: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for chunk, marks in _chunks(ids):
+            for oid, client, matters in self.conn.execute(
+                f"SELECT id, client, matters FROM object_rows WHERE id IN ({marks})", chunk
+            ):
+                out[oid] = (client, _matters(matters))
+        return out
+
     def live_rows_by_date(self) -> Iterator[int]:
         """Row numbers (ingest_seq) of the live messages with metadata, oldest Date first.
 
@@ -399,27 +411,32 @@ class Catalog:
         return [(r[0], _matters(r[1])) for r in rows]
 
     def provenance(self, oid: str) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
-            "SELECT source,account,folder,uid,uidvalidity,internaldate,flags,location,envelope_recipients,"
-            "fetched_at FROM provenance WHERE id=? ORDER BY seq",
-            (oid,),
-        )
-        out = []
-        for r in cur:
-            out.append(
-                {
-                    "source": r[0],
-                    "account": r[1],
-                    "folder": r[2],
-                    "uid": r[3],
-                    "uidvalidity": r[4],
-                    "internaldate": r[5],
-                    "flags": json.loads(r[6]),
-                    "location": r[7],
-                    "envelope_recipients": json.loads(r[8]),
-                    "fetched_at": r[9],
-                }
+        return self.provenance_of([oid]).get(oid, [])
+
+    def provenance_of(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every copy of each of ``ids``, in the order they were recorded (one query per 500 ids)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for chunk, marks in _chunks(ids):
+            cur = self.conn.execute(
+                "SELECT id,source,account,folder,uid,uidvalidity,internaldate,flags,location,envelope_recipients,"
+                f"fetched_at FROM provenance WHERE id IN ({marks}) ORDER BY id, seq",
+                chunk,
             )
+            for r in cur:
+                out.setdefault(r[0], []).append(
+                    {
+                        "source": r[1],
+                        "account": r[2],
+                        "folder": r[3],
+                        "uid": r[4],
+                        "uidvalidity": r[5],
+                        "internaldate": r[6],
+                        "flags": json.loads(r[7]),
+                        "location": r[8],
+                        "envelope_recipients": json.loads(r[9]),
+                        "fetched_at": r[10],
+                    }
+                )
         return out
 
     def checkpoints(self) -> dict[str, str]:
@@ -445,9 +462,7 @@ class Catalog:
         re-parsed yet, or disposed) still has its tags.
         """
         out: dict[str, HitDisplay] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(ids):
             rows = self.conn.execute(
                 "SELECT o.id, o.client, o.matters, m.message_id, m.date, m.from_addr, m.from_name, m.to_addrs,"
                 " m.subject FROM object_rows o LEFT JOIN message_rows m ON m.obj = o.ingest_seq"
@@ -574,6 +589,16 @@ def _json_list(items: Any) -> str | None:
 def _compact_list(items: Any) -> str | None:
     """Like :func:`_json_list` without the blanks (``messages`` columns: read as JSON, never compared as text)."""
     return json.dumps(items, ensure_ascii=False, separators=(",", ":")) if items else None
+
+
+_OBJECT_COLUMNS = "id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at,disposed_at,disposed_rule"
+
+
+def _chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
+    """``ids`` in chunks for ``IN (...)`` lists, each with its placeholders (SQLite allows 999)."""
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _matters(text: str | None) -> tuple[str, ...]:

@@ -81,6 +81,18 @@ class Keystore:
         row = self.conn.execute("SELECT wrapped FROM keys WHERE id=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def get_many(self, ids: Iterable[str]) -> dict[str, bytes]:
+        """The wrapped keys of those of ``ids`` that have one (one query per 500 ids)."""
+        by_key = {k: oid for oid in ids if (k := self._key(oid)) is not None}
+        keys = list(by_key)
+        out: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, wrapped in self.conn.execute(f"SELECT id, wrapped FROM keys WHERE id IN ({marks})", chunk):
+                out[by_key[key]] = bytes(wrapped)
+        return out
+
     def ids(self) -> Iterator[str]:
         for (oid,) in self.conn.execute("SELECT id FROM keys ORDER BY id"):
             yield oid if self.hex_ids else bytes(oid).hex()

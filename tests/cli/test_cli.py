@@ -190,6 +190,27 @@ def test_reindex_gives_identical_results(imported: Callable[..., CliResult], con
     assert any(before.values())
 
 
+def test_reindex_skips_a_damaged_message_and_finishes(imported: Callable[..., CliResult], config_file: Path) -> None:
+    from archiver.archive import Archive
+    from archiver.config import load_config
+
+    hits = imported("search", "NOT client:nobody", "--json", "--limit", "0").json_lines()
+    damaged = str(hits[0]["id"])
+    with Archive.open(load_config(config_file)) as archive:
+        row = archive.repo.catalog.object(damaged)
+        assert row is not None
+        segment = archive.repo.segments.path(row.segment)
+    data = bytearray(segment.read_bytes())
+    data[row.offset + row.length - 20] ^= 0xFF  # inside the payload's ciphertext
+    segment.write_bytes(bytes(data))
+    r = imported("reindex", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["processed"] == len(hits) - 1
+    after = [x["id"] for x in imported("search", "NOT client:nobody", "--json", "--limit", "0").json_lines()]
+    assert sorted(after) == sorted(str(x["id"]) for x in hits[1:])
+    assert imported("verify").code != 0
+
+
 def test_retag_after_rules_change(imported: Callable[..., CliResult], config_file: Path) -> None:
     assert not imported("search", "client:initech", "--json").json_lines()
     cfg = yaml.safe_load(config_file.read_text())
