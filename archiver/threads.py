@@ -7,8 +7,9 @@ message it answers in ``Sent Items``: it would stay unfiled until someone ran ``
 matter, notices when one of the Message-IDs they wait for arrives, and at the end re-decides
 exactly those replies (and their own replies), oldest first, as ``retag`` would.
 
-Memory is bounded: at most ``MAX_WAITING`` replies are remembered per import (a few hundred
-bytes each); replies beyond that are left to ``retag``.
+Memory is bounded: at most ``MAX_WAITING`` replies and ``MAX_REFS`` distinct Message-IDs they
+refer to are remembered per import (some 40 MB at worst); replies beyond that are left to
+``retag``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from archiver.model import ParsedMessage, Tags
 if TYPE_CHECKING:
     from archiver.archive import Archive
 
-#: how many waiting replies one import remembers.
+#: how many waiting replies one import remembers ...
 MAX_WAITING = 50_000
+#: ... and how many distinct Message-IDs they may refer to in all (References can be long).
+MAX_REFS = 200_000
 #: tag changes per transaction at the end of an import.
 CHUNK = 1000
 
@@ -60,6 +63,7 @@ class LateParents:
             or not refs
             or not self._archive.cfg.tagging.thread_inheritance
             or len(self._waiting) >= MAX_WAITING
+            or len(self._wanted) + len(refs) > MAX_REFS
         ):
             return
         self._waiting.append(_Waiting(oid, own, refs, parsed.message_id, parsed.date))
