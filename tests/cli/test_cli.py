@@ -272,10 +272,11 @@ def test_replies_imported_before_their_parent_join_its_matter(
     assert initialised("retag", "--json").json()["changed"] == 0  # the import already agrees with retag
 
 
+@pytest.mark.parametrize("bound", ["MAX_WAITING", "MAX_REFS"])
 def test_late_replies_beyond_the_memory_bound_are_left_to_retag(
-    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
-    monkeypatch.setattr("archiver.threads.MAX_WAITING", 1)
+    monkeypatch.setattr(f"archiver.threads.{bound}", 1)
     tree = _late_parent_tree(tmp_path)
     assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 1
