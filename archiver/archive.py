@@ -26,7 +26,6 @@ from archiver.model import HitDisplay, IndexDoc, ParsedMessage, SearchResult, Ta
 from archiver.normalize.tagging import Tagger
 from archiver.store.catalog import metadata_row
 from archiver.store.repository import Repository, VerifyReport
-from archiver.store.segments import Location
 from archiver.workers import ParseOptions, Workers, parse_with, reopen
 
 _log = get_logger("archiver.archive")
@@ -116,16 +115,10 @@ class Archive:
     # -- reading stored messages back ----------------------------------------------
     def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:
         """Decrypt and parse stored messages in parallel; yields (id, parsed or None, error)."""
-        rows = self.repo.catalog.objects(ids)
-        keys = self.repo.keystore.get_many(rows)
-        tasks = []
-        for oid in ids:
-            row, wrapped = rows.get(oid), keys.get(oid)
-            if row is None or row.disposed_at or wrapped is None:
-                continue
-            rec = self.repo.segments.read(Location(row.segment, row.offset, row.length))
-            received = parse_iso(row.ingested_at)
-            tasks.append((oid, rec.codec, wrapped, rec.payload, received))
+        tasks = [
+            (row.id, rec.codec, wrapped, rec.payload, parse_iso(row.ingested_at))
+            for row, rec, wrapped in self.repo.sealed_objects(ids)
+        ]
         yield from workers.map(reopen, tasks)
 
     def tags_of(self, oid: str) -> Tags:
@@ -246,6 +239,7 @@ class Archive:
         with self.repo.lock(), self.workers() as w:
             for start in range(0, total, chunk_size):
                 chunk = catalog.ids_of_rows(order[start : start + chunk_size].tolist())
+                before = catalog.tags_of(chunk)
                 new_tags: dict[str, Tags] = {}
                 changed: list[tuple[str, ParsedMessage, Tags]] = []
                 for oid, parsed, err in self.reparse(chunk, w):
@@ -255,8 +249,7 @@ class Archive:
                     tags = self.tagger.tag(parsed, parent_tags=self.parent_tags(parsed, new_tags))
                     if parsed.message_id:
                         new_tags[parsed.message_id] = tags
-                    old = self.tags_of(oid)
-                    if (old.client, old.matters) != (tags.client, tags.matters):
+                    if before.get(oid) != (tags.client, tags.matters):
                         changed.append((oid, parsed, tags))
                 summary.processed += len(chunk)
                 if changed:

@@ -21,8 +21,8 @@ from archiver.config import TaggingConfig
 from archiver.model import ParsedMessage, Tags
 from archiver.normalize.parse import parse_message
 from archiver.normalize.tagging import Tagger
-from archiver.store.dictionary import Dictionaries, Trained, build
-from archiver.store.objects import SealedObject, message_id_of, seal, unseal
+from archiver.store.dictionary import Dictionaries, Trained
+from archiver.store.objects import SealedObject, dictionary_from, message_id_of, seal, unseal
 
 INLINE_BELOW = 48
 
@@ -112,21 +112,10 @@ def train(sample: list[tuple[str, int, bytes, bytes]]) -> Trained | None:
     """Build a compression dictionary from sealed stored objects (Repository.dictionary_sample).
 
     Runs in a worker: decrypting a thousand messages and counting their lines would otherwise
-    be the writer's time.  An object that does not decrypt is left out (verify reports it).
+    be the writer's time.
     """
-    assert _KEY is not None
-    key = _KEY
-
-    def raws() -> Iterator[bytes]:
-        for oid, codec, wrapped, payload in sample:
-            try:
-                raw = unseal(key, oid, codec, wrapped, payload, _DICTS)
-            except Exception:
-                continue
-            if message_id_of(raw) == oid:
-                yield raw
-
-    return build(raws())
+    assert _KEY is not None and _DICTS is not None
+    return dictionary_from(_KEY, _DICTS, sample)
 
 
 class Workers:

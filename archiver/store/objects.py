@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import zstandard
 
 from archiver.crypto.aead import open_object, seal_object
-from archiver.store.dictionary import Dictionaries
+from archiver.store.dictionary import Dictionaries, Trained, build
 from archiver.store.segments import CODEC_ZSTD, CODEC_ZSTD_DICT, record_digest
 
 ZSTD_LEVEL = 6
@@ -71,3 +72,23 @@ def unseal(
         (number,) = _DICT_NUMBER.unpack_from(plain)
         return dictionaries.decompress(number, plain[_DICT_NUMBER.size :], MAX_WINDOW)
     raise ValueError(f"unknown codec {codec}")
+
+
+def dictionary_from(
+    kek: bytes, dictionaries: Dictionaries, sample: Iterable[tuple[str, int, bytes, bytes]]
+) -> Trained | None:
+    """A compression dictionary built from sealed stored objects (id, codec, wrapped key, payload).
+
+    An object that does not decrypt or hash to its id is left out (verify reports it).
+    """
+
+    def raws() -> Iterator[bytes]:
+        for oid, codec, wrapped, payload in sample:
+            try:
+                raw = unseal(kek, oid, codec, wrapped, payload, dictionaries)
+            except Exception:
+                continue
+            if message_id_of(raw) == oid:
+                yield raw
+
+    return build(raws())

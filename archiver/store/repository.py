@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +59,7 @@ from archiver.errors import (
 from archiver.locking import flock_within
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
 from archiver.store import dictionary as D
-from archiver.store.catalog import SCHEMA, Catalog, apply_record, connect
+from archiver.store.catalog import SCHEMA, Catalog, ObjectRow, apply_record, connect
 from archiver.store.journal import (
     GENESIS,
     Head,
@@ -70,8 +70,8 @@ from archiver.store.journal import (
     record_hash,
 )
 from archiver.store.keystore import Keystore
-from archiver.store.objects import SealedObject, message_id_of, seal, unseal
-from archiver.store.segments import Location, SegmentError, SegmentStore, fsync_dir
+from archiver.store.objects import SealedObject, dictionary_from, message_id_of, seal, unseal
+from archiver.store.segments import Location, SegmentError, SegmentStore, StoredRecord, fsync_dir
 
 FORMAT_VERSION = 1
 LOCK_WAIT_S = 600.0
@@ -506,13 +506,10 @@ class Repository:
         self._live_hint = self.catalog.live_count()  # exact now (disposals lower it)
         if self._live_hint < due:
             return None
-        sample = []
-        for oid in self.catalog.live_ids_spread(D.SAMPLE_SIZE):
-            row, wrapped = self.catalog.object(oid), self.keystore.get(oid)
-            if row is not None and wrapped is not None:
-                rec = self.segments.read(Location(row.segment, row.offset, row.length))
-                sample.append((oid, rec.codec, wrapped, rec.payload))
-        return sample
+        return [
+            (row.id, rec.codec, wrapped, rec.payload)
+            for row, rec, wrapped in self.sealed_objects(self.catalog.live_ids_spread(D.SAMPLE_SIZE))
+        ]
 
     def add_dictionary(self, trained: D.Trained | None, actor: str = "system") -> int:
         """Write and journal a dictionary built from :meth:`dictionary_sample`; returns the one to use.
@@ -549,13 +546,22 @@ class Repository:
         sample = self.dictionary_sample()
         if sample is None:
             return self.current_dictionary()
-        master = self.require_keys().master
-        raws = (
-            unseal(master, oid, codec, wrapped, payload, self.dictionaries) for oid, codec, wrapped, payload in sample
-        )
-        return self.add_dictionary(D.build(raws), actor)
+        return self.add_dictionary(dictionary_from(self.require_keys().master, self.dictionaries, sample), actor)
 
     # -- reads ---------------------------------------------------------------------
+    def sealed_objects(self, ids: Sequence[str]) -> Iterator[tuple[ObjectRow, StoredRecord, bytes]]:
+        """The live objects among ``ids``: catalog row, segment record and wrapped key, in ``ids`` order.
+
+        For batch readers (reindex, retag, dictionary samples): rows and keys are looked up in
+        batches, and disposed or keyless objects are left out.
+        """
+        rows = self.catalog.objects(ids)
+        keys = self.keystore.get_many(rows)
+        for oid in ids:
+            row, wrapped = rows.get(oid), keys.get(oid)
+            if row is not None and not row.disposed_at and wrapped is not None:
+                yield row, self.segments.read(Location(row.segment, row.offset, row.length)), wrapped
+
     def resolve(self, ref: str) -> str:
         """A full id from an id or an unambiguous prefix of at least 8 hex digits."""
         ref = ref.strip().lower()
