@@ -58,6 +58,7 @@ from archiver.export.verify import (
 )
 from archiver.model import ParsedMessage
 from archiver.policies.naming import NamingPolicy, UniqueNamer, fields_of
+from archiver.store.catalog import in_chunks
 from archiver.store.journal import canonical
 
 TOOL_NAME = "mail-archiver"
@@ -206,9 +207,7 @@ class BundleWriter:
         skipped = list(selection.unresolved)
         keep: list[tuple[str, str, int]] = []
         conn = self.repo.catalog.conn
-        for start in range(0, len(selection.ids), 500):
-            chunk = selection.ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(selection.ids):
             for oid, disposed_at, rule, seq, date in conn.execute(
                 "SELECT o.id, o.disposed_at, o.disposed_rule, o.ingest_seq, COALESCE(m.date, '') FROM objects o "
                 f"LEFT JOIN message_rows m ON m.obj = o.ingest_seq WHERE o.id IN ({marks})",

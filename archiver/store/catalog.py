@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -41,6 +41,7 @@ from archiver.store.segments import HEADER
 SCHEMA_VERSION = 2
 
 _log = structlog.get_logger("archiver.catalog")
+_T = TypeVar("_T")
 
 
 def _time(col: str) -> str:
@@ -295,13 +296,11 @@ class Catalog:
                 # Keyed by the ingest record's sequence number, known before the record is applied.
                 ingested = {r["data"]["id"]: r["seq"] for r in records if r["type"] == "ingest"}
                 _put_metadata(c, metadata, ingested)
-            batch = _Batch(c)
-            for rec in records:
-                batch.apply(rec)
-                if rec["type"] == "commit":
-                    self.set_meta("segment", str(rec["data"]["segment"]))
-                    self.set_meta("segment_end", str(rec["data"]["end"]))
-            batch.flush()
+            apply_records(c, records)
+            commits = [r for r in records if r["type"] == "commit"]
+            if commits:
+                self.set_meta("segment", str(commits[-1]["data"]["segment"]))
+                self.set_meta("segment_end", str(commits[-1]["data"]["end"]))
             self.set_meta("journal_seq", str(head.seq))
             self.set_meta("journal_hash", head.hash)
             self.set_meta("journal_offset", str(head.offset))
@@ -318,7 +317,7 @@ class Catalog:
     def objects(self, ids: Sequence[str]) -> dict[str, ObjectRow]:
         """The rows of the stored ids among ``ids``, one query per 500 (batch readers: reindex, retag)."""
         out: dict[str, ObjectRow] = {}
-        for chunk, marks in _chunks(ids):
+        for chunk, marks in in_chunks(ids):
             for row in self.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id IN ({marks})", chunk):
                 out[row[0]] = ObjectRow(*row)
         return out
@@ -326,7 +325,7 @@ class Catalog:
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored (one query per 500 ids instead of one per message)."""
         found: set[str] = set()
-        for chunk, marks in _chunks(ids):
+        for chunk, marks in in_chunks(ids):
             found.update(r[0] for r in self.conn.execute(f"SELECT id FROM object_rows WHERE id IN ({marks})", chunk))
         return found
 
@@ -362,13 +361,12 @@ class Catalog:
         return int(self.get_meta("dictionary") or 0)
 
     def tags(self, oid: str) -> tuple[str, tuple[str, ...]] | None:
-        row = self.conn.execute("SELECT client, matters FROM object_rows WHERE id=?", (oid,)).fetchone()
-        return None if row is None else (row[0], _matters(row[1]))
+        return self.tags_of([oid]).get(oid)
 
     def tags_of(self, ids: Sequence[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
         """(client, matters) of each stored id among ``ids`` (one query per 500 ids)."""
         out: dict[str, tuple[str, tuple[str, ...]]] = {}
-        for chunk, marks in _chunks(ids):
+        for chunk, marks in in_chunks(ids):
             for oid, client, matters in self.conn.execute(
                 f"SELECT id, client, matters FROM object_rows WHERE id IN ({marks})", chunk
             ):
@@ -390,9 +388,7 @@ class Catalog:
     def ids_of_rows(self, rows: Sequence[int]) -> list[str]:
         """The ids of these row numbers, in the same order (rows no longer present are left out)."""
         found: dict[int, str] = {}
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(rows):
             found.update(
                 self.conn.execute(f"SELECT ingest_seq, id FROM object_rows WHERE ingest_seq IN ({marks})", chunk)
             )
@@ -416,7 +412,7 @@ class Catalog:
     def provenance_of(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Every copy of each of ``ids``, in the order they were recorded (one query per 500 ids)."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for chunk, marks in _chunks(ids):
+        for chunk, marks in in_chunks(ids):
             cur = self.conn.execute(
                 "SELECT id,source,account,folder,uid,uidvalidity,internaldate,flags,location,envelope_recipients,"
                 f"fetched_at FROM provenance WHERE id IN ({marks}) ORDER BY id, seq",
@@ -462,7 +458,7 @@ class Catalog:
         re-parsed yet, or disposed) still has its tags.
         """
         out: dict[str, HitDisplay] = {}
-        for chunk, marks in _chunks(ids):
+        for chunk, marks in in_chunks(ids):
             rows = self.conn.execute(
                 "SELECT o.id, o.client, o.matters, m.message_id, m.date, m.from_addr, m.from_name, m.to_addrs,"
                 " m.subject FROM object_rows o LEFT JOIN message_rows m ON m.obj = o.ingest_seq"
@@ -594,10 +590,10 @@ def _compact_list(items: Any) -> str | None:
 _OBJECT_COLUMNS = "id,size,segment,offset,length,record_sha256,ingest_seq,ingested_at,disposed_at,disposed_rule"
 
 
-def _chunks(ids: Sequence[str], size: int = 500) -> Iterator[tuple[Sequence[str], str]]:
-    """``ids`` in chunks for ``IN (...)`` lists, each with its placeholders (SQLite allows 999)."""
-    for start in range(0, len(ids), size):
-        chunk = ids[start : start + size]
+def in_chunks(values: Sequence[_T], size: int = 500) -> Iterator[tuple[Sequence[_T], str]]:
+    """``values`` in chunks for ``IN (...)`` lists, each with its placeholders (SQLite allows 999)."""
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
         yield chunk, ",".join("?" * len(chunk))
 
 
@@ -668,10 +664,6 @@ def _put_metadata(c: sqlite3.Connection, items: Sequence[tuple[str, ParsedMessag
         c.executemany(_PUT_METADATA_BY_ID, by_id)
 
 
-def _addrs(addrs: Iterable[Any]) -> str:
-    return json.dumps([[a.addr, a.name] for a in addrs], ensure_ascii=False)
-
-
 def _attachments(p: ParsedMessage) -> list[dict[str, Any]]:
     return [
         {
@@ -685,45 +677,35 @@ def _attachments(p: ParsedMessage) -> list[dict[str, Any]]:
     ]
 
 
-def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
-    """The ``messages`` row of a parsed message (the lists as JSON text; the view's may differ in blanks)."""
+def _metadata_values(p: ParsedMessage) -> tuple[Any, ...]:
+    """The ``messages`` columns of a parsed message after the id, lists as Python lists."""
     first = p.from_[0] if p.from_ else None
     return (
-        oid,
         p.message_id,
         p.in_reply_to,
-        json.dumps(list(p.references)),
+        list(p.references),
         p.date.isoformat(),
         int(p.date_is_fallback),
         first.addr if first else "",
         first.name if first else "",
-        _addrs(p.to),
-        _addrs(p.cc),
-        _addrs(p.bcc),
+        [[a.addr, a.name] for a in p.to],
+        [[a.addr, a.name] for a in p.cc],
+        [[a.addr, a.name] for a in p.bcc],
         p.subject,
-        json.dumps(_attachments(p), ensure_ascii=False),
-        json.dumps(list(p.parse_errors), ensure_ascii=False),
+        _attachments(p),
+        list(p.parse_errors),
     )
+
+
+def metadata_row(oid: str, p: ParsedMessage) -> tuple[Any, ...]:
+    """The ``messages`` row of a parsed message (the lists as JSON text; the view's may differ in blanks)."""
+    values = _metadata_values(p)
+    return (oid, *(json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v for v in values))
 
 
 def _stored_metadata(p: ParsedMessage) -> tuple[Any, ...]:
     """:func:`metadata_row` as stored in ``message_rows`` (without the id; compact JSON, NULL for ``[]``)."""
-    first = p.from_[0] if p.from_ else None
-    return (
-        p.message_id,
-        p.in_reply_to,
-        _compact_list(list(p.references)),
-        p.date.isoformat(),
-        int(p.date_is_fallback),
-        first.addr if first else "",
-        first.name if first else "",
-        _compact_list([[a.addr, a.name] for a in p.to]),
-        _compact_list([[a.addr, a.name] for a in p.cc]),
-        _compact_list([[a.addr, a.name] for a in p.bcc]),
-        p.subject,
-        _compact_list(_attachments(p)),
-        _compact_list(list(p.parse_errors)),
-    )
+    return tuple(_compact_list(v) if isinstance(v, list) else v for v in _metadata_values(p))
 
 
 # -- applying records --------------------------------------------------------------------------
@@ -739,7 +721,8 @@ class _Batch:
     def __init__(self, c: sqlite3.Connection) -> None:
         self.c = c
         self.objects: list[tuple[Any, ...]] = []
-        self.copies: list[tuple[Any, ...]] = []
+        #: (object row number, or None to look it up by id; id; :func:`_copy_row`)
+        self.copies: list[tuple[int | None, str, tuple[Any, ...]]] = []
         self.matters: list[tuple[str, int]] = []
         self.checkpoints: list[tuple[Any, ...]] = []
 
@@ -760,10 +743,10 @@ class _Batch:
                     _json_list(d["matters"]),
                 )
             )
-            self.copies.append(_copy_row(d["id"], d["prov"], seq))
+            self.copies.append((seq, d["id"], _copy_row(d["prov"], seq)))  # the object's row is its seq
             self.matters.extend((m, seq) for m in d["matters"])
         elif t == "copy":
-            self.copies.append(_copy_row(d["id"], d["prov"], seq))
+            self.copies.append((None, d["id"], _copy_row(d["prov"], seq)))
         elif t == "checkpoint":
             self.checkpoints.append((d["key"], d["value"], seq))
         elif t == "checkpoints":
@@ -782,18 +765,43 @@ class _Batch:
             )
             c.executemany("INSERT OR IGNORE INTO matter_rows(matter, obj) VALUES (?,?)", self.matters)
         if self.copies:
-            dirs = {row[8] for row in self.copies if row[8] is not None}
-            c.executemany("INSERT OR IGNORE INTO dirs(path) VALUES (?)", [(d,) for d in sorted(dirs)])
-            c.executemany(_INSERT_COPY, self.copies)
+            self._flush_copies()
         if self.checkpoints:
             c.executemany("INSERT OR REPLACE INTO checkpoints(key, value, seq) VALUES (?,?,?)", self.checkpoints)
         self.objects, self.copies, self.matters, self.checkpoints = [], [], [], []
 
+    def _flush_copies(self) -> None:
+        """Insert the buffered copies, resolving folder numbers and objects once per batch, not per row.
 
-def apply_record(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
-    """Apply one journal record to the derived tables (the single place that defines their meaning)."""
+        An ingest record's object is its own row; a ``copy`` record's object is looked up by id
+        (a copy of an object the catalog does not hold is dropped, as the journal cannot have one).
+        """
+        c = self.c
+        dirs = sorted({row[8] for _obj, _oid, row in self.copies if row[8] is not None})
+        c.executemany("INSERT OR IGNORE INTO dirs(path) VALUES (?)", [(d,) for d in dirs])
+        dir_numbers: dict[str, int] = {}
+        for chunk, marks in in_chunks(dirs):
+            dir_numbers.update(
+                (path, n) for n, path in c.execute(f"SELECT n, path FROM dirs WHERE path IN ({marks})", chunk)
+            )
+        unknown = sorted({oid for obj, oid, _row in self.copies if obj is None})
+        rows: dict[str, int] = {}
+        for chunk, marks in in_chunks(unknown):
+            rows.update(c.execute(f"SELECT id, ingest_seq FROM object_rows WHERE id IN ({marks})", chunk))
+        params = []
+        for obj, oid, row in self.copies:
+            target = obj if obj is not None else rows.get(oid)
+            if target is not None:
+                place = row[8]
+                params.append((target, *row[:8], dir_numbers.get(place) if place is not None else None, *row[9:]))
+        c.executemany(_INSERT_COPY, params)
+
+
+def apply_records(c: sqlite3.Connection, records: Iterable[dict[str, Any]]) -> None:
+    """Apply journal records to the derived tables (the single place that defines their meaning)."""
     batch = _Batch(c)
-    batch.apply(rec)
+    for rec in records:
+        batch.apply(rec)
     batch.flush()
 
 
@@ -828,13 +836,12 @@ def _apply_other(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
 # of the journal by Transaction.add_copy).  The object is found by id; it was inserted before (ingest).
 _INSERT_COPY = (
     "INSERT INTO copies(obj,seq,source,account,folder,uid,uidvalidity,internaldate,flags,dir,location,"
-    "envelope_recipients,fetched_at) SELECT ingest_seq,?,?,?,?,?,?,?,?,(SELECT n FROM dirs WHERE path=?),?,?,?"
-    " FROM object_rows WHERE id=?"
+    "envelope_recipients,fetched_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
-def _copy_row(oid: str, p: dict[str, Any], seq: int) -> tuple[Any, ...]:
-    """Parameters of :data:`_INSERT_COPY` for one provenance (index 8 is the location's folder part)."""
+def _copy_row(p: dict[str, Any], seq: int) -> tuple[Any, ...]:
+    """A copy's columns after ``obj``, with its location's folder part (index 8) still a path."""
     place, rest = _split_location(p.get("location", ""))
     return (
         seq,
@@ -849,7 +856,6 @@ def _copy_row(oid: str, p: dict[str, Any], seq: int) -> tuple[Any, ...]:
         rest,
         _json_list(p.get("envelope_recipients", [])),
         pack_time(p.get("fetched_at")),
-        oid,
     )
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from archiver.store.catalog import connect
+from archiver.store.catalog import connect, in_chunks
 
 #: the layout of new keystores
 SCHEMA = "CREATE TABLE IF NOT EXISTS keys(id BLOB PRIMARY KEY, wrapped BLOB NOT NULL) WITHOUT ROWID"
@@ -86,9 +86,7 @@ class Keystore:
         by_key = {k: oid for oid in ids if (k := self._key(oid)) is not None}
         keys = list(by_key)
         out: dict[str, bytes] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(keys):
             for key, wrapped in self.conn.execute(f"SELECT id, wrapped FROM keys WHERE id IN ({marks})", chunk):
                 out[by_key[key]] = bytes(wrapped)
         return out

@@ -59,7 +59,7 @@ from archiver.errors import (
 from archiver.locking import flock_within
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
 from archiver.store import dictionary as D
-from archiver.store.catalog import SCHEMA, Catalog, ObjectRow, apply_record, connect
+from archiver.store.catalog import SCHEMA, Catalog, ObjectRow, apply_records, connect
 from archiver.store.journal import (
     GENESIS,
     Head,
@@ -691,8 +691,7 @@ class Repository:
                     )
                     if not verify_signature(self.public_key, sig, signed):
                         report.problem(f"{where}: the signed checkpoint's signature is invalid.")
-                    for r in pending:
-                        apply_record(fresh, r)
+                    apply_records(fresh, pending)
                     pending = []
                     last_commit = {**rec["data"], "seq": seq, "offset": line.end}
                     commits += 1
