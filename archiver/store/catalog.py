@@ -135,17 +135,6 @@ CREATE VIEW IF NOT EXISTS messages AS SELECT o.id AS id, m.message_id AS message
     COALESCE(m.bcc_addrs, '[]') AS bcc_addrs, m.subject AS subject, COALESCE(m.attachments, '[]') AS attachments,
     COALESCE(m.parse_errors, '[]') AS parse_errors, m.indexed AS indexed
     FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj;
-CREATE TRIGGER IF NOT EXISTS messages_update INSTEAD OF UPDATE ON messages BEGIN
-    UPDATE message_rows SET message_id = NEW.message_id, in_reply_to = NEW.in_reply_to, refs = NULLIF(NEW.refs, '[]'),
-        date = NEW.date, date_fallback = NEW.date_fallback, from_addr = NEW.from_addr, from_name = NEW.from_name,
-        to_addrs = NULLIF(NEW.to_addrs, '[]'), cc_addrs = NULLIF(NEW.cc_addrs, '[]'),
-        bcc_addrs = NULLIF(NEW.bcc_addrs, '[]'), subject = NEW.subject, attachments = NULLIF(NEW.attachments, '[]'),
-        parse_errors = NULLIF(NEW.parse_errors, '[]'), indexed = NEW.indexed
-    WHERE obj = (SELECT ingest_seq FROM object_rows WHERE id = OLD.id);
-END;
-CREATE TRIGGER IF NOT EXISTS messages_delete INSTEAD OF DELETE ON messages BEGIN
-    DELETE FROM message_rows WHERE obj = (SELECT ingest_seq FROM object_rows WHERE id = OLD.id);
-END;
 CREATE TABLE IF NOT EXISTS holds(
     case_name TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -323,7 +323,7 @@ def test_deleted_index_is_rebuilt_on_next_write(imported: Callable[..., CliResul
     import sqlite3
 
     conn = sqlite3.connect(config_file.parent / "archive" / "catalog.sqlite")
-    conn.execute("UPDATE messages SET indexed=0")
+    conn.execute("UPDATE message_rows SET indexed=0")
     conn.commit()
     conn.close()
     assert imported("import", str(SAMPLE_MAILDIR), "--source", "legacy").code == 0

@@ -231,14 +231,14 @@ def test_message_metadata_reads_back(cat: Catalog) -> None:
     assert cat.tags_for_message_ids(["<2@x>", "<9@x>"]) == [("unfiled", ())]
     assert cat.stats()["parse_errors"] == 1
     # metadata put later (catch-up) finds the object by id; an unknown id is dropped
-    cat.conn.execute("DELETE FROM messages WHERE id=?", (oid(2),))
+    cat.conn.execute("DELETE FROM message_rows WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)", (oid(2),))
     assert cat.missing_metadata() == [oid(2)]
     cat.put_metadata([(oid(2), parsed(2)), (oid(3), parsed(3))])
     assert cat.missing_metadata() == [] and cat.message(oid(3)) is None
     assert sorted(cat.unindexed()) == [oid(1), oid(2)]
     cat.mark_indexed([oid(1)])
     assert cat.unindexed() == [oid(2)]
-    cat.conn.execute("UPDATE messages SET indexed=1")  # the view is writable for the parsed table
+    cat.conn.execute("UPDATE message_rows SET indexed=1")
     assert cat.unindexed() == []
     r.apply(cat, r.rec("dispose", {"id": oid(1), "sha256": oid(1), "rule": "r", "reason": ""}))
     assert cat.message(oid(1)) is None and cat.conn.execute("SELECT COUNT(*) FROM message_rows").fetchone() == (1,)

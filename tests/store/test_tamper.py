@@ -153,7 +153,10 @@ def test_edited_message_metadata_is_caught_by_full_verify(
     archive_dir: Path, initialised: Callable[..., CliResult]
 ) -> None:
     conn = sqlite3.connect(archive_dir / "catalog.sqlite")
-    conn.execute("UPDATE messages SET subject='nothing to see here' WHERE id=(SELECT MIN(id) FROM messages)")
+    conn.execute(
+        "UPDATE message_rows SET subject='nothing to see here' "
+        "WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=(SELECT MIN(id) FROM messages))"
+    )
     conn.commit()
     conn.close()
     code, problems = verify(initialised, "--full")
