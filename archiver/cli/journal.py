@@ -72,9 +72,7 @@ def records(repo: Repository, args: argparse.Namespace) -> Iterator[dict[str, An
     head = repo.catalog.head()
     shown = 0
     try:
-        for line in repo.journal.lines():
-            if line.end > head.offset:
-                break  # not committed (yet): never part of the trail
+        for line in repo.journal.committed(head):  # an uncommitted tail is never part of the trail
             rec = line.record
             if rec.get("seq", -1) < args.since_seq:
                 continue

@@ -51,6 +51,8 @@ from archiver.export.verify import (
     MANIFEST_CSV,
     MANIFEST_JSON,
     PROOFS,
+    ROWS_END,
+    ROWS_START,
     SIGNATURE,
     fingerprint,
     flat_row,
@@ -231,9 +233,7 @@ class BundleWriter:
         found: dict[int, tuple[int, str]] = {}
         pending: list[tuple[int, str]] = []
         capturing = False
-        for line in self.repo.journal.lines():
-            if line.end > head.offset:
-                break
+        for line in self.repo.journal.committed(head):
             rec = line.record
             seq = rec["seq"]
             if seq in wanted or seq <= 1:
@@ -460,11 +460,11 @@ class BundleWriter:
         }
         w = _HashingWriter(zf, MANIFEST_JSON, self.when)
         try:
-            w.write(json.dumps(header, ensure_ascii=False, indent=1)[:-2].encode("utf-8") + b',\n "messages": [\n')
+            w.write(json.dumps(header, ensure_ascii=False, indent=1)[:-2].encode("utf-8") + b",\n" + ROWS_START + b"\n")
             with open(rows, "rb") as fh:
                 while chunk := fh.read(1 << 20):
                     w.write(chunk)
-            w.write(b"\n ]\n}\n")
+            w.write(b"\n" + ROWS_END + b"\n}\n")
         finally:
             w.close()
         return w.sha256.hexdigest()

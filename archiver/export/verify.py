@@ -307,9 +307,10 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
     report.counts["files"] = len(present)
 
 
-#: the line before the first row, and the line after the last, in the writer's manifest.json.
-_ROWS_START = b' "messages": ['
-_ROWS_END = b" ]"
+#: the line before the first row, and the line after the last, in the writer's manifest.json
+#: (export/bundle.py writes them from these constants).
+ROWS_START = b' "messages": ['
+ROWS_END = b" ]"
 
 
 def _open_manifest(zf: zipfile.ZipFile, report: Report) -> tuple[dict[str, Any], Iterator[Any]] | None:
@@ -346,12 +347,12 @@ def _streamable_header(zf: zipfile.ZipFile) -> dict[str, Any] | None:
         for raw in fh:
             line = raw[:-1] if raw.endswith(b"\n") else raw
             if state == "header":
-                if line == _ROWS_START:
+                if line == ROWS_START:
                     state = "rows"
                 else:
                     head.append(raw)
             elif state == "rows":
-                if line == _ROWS_END:
+                if line == ROWS_END:
                     if last_row.endswith(b","):
                         return None
                     state = "close"
@@ -378,11 +379,11 @@ def _stream_rows(zf: zipfile.ZipFile) -> Iterator[Any]:
     """The rows of a manifest whose layout _streamable_header accepted (a row that is not JSON: None)."""
     with zf.open(MANIFEST_JSON) as fh:
         for raw in fh:
-            if raw.rstrip(b"\n") == _ROWS_START:
+            if raw.rstrip(b"\n") == ROWS_START:
                 break
         for raw in fh:
             line = raw.rstrip(b"\n")
-            if line == _ROWS_END:
+            if line == ROWS_END:
                 return
             try:
                 yield json.loads(line[:-1] if line.endswith(b",") else line)
@@ -597,8 +598,7 @@ class _Proofs:
             key = b""
         recs: dict[int, tuple[str, str, str, Any, Any]] = {}
         commits: dict[int, bool] = {}  # seq -> signature valid
-        init: dict[str, Any] | None = None
-        first_commit: tuple[str, str] | None = None
+        init_data: dict[str, Any] | None = None  # what recs does not keep of the init record
         try:
             with zf.open(PROOFS) as fh:
                 for n, line in enumerate(fh, 1):
@@ -623,9 +623,7 @@ class _Proofs:
                         (data.get("id"), data.get("size")),
                     )
                     if seq == 0:
-                        init = {"type": rec["type"], "prev": rec["prev"], "hash": rec["hash"], "data": data}
-                    if seq == 1:
-                        first_commit = (rec["type"], rec["prev"])
+                        init_data = data
                     if rec["type"] == "commit":
                         try:
                             sig = base64.b64decode(str(data.get("signature", "")), validate=True)
@@ -637,15 +635,17 @@ class _Proofs:
                         commits[seq] = _valid(key, sig, msg)
         except KeyError:
             return None
+        init, first_commit = recs.get(0), recs.get(1)  # (type, prev, hash, ...)
         if (
             init is None
-            or init["type"] != "init"
-            or init["prev"] != GENESIS
-            or init["data"].get("public_key") != report.public_key
-            or init["data"].get("archive_id") != archive_id
+            or init_data is None
+            or init[0] != "init"
+            or init[1] != GENESIS
+            or init_data.get("public_key") != report.public_key
+            or init_data.get("archive_id") != archive_id
         ):
             report.problem("The proofs' journal init record is missing or does not name the bundle's archive and key.")
-        elif first_commit is None or first_commit[0] != "commit" or first_commit[1] != init["hash"]:
+        elif first_commit is None or first_commit[0] != "commit" or first_commit[1] != init[2]:
             report.problem("The proofs lack the commit record that closes the journal's init record.")
         # A record is covered when a chain of linked records leads from it to a validly signed commit.
         covered: dict[int, int] = {}

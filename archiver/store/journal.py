@@ -179,6 +179,13 @@ class Journal:
             fh.seek(start)
             yield from (self._frames(fh, start) if self.compressed else self._plain(fh, start))
 
+    def committed(self, head: Head) -> Iterator[JournalLine]:
+        """The records up to ``head`` (the catalog's): what was committed, never an unfinished tail."""
+        for line in self.lines():
+            if line.end > head.offset:
+                return
+            yield line
+
     def _frames(self, fh: BinaryIO, start: int) -> Iterator[JournalLine]:
         pos, buf = start, b""
         while True:
