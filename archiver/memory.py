@@ -17,7 +17,6 @@ are created lazily, so the cap applies to every thread created afterwards.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from typing import Final
 
 #: glibc's mallopt parameter number for the arena cap (malloc.h: ``#define M_ARENA_MAX -8``).
@@ -34,12 +33,9 @@ def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> bool:
     global _done
     if _done:
         return True
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The C library is already loaded; find_library("c") would start an ldconfig process.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl, macOS: no mallopt, nothing to cap
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -16,7 +16,7 @@ from rich.table import Table
 from archiver.cli.common import console, print_json, wants_json
 from archiver.config import Config, load_config
 from archiver.daemon.lock import daemon_running
-from archiver.daemon.state import read_state
+from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, read_state, sync_job_id
 from archiver.store.repository import Repository
 
 
@@ -32,7 +32,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def collect(cfg: Config) -> dict[str, Any]:
     """The status report as data (the --json output)."""
     # here, not at the top: the job runner (scheduler, metrics, connectors) is not CLI start-up work
-    from archiver.daemon.jobs import RETENTION_JOB, VERIFY_JOB, sync_job_id
 
     path = cfg.archive.path
     Repository.read_info(path)

@@ -25,8 +25,7 @@ from archiver.archive import Archive
 from archiver.clock import Clock, parse_iso, system_clock
 from archiver.config import Config, SourceConfig
 from archiver.daemon.metrics import Metrics
-from archiver.daemon.schedules import sync_job_id as sync_job_id  # re-exported (cli.status)
-from archiver.daemon.state import DaemonState
+from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, DaemonState, sync_job_id
 from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.normalize.tagging import Tagger
@@ -36,8 +35,6 @@ from archiver.sources import build_connector
 log = get_logger("archiver.daemon")
 
 ACTOR = "daemon"
-RETENTION_JOB = "retention"
-VERIFY_JOB = "verify"
 
 
 def accounts_of(src: SourceConfig) -> list[str]:

@@ -16,16 +16,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from archiver.config import Config, SourceConfig
+from archiver.daemon.state import sync_job_id
 from archiver.errors import ConfigError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"(?:\d+\s*[smhdw]\s*)+")
-
-
-def sync_job_id(source: str) -> str:
-    """The scheduler's (and the state file's) id of a source's sync job."""
-    return f"sync:{source}"
 
 
 def parse_interval(text: str, key: str = "interval") -> timedelta:

@@ -45,11 +45,11 @@ from archiver.archive import Archive
 from archiver.clock import Clock, iso, system_clock
 from archiver.config import Config, load_config
 from archiver.daemon.health import HealthServer
-from archiver.daemon.jobs import RETENTION_JOB, VERIFY_JOB, Jobs
+from archiver.daemon.jobs import Jobs
 from archiver.daemon.lock import DaemonLock
 from archiver.daemon.metrics import Metrics
 from archiver.daemon.schedules import Plan, plan
-from archiver.daemon.state import DaemonState
+from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, DaemonState
 from archiver.errors import ArchiverError, ConfigError
 from archiver.logging import get_logger, setup_logging
 from archiver.store.repository import Repository

@@ -23,6 +23,14 @@ from archiver.logging import get_logger
 log = get_logger("archiver.daemon")
 
 STATE_NAME = "daemon-state.json"
+#: the job ids, the keys of the state file's ``jobs`` (and the scheduler's job ids).
+RETENTION_JOB = "retention"
+VERIFY_JOB = "verify"
+
+
+def sync_job_id(source: str) -> str:
+    """The id of a source's sync job."""
+    return f"sync:{source}"
 
 
 def read_state(archive_path: Path) -> dict[str, Any] | None:
