@@ -68,10 +68,18 @@ class Archive:
     @classmethod
     def open(cls, cfg: Config, *, need_keys: bool = True, clock: Clock = system_clock) -> Archive:
         passphrase = read_passphrase(cfg.archive) if need_keys else None
-        repo = Repository.open(
-            cfg.archive.path, passphrase, clock=clock, segment_max_bytes=cfg.archive.segment_max_mb * 2**20
-        )
+        repo = Repository.open(cfg.archive.path, passphrase, clock=clock, segment_max_bytes=_segment_max(cfg))
         return cls(cfg, repo)
+
+    def sibling(self, cfg: Config | None = None) -> Archive:
+        """Another Archive on the same folder with its own catalog connection and lock descriptor,
+        reusing the unlocked keys (no second key derivation): for a thread that must not share
+        this one's (the web server in the daemon, a web export)."""
+        cfg = cfg or self.cfg
+        repo = self.repo
+        return Archive(
+            cfg, Repository(repo.path, keys=repo.keys, clock=repo.clock, segment_max_bytes=_segment_max(cfg))
+        )
 
     def close(self) -> None:
         if self._index is not None:
@@ -374,6 +382,10 @@ class Archive:
         except ArchiverError as exc:
             report.notes.append(f"The verification could not be recorded in the journal: {exc}")
         return report
+
+
+def _segment_max(cfg: Config) -> int:
+    return cfg.archive.segment_max_mb * 2**20
 
 
 def _parts(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

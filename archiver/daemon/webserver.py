@@ -14,7 +14,6 @@ from typing import Any
 from archiver.archive import Archive
 from archiver.config import Config
 from archiver.logging import get_logger
-from archiver.store.repository import Repository
 
 log = get_logger("archiver.daemon.web")
 
@@ -28,13 +27,7 @@ class WebServer:
         from archiver.cli.serve import split_listen
         from archiver.web.app import create_app
 
-        repo = Repository(
-            cfg.archive.path,
-            keys=archive.repo.keys,
-            clock=archive.repo.clock,
-            segment_max_bytes=cfg.archive.segment_max_mb * 2**20,
-        )
-        self.archive = Archive(cfg, repo)
+        self.archive = archive.sibling(cfg)
         host, port = split_listen(cfg.web.listen)
         app = create_app(cfg, self.archive)
         self.address = f"{host}:{port}"

@@ -138,7 +138,6 @@ def create_app(cfg: Config, archive: Archive | None = None, *, export_dir: Path 
         limiter=LoginLimiter(cfg.web.max_failed_logins),
         exports=ExportJobs(service, folder),
         templates=templates,
-        static_dir=HERE / "static",
     )
 
     @asynccontextmanager

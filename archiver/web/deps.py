@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -50,7 +49,6 @@ class WebState:
     limiter: LoginLimiter
     exports: ExportJobs
     templates: Jinja2Templates
-    static_dir: Path
 
 
 def state(request: Request) -> WebState:

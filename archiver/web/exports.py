@@ -18,10 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from archiver.archive import Archive
 from archiver.errors import ArchiverError
 from archiver.export.bundle import Selection, export_bundle
-from archiver.store.repository import Repository
 from archiver.web.access import Scope
 from archiver.web.service import WebArchive
 
@@ -86,18 +84,6 @@ class ExportJobs:
         with self._lock:
             return sorted((j for j in self._jobs.values() if j.owner == scope.username), key=lambda j: j.created)
 
-    def wait(self, scope: Scope, job_id: str, timeout: float = 60.0) -> ExportJob | None:
-        """Block until the job finishes (tests, scripts)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.get(scope, job_id)
-            if job is None or job.status in ("done", "failed"):
-                return job
-            time.sleep(0.05)
-        return self.get(scope, job_id)
-
     def _update(self, job_id: str, **changes: Any) -> ExportJob:
         with self._lock:
             job = replace(self._jobs[job_id], **changes)
@@ -120,13 +106,6 @@ class ExportJobs:
             self._update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
 
 
-def _second_handle(archive: Archive) -> Archive:
-    """Another Archive object on the same folder, reusing the unlocked keys (no second key derivation)."""
-    repo = archive.repo
-    segment_max = archive.cfg.archive.segment_max_mb * 2**20
-    return Archive(archive.cfg, Repository(repo.path, keys=repo.keys, clock=repo.clock, segment_max_bytes=segment_max))
-
-
 def write_bundle(service: WebArchive, scope: Scope, ids: list[str], target: Path, job: ExportJob) -> Path:
     """Write the evidence bundle of ``ids`` (already filtered by the scope); returns the file to download.
 
@@ -137,7 +116,7 @@ def write_bundle(service: WebArchive, scope: Scope, ids: list[str], target: Path
     """
     out = target.with_suffix(".zip")
     value = f"{job.value} (web export by {scope.username}; ethical walls applied)"
-    archive = _second_handle(service.archive)
+    archive = service.archive.sibling()
     try:
         result = export_bundle(
             archive,

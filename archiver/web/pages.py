@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from archiver.errors import ArchiverError
+from archiver.store.catalog import EVENT_TYPES
 from archiver.web import policy
 from archiver.web.access import Scope
 from archiver.web.deps import check_csrf, page_context, require, state
@@ -272,18 +273,6 @@ def audit_page(
             pages=(total + per_page - 1) // per_page,
             filters=params,
             query=urlencode(params),
-            types=[
-                "login",
-                "search",
-                "view",
-                "download",
-                "export",
-                "hold",
-                "hold_release",
-                "dispose",
-                "verify",
-                "import",
-                "sync",
-            ],
+            types=sorted(EVENT_TYPES),
         ),
     )

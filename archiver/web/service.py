@@ -191,7 +191,7 @@ class WebArchive:
         except ValueError as exc:
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
         with self.lock:
-            return [i for i in ids if self._sees(scope, i)]
+            return self._visible(scope, ids)
 
     def matter_ids(self, scope: Scope, matter: str) -> list[str]:
         """Every live message of ``matter`` (``MATTER`` or ``CLIENT/MATTER``) the scope may see (from the catalog)."""
@@ -206,39 +206,46 @@ class WebArchive:
             args.append(client.strip())
         with self.lock:
             rows = self.archive.repo.catalog.conn.execute(sql + " ORDER BY m.id", args).fetchall()
-            return [r[0] for r in rows if self._sees(scope, r[0])]
+            return self._visible(scope, [r[0] for r in rows])
 
     # -- one message -------------------------------------------------------------------
-    def _sees(self, scope: Scope, oid: str) -> bool:
-        tags = self.archive.repo.catalog.tags(oid)
-        return tags is not None and scope.sees(tags[0], tags[1])
+    def _visible(self, scope: Scope, ids: list[str]) -> list[str]:
+        """Those of ``ids`` (stored messages) the scope may see, in order (call under lock)."""
+        tags = self.archive.repo.catalog.tags_of(ids)
+        return [i for i in ids if i in tags and scope.sees(*tags[i])]
 
     def _check(self, scope: Scope, oid: str) -> str:
         """The id when it names a message the scope may see; Hidden otherwise (call under lock)."""
         oid = oid.strip().lower()
-        if not _ID.match(oid) or self.archive.repo.catalog.object(oid) is None or not self._sees(scope, oid):
+        if not _ID.match(oid) or not self._visible(scope, [oid]):
             raise Hidden(f"No message with id {oid[:64]} in the archive.")
         return oid
 
-    def _content(self, oid: str) -> tuple[dict[str, Any], bytes | None, ParsedMessage | None]:
-        """The catalog record, original bytes and parsed content (both None once disposed).
+    def _content(self, oid: str) -> tuple[dict[str, Any], bytes | None]:
+        """The catalog record and original bytes (None once disposed).
 
-        Call under the lock with an id :meth:`_check` returned."""
+        Call under the lock with an id :meth:`_check` returned; parse with :meth:`_parse` after it."""
         info = self.archive.describe(oid)
         if info.get("disposed_at"):
-            return info, None, None
-        raw = self.archive.repo.read_raw(oid)
-        return info, raw, self.archive.parse(raw, parse_iso(str(info["ingested_at"])))
+            return info, None
+        return info, self.archive.repo.read_raw(oid)
+
+    def _parse(self, info: dict[str, Any], raw: bytes | None, *, attachment_text: bool = True) -> ParsedMessage | None:
+        """Parse outside the lock (the parser is pure); without attachment text when only the
+        structure is wanted (the HTML body, an attachment's bytes)."""
+        if raw is None:
+            return None
+        return self.archive.parse(raw, parse_iso(str(info["ingested_at"])), attachment_text=attachment_text)
 
     def message(self, scope: Scope, oid: str) -> MessageView:
         """The message's catalog record, parsed content (None once disposed), holds and retention."""
         with self.lock:
             oid = self._check(scope, oid)
-            info, _raw, parsed = self._content(oid)
+            info, raw = self._content(oid)
             holds = policy.holds_for(self.archive, oid, info)
             retention = policy.retention_for(self.archive, oid, info, holds)
         self.journal(scope.username, "view", {"id": oid})
-        return MessageView(info=info, parsed=parsed, holds=holds, retention=retention)
+        return MessageView(info=info, parsed=self._parse(info, raw), holds=holds, retention=retention)
 
     def raw(self, scope: Scope, oid: str) -> tuple[str, bytes]:
         """The original bytes (journalled as a download)."""
@@ -255,7 +262,8 @@ class WebArchive:
         """The HTML body as sent (the caller sanitises it); journalled as a view of that part."""
         with self.lock:
             oid = self._check(scope, oid)
-            _info, _raw, parsed = self._content(oid)
+            info, raw = self._content(oid)
+        parsed = self._parse(info, raw, attachment_text=False)
         self.journal(scope.username, "view", {"id": oid, "part": "html"})
         return parsed.body_html if parsed else ""
 
@@ -264,9 +272,10 @@ class WebArchive:
         sha256 = sha256.strip().lower()
         with self.lock:
             oid = self._check(scope, oid)
-            _info, raw, parsed = self._content(oid)
+            info, raw = self._content(oid)
+        parsed = self._parse(info, raw, attachment_text=False) if _ID.match(sha256) else None
         meta = next((a for a in (parsed.attachments if parsed else ()) if a.sha256 == sha256), None)
-        if raw is None or meta is None or not _ID.match(sha256):
+        if raw is None or meta is None:
             raise Hidden(f"Message {oid} has no attachment {sha256[:64]}.")
         data = find_part(raw, sha256)
         if data is None:
