@@ -431,6 +431,18 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
     return cfg
 
 
+def parse_listen(text: str, key: str = "daemon.listen") -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``; port 0 picks a free port."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", str(text).strip())
+    if not m:
+        raise ConfigError(f"{key}: {text!r} is not HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464).")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ConfigError(f"{key}: port {port} is out of range (0-65535).")
+    return host, port
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Load the config from ``path`` or ``$ARCHIVER_CONFIG``; clear errors for every mistake."""
     if path is None:

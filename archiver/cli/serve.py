@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from archiver.cli.common import config_of
+from archiver.config import parse_listen
 from archiver.errors import UsageError
 
 
@@ -34,13 +35,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     w.set_defaults(func=lambda _args: (w.print_help(sys.stderr), 2)[1])
 
 
-def split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen {listen!r} must look like HOST:PORT, e.g. 127.0.0.1:8080.")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -49,7 +43,7 @@ def run_serve(args: argparse.Namespace) -> int:
     cfg = config_of(args)
     if args.listen:
         cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={"listen": args.listen})})
-    host, port = split_listen(cfg.web.listen)
+    host, port = parse_listen(cfg.web.listen, "--listen" if args.listen else "web.listen")
     app = create_app(cfg)
     if not app.state.web.users:
         print("archiver: no web users are configured (web.users); nobody can log in.", file=sys.stderr)

@@ -15,7 +15,7 @@ from datetime import UTC, timedelta
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from archiver.config import Config, SourceConfig
+from archiver.config import Config, SourceConfig, parse_listen
 from archiver.daemon.state import sync_job_id
 from archiver.errors import ConfigError
 
@@ -45,18 +45,6 @@ def parse_cron(text: str, key: str) -> CronTrigger:
         raise ConfigError(
             f"{key}: {text!r} is not a valid cron line (minute hour day month weekday, UTC): {exc}."
         ) from None
-
-
-def parse_listen(text: str, key: str = "daemon.listen") -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; port 0 picks a free port."""
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", str(text).strip())
-    if not m:
-        raise ConfigError(f"{key}: {text!r} is not HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464).")
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4))
-    if port > 65535:
-        raise ConfigError(f"{key}: port {port} is out of range (0-65535).")
-    return host, port
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from archiver.archive import Archive
-from archiver.config import Config
+from archiver.config import Config, parse_listen
 from archiver.logging import get_logger
 
 log = get_logger("archiver.daemon.web")
@@ -24,11 +24,10 @@ class WebServer:
     def __init__(self, cfg: Config, archive: Archive) -> None:
         import uvicorn
 
-        from archiver.cli.serve import split_listen
         from archiver.web.app import create_app
 
         self.archive = archive.sibling(cfg)
-        host, port = split_listen(cfg.web.listen)
+        host, port = parse_listen(cfg.web.listen, "web.listen")
         app = create_app(cfg, self.archive)
         self.address = f"{host}:{port}"
         self.server: Any = uvicorn.Server(
