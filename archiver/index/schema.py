@@ -106,9 +106,9 @@ ALL_FIELDS: Final = (
 def build_schema() -> tantivy.Schema:
     """The schema; changing it means a reindex (the index is derived data).
 
-    Only ``id`` and ``lead`` are stored (see the module docstring).  ``MessageIndex.open`` recognises an
-    index built with another schema by its field names alone (``ALL_FIELDS``): a change that
-    keeps every name (a stored flag, a tokenizer) goes unnoticed unless a field is renamed.
+    Only ``id`` and ``lead`` are stored (see the module docstring).  ``MessageIndex.open``
+    compares every field of an index on disk (name and options) with this schema, so any
+    change here makes existing indexes outdated: writers rebuild them, search asks for it.
     """
     sb = tantivy.SchemaBuilder()
     sb.add_text_field(F_ID, stored=True, tokenizer_name="raw", index_option="basic")

@@ -15,15 +15,17 @@ the catalog, in one query per result page.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import tantivy
 
@@ -123,7 +125,7 @@ class MessageIndex:
         try:
             if path.is_dir() and tantivy.Index.exists(str(path)):
                 index = tantivy.Index.open(str(path))
-                if _field_names(path) != set(S.ALL_FIELDS):
+                if _fields(path) != _expected_fields():
                     raise IndexSchemaError(
                         f"The search index at {path} was built with another schema; "
                         "run `archiver reindex` to rebuild it."
@@ -453,13 +455,26 @@ class MessageIndex:
         return [addr for _, addr in searcher.search(tantivy.Query.all_query(), n, count=False).hits]
 
 
-def _field_names(path: Path) -> set[str]:
-    """The field names recorded in an index's meta.json (the binding exposes no field list)."""
+def _fields(path: Path) -> list[Any] | None:
+    """The fields (names and every option) recorded in an index's meta.json (the binding exposes no
+    field list), or None when it is unreadable."""
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        return {str(f["name"]) for f in meta.get("schema", [])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        fields = json.loads((path / "meta.json").read_text(encoding="utf-8")).get("schema")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fields if isinstance(fields, list) else None
+
+
+@functools.cache
+def _expected_fields() -> list[Any] | None:
+    """:func:`_fields` of an index of the current schema, written once per process to a scratch folder.
+
+    Comparing whole field entries, not names, makes any schema change (a stored flag, a
+    tokenizer, positions) an outdated index that writers rebuild.
+    """
+    with tempfile.TemporaryDirectory(prefix="archiver-schema-") as scratch:
+        tantivy.Index(S.build_schema(), path=scratch, reuse=False)
+        return _fields(Path(scratch))
 
 
 def _hit(doc_id: str, shown: HitDisplay, snippet: Snippet, score: float) -> SearchHit:

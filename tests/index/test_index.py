@@ -533,6 +533,18 @@ def test_an_index_with_the_old_display_field_must_be_rebuilt(tmp_path: Path) -> 
         MessageIndex.open(old)
 
 
+def test_an_index_with_the_same_field_names_but_other_options_must_be_rebuilt(tmp_path: Path) -> None:
+    """E.g. the subject stored, as before hits were described from the catalog: names alone would miss it."""
+    build(tmp_path / "current").close()
+    MessageIndex.open(tmp_path / "current", create=False).close()  # the current schema opens
+    meta = json.loads((tmp_path / "current" / "meta.json").read_text())
+    subject = next(f for f in meta["schema"] if f["name"] == S.F_SUBJECT)
+    subject["options"]["stored"] = True
+    (tmp_path / "current" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexUnavailableError, match=r"built with another schema; run `archiver reindex`"):
+        MessageIndex.open(tmp_path / "current", create=False)
+
+
 def test_matching_ids_equals_search_ids(tmp_path: Path) -> None:
     """The id-only selection used by holds, rules and exports returns what search returns, newest first."""
     idx = MessageIndex.open(tmp_path / "ix")
