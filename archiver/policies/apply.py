@@ -30,7 +30,7 @@ from archiver.clock import iso, parse_iso
 from archiver.crypto.keys import fingerprint, verify_signature
 from archiver.errors import NotFoundError, PolicyError
 from archiver.model import IndexDoc
-from archiver.policies.holds import Hold, hold_matches, list_holds, query_hold_ids
+from archiver.policies.holds import Hold, hold_matches, list_holds, matching, query_hold_ids
 from archiver.policies.matters import closures as matter_closures
 from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
 from archiver.policies.rules import RuleSet, check_change, load_rules, parse_rules
@@ -282,8 +282,8 @@ def _evaluate(
     archive: Archive, rules: RuleSet, now: datetime, ids: Sequence[str] | None = None
 ) -> Iterator[tuple[_Loaded, Outcome]]:
     holds = list_holds(archive.repo.catalog, active_only=True)
-    qhold = query_hold_ids(archive, holds)
-    qrules = {r.name: set(archive.index.matching_ids(r.match.query)) for r in rules.rules if r.match.query is not None}
+    qhold = query_hold_ids(archive, holds, ids)
+    qrules = {r.name: matching(archive, r.match.query, ids) for r in rules.rules if r.match.query is not None}
     closed = matter_closures(archive.repo.catalog)
     for loaded in iter_records(archive, qrules, ids):
         rec = loaded.record

@@ -167,10 +167,24 @@ def release_hold(archive: Archive, case: str, *, actor: str, reason: str = "") -
     return hold
 
 
-def query_hold_ids(archive: Archive, holds: Sequence[Hold]) -> dict[str, set[str]]:
-    """Run each query hold through the index (the index must be up to date: see apply.plan)."""
-    out: dict[str, set[str]] = {}
-    for h in holds:
-        if h.active and h.kind == "query":
-            out[h.case] = set(archive.index.matching_ids(h.value))
-    return out
+#: up to this many ids, a query is matched with one id-scoped search each (``id:X AND (q)``)
+#: instead of running it over the whole archive.
+SCOPED_SEARCH_MAX = 50
+
+
+def matching(archive: Archive, query: str, ids: Sequence[str] | None = None) -> set[str]:
+    """The ids an index query (of a hold or rule) matches; with ``ids``, only among those.
+
+    The index must be up to date (see apply.plan).  A page about one message, or an approval
+    of a few, asks about those ids alone rather than searching everything.
+    """
+    if ids is None:
+        return set(archive.index.matching_ids(query))
+    if len(ids) <= SCOPED_SEARCH_MAX:
+        return {i for i in ids if archive.index.matching_ids(f"id:{i} AND ({query})")}
+    return set(archive.index.matching_ids(query)).intersection(ids)
+
+
+def query_hold_ids(archive: Archive, holds: Sequence[Hold], ids: Sequence[str] | None = None) -> dict[str, set[str]]:
+    """Run each active query hold through the index (among ``ids`` when given, see :func:`matching`)."""
+    return {h.case: matching(archive, h.value, ids) for h in holds if h.active and h.kind == "query"}

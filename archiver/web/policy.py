@@ -15,7 +15,7 @@ from archiver.archive import Archive
 from archiver.clock import iso
 from archiver.errors import ArchiverError
 from archiver.policies.apply import iter_records, rules_path
-from archiver.policies.holds import Hold, hold_matches, list_holds
+from archiver.policies.holds import Hold, hold_matches, list_holds, matching
 from archiver.policies.matters import closures as matter_closures
 from archiver.policies.retention import decide
 from archiver.policies.rules import load_rules
@@ -41,9 +41,9 @@ def hold_visible(scope: Scope, hold: dict[str, Any]) -> bool:
 
 
 def _matches_query(archive: Archive, oid: str, query: str) -> bool:
-    """Does a query (hold or rule) cover this one message?  (A cheap id-scoped search.)"""
+    """Does a query (hold or rule) cover this one message?  A query that cannot run covers nothing here."""
     try:
-        return bool(archive.index.matching_ids(f"id:{oid} AND ({query})"))
+        return bool(matching(archive, query, [oid]))
     except ArchiverError:
         return False
 
