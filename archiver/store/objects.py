@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import zstandard
 
 from archiver.crypto.aead import open_object, seal_object
+from archiver.model import Compact
 from archiver.store.dictionary import Dictionaries, Trained, build
 from archiver.store.segments import CODEC_ZSTD, CODEC_ZSTD_DICT, record_digest
 
@@ -26,7 +27,7 @@ _DICT_NUMBER = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
-class SealedObject:
+class SealedObject(Compact):
     id: str
     size: int
     codec: int
