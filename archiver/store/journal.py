@@ -53,8 +53,12 @@ _CHUNK: Final = 1 << 20
 _MAGIC: Final = zstandard.FRAME_HEADER
 
 
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _json(obj).encode("utf-8")
 
 
 def record_hash(rec: dict[str, Any]) -> str:
@@ -119,7 +123,11 @@ def _lines(records: list[dict[str, Any]]) -> bytes:
 
 def encode_frame(records: list[dict[str, Any]]) -> bytes:
     """One transaction's records as the bytes a compressed journal appends."""
-    return zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compress(_lines(records))
+    return _frame(_lines(records))
+
+
+def _frame(lines: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compress(lines)
 
 
 def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes]:
@@ -243,9 +251,9 @@ class Journal:
             pass
         return committed, new_head, new_head.offset
 
-    def append(self, records: list[dict[str, Any]]) -> int:
-        """Write one transaction's records and fsync; returns the new file size."""
-        data = encode_frame(records) if self.compressed else _lines(records)
+    def append(self, lines: list[bytes]) -> int:
+        """Write one transaction's record lines (from :func:`make_record`) and fsync; returns the new file size."""
+        data = _frame(b"".join(lines)) if self.compressed else b"".join(lines)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -293,7 +301,20 @@ class Journal:
             os.fsync(fh.fileno())
 
 
-def make_record(*, seq: int, prev: str, time: str, type: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+def make_record(
+    *, seq: int, prev: str, time: str, type: str, actor: str, data: dict[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """A new record and its journal line (``canonical(record) + b"\\n"``).
+
+    Both the hashed body and the line are the canonical JSON of a dict with fixed
+    top-level keys, which sort as written here, so they are put together around one
+    serialisation of ``data``: the writer, the ingest bottleneck, encodes each record once
+    instead of twice.  tests/store/test_journal.py checks the result against ``canonical``.
+    """
+    seq = int(seq)  # a plain int serialises the same in the f-string as in JSON
+    head = f'{{"actor":{_json(actor)},"data":{_json(data)}'
+    tail = f',"prev":{_json(prev)},"seq":{seq},"time":{_json(time)},"type":{_json(type)}}}'
+    digest = hashlib.sha256(f"{head}{tail}".encode()).hexdigest()
     rec: dict[str, Any] = {"actor": actor, "data": data, "prev": prev, "seq": seq, "time": time, "type": type}
-    rec["hash"] = record_hash(rec)
-    return rec
+    rec["hash"] = digest
+    return rec, f'{head},"hash":"{digest}"{tail}\n'.encode()

@@ -405,13 +405,17 @@ class Repository:
         now = iso(self.clock())
         seq, prev = head.seq, head.hash
         records: list[dict[str, Any]] = []
+        lines: list[bytes] = []
         for i, (type_, data) in enumerate(tx.records):
-            rec = make_record(seq=seq, prev=prev, time=now, type=type_, actor=tx.actors.get(i, tx.actor), data=data)
+            rec, line = make_record(
+                seq=seq, prev=prev, time=now, type=type_, actor=tx.actors.get(i, tx.actor), data=data
+            )
             records.append(rec)
+            lines.append(line)
             seq, prev = seq + 1, rec["hash"]
         seg, end = self.segments.position()
         signature = keys.sign(checkpoint_message(self.archive_id, seq, prev, seg, end))
-        commit = make_record(
+        commit, commit_line = make_record(
             seq=seq,
             prev=prev,
             time=now,
@@ -425,7 +429,8 @@ class Repository:
             },
         )
         records.append(commit)
-        offset = self.journal.append(records)
+        lines.append(commit_line)
+        offset = self.journal.append(lines)
         # 4. catalog
         self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset), tx.metadata)
         if self._live_hint is not None:
