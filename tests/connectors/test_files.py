@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import pytest
 from archiver.config import FilesSource
 from archiver.sources.files import build_files
 from connectors.base import Batch, Connector, RawMessage, SourceFailure
-from connectors.files import FilesConnector, detect_format, stable_libpst_boundaries
+from connectors.files import FilesConnector, _iter_mbox, _single_message, detect_format, stable_libpst_boundaries
 from tests.conftest import CliResult
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -733,3 +734,48 @@ def test_over_long_mbox_line_is_not_split(tmp_path: Path) -> None:
     msgs = messages(run([box]))
     assert len(msgs) == 2
     assert msgs[0].data == original
+
+
+SINGLE_CASES: dict[str, bytes] = {
+    "one saved message": b"From a@b.c Mon Jan  1 00:00:00 2001\nSubject: x\n\nbody\n\n",
+    "crlf, no trailing blank": b"From a@b.c Mon Jan  1 00:00:00 2001\r\nSubject: x\r\n\r\nbody\r\n",
+    "unquoted From in the body": b"From a@b.c Mon Jan  1 00:00:00 2001\nSubject: x\n\nhi\nFrom Russia 12:00 2001\nX: y\n",
+    "mboxrd quoting": b"From a@b.c 2001\nSubject: x\n\n>From here\n>>From there\n",
+    "two messages": b"From a@b.c 2001 10:00\nSubject: 1\n\none\n\nFrom d@e.f 2001 11:00\nSubject: 2\n\ntwo\n",
+    "content-length framing": b"From a@b.c 2001\nContent-Length: 5\n\nbody\n\n",
+    "indented content-length": b"From a@b.c 2001\nX: y\n Content-length : 5\n\nbody\n",
+    "envelope only": b"From a@b.c 2001\n",
+    "no newline at all": b"From a@b.c 2001",
+    "header that looks like an envelope": b"From a@b.c 2001\nFrom b@c.d 2001 10:00\nSubject: x\n\n",
+    "BOM": b"\xef\xbb\xbfFrom a@b.c 2001\nSubject: x\n\nbody\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SINGLE_CASES))
+def test_single_message_shortcut_agrees_with_the_mbox_reader(case: str) -> None:
+    """Where the whole-file shortcut answers it gives exactly the reader's one entry; else it declines."""
+    data = SINGLE_CASES[case]
+    slow = list(_iter_mbox(io.BytesIO(data), 1 << 20))
+    fast = _single_message(data, 1 << 20)
+    if fast is not None:
+        assert slow == [fast]
+    declines = {"mboxrd quoting", "two messages", "content-length framing", "indented content-length"}
+    declines |= {"unquoted From in the body", "no newline at all", "header that looks like an envelope", "BOM"}
+    assert (fast is None) == (case in declines)
+    tiny = _single_message(data, 3)
+    if tiny is not None and len(data.partition(b"\n")[2]) > 3:
+        assert tiny.data is None and [e.size for e in _iter_mbox(io.BytesIO(data), 3)] == [tiny.size]
+
+
+def test_saved_single_messages_import_as_before(tmp_path: Path) -> None:
+    """Files of one message behind an envelope (the shortcut) import into their folder, byte-exact."""
+    (tmp_path / "d").mkdir()
+    for name, data in SINGLE_CASES.items():
+        (tmp_path / "d" / name.replace(" ", "_")).write_bytes(data)
+    got = messages(run([tmp_path / "d"]))
+    by_location = {Path(m.origin.location.partition("#")[0]).name: m for m in got}
+    one = by_location["one_saved_message"]
+    assert one.data == b"Subject: x\n\nbody\n" and one.origin.folder == ""
+    assert by_location["crlf,_no_trailing_blank"].data == b"Subject: x\r\n\r\nbody\r\n"
+    assert len([m for m in got if "two_messages" in m.origin.location]) == 2
+    assert by_location["mboxrd_quoting"].data == b"Subject: x\n\nFrom here\n>From there\n"
