@@ -42,6 +42,7 @@ import psutil
 
 from archiver.archive import Archive
 from archiver.config import parse_config
+from archiver.logging import setup_logging
 from archiver.memory import limit_malloc_arenas
 from archiver.pipeline import ingest
 from connectors.files import FilesConnector
@@ -344,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
         print(f"error: --keep {args.keep} exists and is not empty", file=sys.stderr)
         return 2
+    setup_logging("warning")  # on stderr, so that --json output stays one JSON object on stdout
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": load(), "paths": [str(p) for p in args.paths]}
     with tempfile.TemporaryDirectory(prefix="archiver-bench-") as tmp:
         work = Path(tmp)
