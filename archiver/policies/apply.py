@@ -20,7 +20,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.clock import iso, parse_iso
 from archiver.crypto.keys import fingerprint, verify_signature
-from archiver.errors import NotFoundError, PolicyError
+from archiver.errors import ArchiverError, NotFoundError, PolicyError
 from archiver.model import IndexDoc
-from archiver.policies.holds import Hold, hold_matches, list_holds, matching, query_hold_ids
+from archiver.policies.holds import Hold, hold_matches, list_holds, matching
 from archiver.policies.matters import closures as matter_closures
 from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
 from archiver.policies.rules import RuleSet, check_change, load_rules, parse_rules
@@ -278,27 +278,58 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     return rules
 
 
-def _evaluate(
-    archive: Archive, rules: RuleSet, now: datetime, ids: Sequence[str] | None = None
+class HoldCheck:
+    """Which active holds cover a message: the holds read once, each query hold run once.
+
+    ``ids`` limits the query holds' searches to those messages (see :func:`matching`).
+    ``lenient`` (the web's message page) lets a query that cannot run cover nothing instead
+    of failing: a status display must not stop a message from being shown.  A retention
+    run is strict, since a hold it cannot evaluate must stop it.
+    """
+
+    def __init__(self, archive: Archive, ids: Sequence[str] | None = None, *, lenient: bool = False) -> None:
+        self.holds = list_holds(archive.repo.catalog, active_only=True)
+        self._ids = {h.case: _matching(archive, h.value, ids, lenient) for h in self.holds if h.kind == "query"}
+
+    def covering(self, oid: str, client: str, matters: Sequence[str], addresses: Collection[str]) -> list[Hold]:
+        return [
+            h
+            for h in self.holds
+            if hold_matches(
+                h, client=client, matters=matters, addresses=addresses, query_ids=self._ids.get(h.case, ()), oid=oid
+            )
+        ]
+
+
+def _matching(archive: Archive, query: str, ids: Sequence[str] | None, lenient: bool) -> set[str]:
+    try:
+        return matching(archive, query, ids)
+    except ArchiverError:
+        if lenient:
+            return set()
+        raise
+
+
+def evaluate(
+    archive: Archive,
+    rules: RuleSet,
+    now: datetime,
+    ids: Sequence[str] | None = None,
+    *,
+    holds: HoldCheck | None = None,
+    lenient: bool = False,
 ) -> Iterator[tuple[_Loaded, Outcome]]:
-    holds = list_holds(archive.repo.catalog, active_only=True)
-    qhold = query_hold_ids(archive, holds, ids)
-    qrules = {r.name: matching(archive, r.match.query, ids) for r in rules.rules if r.match.query is not None}
+    """The retention decision for every live message (or those in ``ids``), holds included.
+
+    The one place a decision is made: the plan, approvals and the web's message page all
+    come here.  ``holds`` reuses a HoldCheck made for the same ``ids``; ``lenient`` as there.
+    """
+    check = holds if holds is not None else HoldCheck(archive, ids, lenient=lenient)
+    qrules = {r.name: _matching(archive, r.match.query, ids, lenient) for r in rules.rules if r.match.query is not None}
     closed = matter_closures(archive.repo.catalog)
     for loaded in iter_records(archive, qrules, ids):
         rec = loaded.record
-        held = [
-            h.case
-            for h in holds
-            if hold_matches(
-                h,
-                client=rec.client,
-                matters=rec.matters,
-                addresses=loaded.addresses,
-                query_ids=qhold.get(h.case, ()),
-                oid=rec.id,
-            )
-        ]
+        held = [h.case for h in check.covering(rec.id, rec.client, rec.matters, loaded.addresses)]
         yield loaded, decide(rec, rules, now, closures=closed, holds=held)
 
 
@@ -322,7 +353,7 @@ def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
     plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
     plan.holds = list_holds(archive.repo.catalog)
     counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
-    for loaded, out in _evaluate(archive, rules, now):
+    for loaded, out in evaluate(archive, rules, now):
         counts["messages"] += 1
         counts[out.decision.value] += 1
         if out.end is None and _waiting(out):
@@ -492,7 +523,7 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
         if rules.rule(rule) is None:
             raise PolicyError(f"There is no retention rule named {rule!r} in {rules_path(archive)}.")
         wanted = [archive.repo.resolve(i) for i in ids]
-        found = {loaded.record.id: (loaded, out) for loaded, out in _evaluate(archive, rules, now, wanted)}
+        found = {loaded.record.id: (loaded, out) for loaded, out in evaluate(archive, rules, now, wanted)}
         problems = []
         items = []
         for oid in dict.fromkeys(wanted):

@@ -183,8 +183,3 @@ def matching(archive: Archive, query: str, ids: Sequence[str] | None = None) -> 
     if len(ids) <= SCOPED_SEARCH_MAX:
         return {i for i in ids if archive.index.matching_ids(f"id:{i} AND ({query})")}
     return set(archive.index.matching_ids(query)).intersection(ids)
-
-
-def query_hold_ids(archive: Archive, holds: Sequence[Hold], ids: Sequence[str] | None = None) -> dict[str, set[str]]:
-    """Run each active query hold through the index (among ``ids`` when given, see :func:`matching`)."""
-    return {h.case: matching(archive, h.value, ids) for h in holds if h.active and h.kind == "query"}

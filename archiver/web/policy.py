@@ -9,15 +9,13 @@ Call these under the WebArchive lock (they read the shared catalog connection).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from archiver.archive import Archive
 from archiver.clock import iso
-from archiver.errors import ArchiverError
-from archiver.policies.apply import iter_records, rules_path
-from archiver.policies.holds import Hold, hold_matches, list_holds, matching
-from archiver.policies.matters import closures as matter_closures
-from archiver.policies.retention import decide
+from archiver.policies.apply import HoldCheck, evaluate, iter_records, rules_path
+from archiver.policies.holds import list_holds
 from archiver.policies.rules import load_rules
 from archiver.web.access import Scope
 
@@ -40,60 +38,34 @@ def hold_visible(scope: Scope, hold: dict[str, Any]) -> bool:
     return not scope.restricted
 
 
-def _matches_query(archive: Archive, oid: str, query: str) -> bool:
-    """Does a query (hold or rule) cover this one message?  A query that cannot run covers nothing here."""
-    try:
-        return bool(matching(archive, query, [oid]))
-    except ArchiverError:
-        return False
+def status(archive: Archive, oid: str, info: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The active holds covering one message, and its retention decision now.
 
-
-def _active_holds_for(
-    archive: Archive, oid: str, client: str, matters: list[str], addresses: frozenset[str]
-) -> list[Hold]:
-    out = []
-    for hold in list_holds(archive.repo.catalog, active_only=True):
-        query_ids = {oid} if hold.kind == "query" and _matches_query(archive, oid, hold.value) else set()
-        if hold_matches(hold, client=client, matters=matters, addresses=addresses, query_ids=query_ids, oid=oid):
-            out.append(hold)
-    return out
-
-
-def holds_for(archive: Archive, oid: str, info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The active holds covering one message."""
+    Both come from ``archiver.policies.apply`` (HoldCheck, evaluate), as a retention run
+    would make them, leniently: a hold or rule query that cannot run covers nothing here.
+    """
+    check = HoldCheck(archive, [oid], lenient=True)
     loaded = next(iter_records(archive, {}, [oid]), None)
-    addresses = loaded.addresses if loaded is not None else frozenset()
-    return [
-        h.to_json()
-        for h in _active_holds_for(archive, oid, str(info.get("client", "")), list(info.get("matters", [])), addresses)
-    ]
+    client: str = str(info.get("client", ""))
+    matters: Sequence[str] = list(info.get("matters", []))
+    addresses: frozenset[str] = frozenset()
+    if loaded is not None:  # else disposed of: judged on the tags the catalog still has
+        client, matters, addresses = loaded.record.client, loaded.record.matters, loaded.addresses
+    holds = [h.to_json() for h in check.covering(oid, client, matters, addresses)]
+    return holds, _retention(archive, oid, info, check)
 
 
-def retention_for(
-    archive: Archive, oid: str, info: dict[str, Any], holds: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The retention decision for one message now (rule, end, action), as retention would make it."""
+def _retention(archive: Archive, oid: str, info: dict[str, Any], check: HoldCheck) -> dict[str, Any] | None:
     if info.get("disposed_at"):
         return {"decision": "disposed", "at": info["disposed_at"], "rule": info.get("disposed_rule")}
     try:
         rules = load_rules(rules_path(archive))
-        query_rules = {
-            r.name: {oid}
-            for r in rules.rules
-            if r.match.query is not None and _matches_query(archive, oid, r.match.query)
-        }
-        loaded = next(iter_records(archive, query_rules, [oid]), None)
-        if loaded is None:
-            return None
-        outcome = decide(
-            loaded.record,
-            rules,
-            archive.repo.clock(),
-            closures=matter_closures(archive.repo.catalog),
-            holds=[str(h["case"]) for h in holds],
-        )
+        found = next(evaluate(archive, rules, archive.repo.clock(), [oid], holds=check, lenient=True), None)
     except Exception as exc:  # shown, never raised: see the module docstring
         return {"decision": "unknown", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    if found is None:
+        return None
+    outcome = found[1]
     return {
         "decision": outcome.decision.value,
         "rule": outcome.rule,

@@ -390,3 +390,26 @@ def test_holds_overview_hides_walled_matter_holds(
     page = client_for("carl").get("/holds")
     assert "globex-case" in page.text
     assert "globex-case" not in client_for("wally").get("/holds").text
+
+
+def test_message_page_shows_a_query_hold_as_a_retention_run_would(
+    client_for: Client, web_archive: WebArchiveFixture, app: FastAPI
+) -> None:
+    """The page's holds and decision come from the retention code: a query hold covers the
+    messages its query finds, and only those, and makes their decision "hold"."""
+    from archiver.policies.holds import place_hold, release_hold
+
+    service = app.state.web.service
+    with service.lock:
+        place_hold(service.archive, case="query-case", kind="query", value='"Malicious"', reason="probe", actor="t")
+    try:
+        held = client_for("carl").get(f"/api/messages/{web_archive.ids['malicious']}").json()
+        other = client_for("carl").get(f"/api/messages/{web_archive.ids['acme']}").json()
+        assert [h["case"] for h in held["holds"]] == ["query-case"]
+        assert held["retention"]["decision"] == "hold"
+        assert "query-case" not in [h["case"] for h in other["holds"]]
+    finally:
+        with service.lock:
+            release_hold(service.archive, "query-case", actor="t", reason="test over")
+    after = client_for("carl").get(f"/api/messages/{web_archive.ids['malicious']}").json()
+    assert after["holds"] == [] and after["retention"]["decision"] != "hold"
