@@ -34,7 +34,7 @@ import binascii
 import email.utils
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
 from email.header import decode_header
@@ -282,15 +282,10 @@ class _Walker:
         return charset if isinstance(charset, str) else None
 
     def _payload(self, part: Message) -> bytes:
-        try:
-            payload = part.get_payload(decode=True)
-        except Exception as exc:
-            self.errors.append(f"undecodable part {part.get_content_type()}: {type(exc).__name__}")
-            payload = None
-        if isinstance(payload, bytes):
-            return payload
-        raw = part.get_payload()
-        return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+        payload, error = part_bytes(part)
+        if error:
+            self.errors.append(error)
+        return payload
 
     def _decode(self, part: Message, payload: bytes) -> str:
         text, problem = decode_bytes(payload, self._charset(part))
@@ -335,10 +330,7 @@ class _Walker:
         text = ""
         filename = self._filename(part)
         if isinstance(inner, Message):
-            try:
-                data = inner.as_bytes(policy=compat32.clone(max_line_length=0), unixfrom=False)
-            except Exception:
-                data = str(inner).encode("utf-8", "surrogateescape")
+            data = message_bytes(inner)
             subject = decode_header_value(_raw_headers(inner).get("subject", [""])[0])
             subject = " ".join(subject.split())
             if not filename and subject:
@@ -367,6 +359,46 @@ class _Walker:
 
 
 # --- whole message ----------------------------------------------------------------------------
+
+
+def part_bytes(part: Message) -> tuple[bytes, str]:
+    """A leaf part's decoded payload, or its undecoded text when decoding fails, and the
+    problem ("" when none): the bytes an attachment's size and SHA-256 are taken of."""
+    try:
+        payload = part.get_payload(decode=True)
+        error = ""
+    except Exception as exc:
+        payload, error = None, f"undecodable part {part.get_content_type()}: {type(exc).__name__}"
+    if isinstance(payload, bytes):
+        return payload, error
+    raw = part.get_payload()
+    return (raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""), error
+
+
+def message_bytes(inner: Message) -> bytes:
+    """An embedded message as its attachment is stored and hashed (never re-wrapped)."""
+    try:
+        return inner.as_bytes(policy=compat32.clone(max_line_length=0), unixfrom=False)
+    except Exception:
+        return str(inner).encode("utf-8", "surrogateescape")
+
+
+def attachment_payloads(raw: bytes) -> Iterator[bytes]:
+    """The bytes of every part the normalizer could list as an attachment, as it hashed them.
+
+    The web's attachment download finds a part by the SHA-256 in the catalog; it gets
+    the candidates here, from the same parser and the same :func:`part_bytes` and
+    :func:`message_bytes` as the walk that computed the hashes, so the two cannot drift
+    apart.  (It yields a few more candidates than there are attachments: body parts, and
+    the parts inside embedded messages.)
+    """
+    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+        if part.get_content_type().startswith("message/"):
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            yield message_bytes(inner) if isinstance(inner, Message) else part_bytes(part)[0]
+        elif not part.is_multipart():
+            yield part_bytes(part)[0]
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -14,15 +14,12 @@ journalled (search, view, download, export, login) in the hash-chained journal.
 
 from __future__ import annotations
 
-import email
 import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.message import Message
-from email.policy import compat32
 from typing import Any, Literal
 
 from archiver.archive import Archive
@@ -30,6 +27,7 @@ from archiver.clock import parse_iso
 from archiver.errors import ArchiverError, NotFoundError, QueryError
 from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
+from archiver.normalize.parse import attachment_payloads
 from archiver.store.audit import GroupCommit
 from archiver.web import policy
 from archiver.web.access import Scope
@@ -242,8 +240,7 @@ class WebArchive:
         with self.lock:
             oid = self._check(scope, oid)
             info, raw = self._content(oid)
-            holds = policy.holds_for(self.archive, oid, info)
-            retention = policy.retention_for(self.archive, oid, info, holds)
+            holds, retention = policy.status(self.archive, oid, info)
         self.journal(scope.username, "view", {"id": oid})
         return MessageView(info=info, parsed=self._parse(info, raw), holds=holds, retention=retention)
 
@@ -298,37 +295,9 @@ class WebArchive:
             return [r[0] for r in rows]
 
 
-def _parts(msg: Message) -> Iterator[bytes]:
-    """Every candidate attachment payload of a message tree, as the normalizer hashes them."""
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype.startswith("message/"):
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) and payload else None
-            if isinstance(inner, Message):
-                try:
-                    yield inner.as_bytes(policy=compat32.clone(max_line_length=0), unixfrom=False)
-                except Exception:
-                    yield str(inner).encode("utf-8", "surrogateescape")
-            continue
-        if part.is_multipart():
-            continue
-        try:
-            data = part.get_payload(decode=True)
-        except Exception:
-            data = None
-        if isinstance(data, bytes):
-            yield data
-        else:
-            text = part.get_payload()
-            if isinstance(text, str):
-                yield text.encode("utf-8", "surrogateescape")
-
-
 def find_part(raw: bytes, sha256: str) -> bytes | None:
     """The MIME part of ``raw`` whose decoded bytes hash to ``sha256``."""
-    msg = email.message_from_bytes(raw, policy=compat32)
-    for data in _parts(msg):
+    for data in attachment_payloads(raw):
         if hashlib.sha256(data).hexdigest() == sha256:
             return data
     return None

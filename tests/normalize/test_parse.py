@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archiver.model import Address, ParsedMessage
-from archiver.normalize.parse import decode_header_value, parse_message
+from archiver.normalize.parse import attachment_payloads, decode_header_value, parse_message
 from archiver.normalize.text import decode_bytes, html_to_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -354,3 +354,23 @@ def test_html_to_text_edge_cases() -> None:
     assert html_to_text("no tags &amp; entity") == "no tags & entity"
     deep = "<div>" * 3000 + "inside" + "</div>" * 3000
     assert "inside" in html_to_text(deep)
+
+
+def _all_fixture_messages() -> list[Path]:
+    data = Path(__file__).resolve().parent.parent / "data"
+    files = [*FIXTURES.glob("*.eml"), *(data / "malformed").iterdir(), *(data / "sample-maildir").rglob("*")]
+    return sorted(p for p in files if p.is_file() and not p.name.endswith((".txt", ".md")))
+
+
+def test_every_attachment_is_found_again_by_its_hash() -> None:
+    """The web downloads an attachment by the SHA-256 the normalizer recorded: attachment_payloads
+    must yield those exact bytes for every attachment of every fixture (embedded messages too)."""
+    checked = 0
+    for path in _all_fixture_messages():
+        raw = path.read_bytes()
+        parsed = parse_message(raw, received=RECEIVED)
+        hashes = {hashlib.sha256(b).hexdigest() for b in attachment_payloads(raw)}
+        for att in parsed.attachments:
+            assert att.sha256 in hashes, (path.name, att.filename)
+            checked += 1
+    assert checked >= 10  # the fixtures do carry attachments, embedded messages among them
