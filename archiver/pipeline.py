@@ -160,7 +160,7 @@ def ingest(
             batches.close()  # stops the source's thread and closes its generator (logout) there
             indexer.flush()
         # Replies stored before their parents: filed now, re-indexed by the catch-up below.
-        refiled = late.file(actor)
+        refiled = late.file(actor, workers)
         if refiled:
             repo.catalog.mark_indexed(refiled, 0)
             log.info("replies filed under parents stored after them", messages=len(refiled))

@@ -52,6 +52,12 @@ def _time(col: str) -> str:
     )
 
 
+#: a message's direct parent: its In-Reply-To, else the last of its References (RFC 5322 3.6.4).
+#: Indexed (for replies only) so that a parent arriving in a later import finds the replies
+#: stored before it (threads.LateParents); a query must spell the expression the same way.
+PARENT_SQL = "(CASE WHEN in_reply_to != '' THEN in_reply_to ELSE json_extract(refs, '$[#-1]') END)"
+REPLY_SQL = "(in_reply_to != '' OR refs IS NOT NULL)"
+
 # Stored rows and the views over them (see the module docstring).  ``object_rows`` are appended in
 # ``ingest_seq`` order; its ``client``, ``matters`` and ``tag_seq`` (NULL: set by the ingest) are the tags.
 SCHEMA = f"""
@@ -129,6 +135,7 @@ CREATE TABLE IF NOT EXISTS message_rows(
 );
 CREATE INDEX IF NOT EXISTS message_rows_by_msgid ON message_rows(message_id);
 CREATE INDEX IF NOT EXISTS message_rows_unindexed ON message_rows(indexed) WHERE indexed = 0;
+CREATE INDEX IF NOT EXISTS message_rows_by_parent ON message_rows({PARENT_SQL}) WHERE {REPLY_SQL};
 CREATE VIEW IF NOT EXISTS messages AS SELECT o.id AS id, m.message_id AS message_id, m.in_reply_to AS in_reply_to,
     COALESCE(m.refs, '[]') AS refs, m.date AS date, m.date_fallback AS date_fallback, m.from_addr AS from_addr,
     m.from_name AS from_name, COALESCE(m.to_addrs, '[]') AS to_addrs, COALESCE(m.cc_addrs, '[]') AS cc_addrs,
@@ -394,6 +401,22 @@ class Catalog:
             tuple(message_ids),
         ).fetchall()
         return [(r[0], _matters(r[1])) for r in rows]
+
+    def replies_without_matter(self, message_ids: Sequence[str]) -> list[str]:
+        """Ids of live messages with no matter whose direct parent (:data:`PARENT_SQL`) is one of
+        ``message_ids``: replies stored before their parent, which may inherit its matter now."""
+        out: list[str] = []
+        for chunk, marks in in_chunks(message_ids):
+            out.extend(
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT o.id FROM message_rows JOIN object_rows o ON o.ingest_seq = message_rows.obj"
+                    f" WHERE {PARENT_SQL} IN ({marks}) AND {REPLY_SQL} AND o.disposed_at IS NULL"
+                    " AND (o.matters IS NULL OR o.matters = '[]')",
+                    tuple(chunk),
+                )
+            )
+        return out
 
     def provenance(self, oid: str) -> list[dict[str, Any]]:
         return self.provenance_of([oid]).get(oid, [])

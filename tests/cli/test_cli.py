@@ -272,16 +272,48 @@ def test_replies_imported_before_their_parent_join_its_matter(
     assert initialised("retag", "--json").json()["changed"] == 0  # the import already agrees with retag
 
 
-@pytest.mark.parametrize("bound", ["MAX_WAITING", "MAX_REFS"])
 def test_late_replies_beyond_the_memory_bound_are_left_to_retag(
-    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(f"archiver.threads.{bound}", 1)
+    monkeypatch.setattr("archiver.threads.MAX_WAITING", 0)
     tree = _late_parent_tree(tmp_path)
     assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 1
     assert initialised("retag", "--json").json()["changed"] == 2
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
+
+
+def test_replies_the_memory_bound_left_out_are_found_in_the_catalog(
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for one remembered reference, the other reply is found by its parent's Message-ID."""
+    monkeypatch.setattr("archiver.threads.MAX_REFS", 1)
+    tree = _late_parent_tree(tmp_path)
+    assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
+    assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_replies_archived_in_an_earlier_import_join_a_parent_that_arrives_later(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """The inbox is synced today, the sent folder tomorrow: no retag needed.  The reply linked by
+    References alone and the reply to that reply (In-Reply-To) both follow."""
+    tree = _late_parent_tree(tmp_path)
+    _eml(tree / "a-inbox", "3.eml", "Re: terms 55555-0001", "<own@firm.example>", 4, In_Reply_To="<a@acme.example>")
+    assert initialised("import", str(tree / "a-inbox"), "--source", "inbox", "--json").code == 0
+    assert initialised("search", "matter:10234-0007", "--json").json_lines() == []
+    r = initialised("import", str(tree / "z-sent"), "--source", "sent", "--json")
+    assert r.code == 0, r.err
+    rows = initialised("search", "matter:10234-0007", "--json", "--limit", "0").json_lines()
+    assert sorted(str(x["subject"]) for x in rows) == ["Re: Re: terms", "Re: terms", "Terms for 10234-0007"]
+    assert {x["client"] for x in rows} == {"acme"}
+    (own,) = initialised("search", "matter:55555-0001", "--json").json_lines()
+    assert own["subject"] == "Re: terms 55555-0001"  # a reply with a matter of its own keeps it
+    assert initialised("retag", "--json").json()["changed"] == 0
+    tags = [r for r in read_records(tmp_path / "archive") if r["type"] == "tag"]
+    assert len(tags) == 2 and all(r["actor"] for r in tags)
+    assert initialised("verify").code == 0
 
 
 def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:
