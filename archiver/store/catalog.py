@@ -55,7 +55,10 @@ def _time(col: str) -> str:
 #: a message's direct parent: its In-Reply-To, else the last of its References (RFC 5322 3.6.4).
 #: Indexed (for replies only) so that a parent arriving in a later import finds the replies
 #: stored before it (threads.LateParents); a query must spell the expression the same way.
-PARENT_SQL = "(CASE WHEN in_reply_to != '' THEN in_reply_to ELSE json_extract(refs, '$[#-1]') END)"
+#: ``json_valid`` keeps a damaged ``refs`` value from failing the row's INSERT.
+PARENT_SQL = (
+    "(CASE WHEN in_reply_to != '' THEN in_reply_to WHEN json_valid(refs) THEN json_extract(refs, '$[#-1]') END)"
+)
 REPLY_SQL = "(in_reply_to != '' OR refs IS NOT NULL)"
 
 # Stored rows and the views over them (see the module docstring).  ``object_rows`` are appended in
