@@ -287,11 +287,19 @@ class Archive:
         """:meth:`parent_tags` for the Message-IDs a message refers to."""
         if not refs or not self.cfg.tagging.thread_inheritance:
             return []
-        if local:
-            fresh = [local[r] for r in refs if r in local]
-            if fresh:
-                return fresh
-        return [Tags(client=c, matters=m) for c, m in self.repo.catalog.tags_for_message_ids(refs)]
+        # Each reference, in order: as decided in this pass if it was, else as the catalog has it.
+        # (Taking only the pass's decisions whenever there was one made a reply ignore a stored
+        # parent as soon as another of its references had been decided, depending on chunking.)
+        local = local or {}
+        wanted = list(dict.fromkeys(refs))
+        stored = self.repo.catalog.tags_by_message_id([r for r in wanted if r not in local])
+        out: list[Tags] = []
+        for ref in wanted:
+            if ref in local:
+                out.append(local[ref])
+            else:
+                out.extend(Tags(client=c, matters=m) for c, m in stored.get(ref, ()))
+        return out
 
     # -- queries -----------------------------------------------------------------
     def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str = "date") -> SearchResult:

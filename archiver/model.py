@@ -6,19 +6,25 @@ a record is built once and never mutated.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 
 def _rebuild(cls: type[Compact], values: tuple[Any, ...]) -> Any:
-    """Unpickle a :class:`Compact` record: its fields by name, in slot order."""
+    """Unpickle a :class:`Compact` record: its fields by name, in field order."""
     return cls(**dict(zip(_field_names(cls), values, strict=True)))
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type[Compact]) -> tuple[str, ...]:
-    """A slotted dataclass's ``__slots__`` are its field names, in order."""
-    names: tuple[str, ...] = cls.__slots__
+    """The record's fields (inherited ones included), looked up once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     return names
 
 

@@ -12,24 +12,29 @@ is there:
 * **In a later import** (the daemon's next sync, another source), every Message-ID stored is
   looked up among the replies already archived without a matter, by their direct parent
   (In-Reply-To, else the last of References; an index of the catalog,
-  ``Catalog.replies_without_matter``).  Those found are decrypted and parsed again, tagged
-  with their parent's tags, and their own replies looked up in turn (at most ``MAX_WAVES``
-  generations).  A reply whose only link to the newcomer is an earlier entry of References
-  is left to ``retag``.
+  ``Catalog.replies_without_matter``).  Those found are decrypted and parsed again (in
+  chunks), tagged with their parents' tags, and their own replies looked up in turn (at most
+  ``MAX_WAVES`` rounds).  A reply whose only link to the newcomer is an earlier entry of
+  References is left to ``retag``.
+
+A reply takes the tags of every message it refers to, each as decided in this filing or
+else as the catalog has it (``Archive.parent_tags_of``), so the result is what ``retag``
+decides; tests/cli/test_cli.py checks that ``retag`` then changes nothing.
 
 Memory is bounded: at most ``MAX_WAITING`` replies of each kind and ``MAX_REFS`` distinct
 Message-IDs they refer to are remembered per import (some 40 MB at worst); replies beyond
-that are left to ``retag``.
+that are left to ``retag``, as are the replies of an import killed between its last commit
+and this filing (its re-run stores nothing new, so finds nothing to look up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from archiver.model import ParsedMessage, Tags
+from archiver.model import UNFILED, ParsedMessage, Tags
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -43,8 +48,10 @@ MAX_REFS = 200_000
 CHUNK = 1000
 #: stored Message-IDs looked up among earlier replies at a time.
 PROBE_EVERY = 500
-#: generations of earlier replies followed down a thread when their parent arrives.
+#: rounds of re-deciding replies down a thread (each round: the replies to those just changed).
 MAX_WAVES = 20
+#: earlier replies decrypted and parsed at a time.
+REOPEN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +71,13 @@ class LateParents:
         self._archive = archive
         self._on = archive.cfg.tagging.thread_inheritance
         self._waiting: list[_Waiting] = []
+        self._waiting_ids: set[str] = set()
         #: Message-IDs the waiting replies refer to.
         self._wanted: set[str] = set()
         #: wanted Message-IDs that were stored after a reply asked for them.
         self._arrived: set[str] = set()
-        #: Message-IDs stored since the last look among earlier replies.
+        #: Message-IDs stored since the last look among earlier replies (of messages with tags
+        #: to pass on: a parent with neither matter nor client changes no reply).
         self._stored_ids: list[str] = []
         #: replies of earlier imports whose parent arrived in this one (ids, in order found).
         self._earlier: dict[str, None] = {}
@@ -80,9 +89,10 @@ class LateParents:
         if parsed.message_id:
             if parsed.message_id in self._wanted:
                 self._arrived.add(parsed.message_id)
-            self._stored_ids.append(parsed.message_id)
-            if len(self._stored_ids) >= PROBE_EVERY:
-                self._probe()
+            if _passes_on(tags):
+                self._stored_ids.append(parsed.message_id)
+                if len(self._stored_ids) >= PROBE_EVERY:
+                    self._probe()
         refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
         if (
             own is None
@@ -93,6 +103,7 @@ class LateParents:
         ):
             return
         self._waiting.append(_Waiting(oid, own, refs, parsed.message_id, parsed.date))
+        self._waiting_ids.add(oid)
         self._wanted.update(refs)
 
     def _probe(self) -> None:
@@ -101,62 +112,78 @@ class LateParents:
         for oid in self._archive.repo.catalog.replies_without_matter(ids):
             if len(self._earlier) >= MAX_WAITING:
                 return
-            self._earlier[oid] = None
+            if oid not in self._waiting_ids:  # a reply of this import, already remembered
+                self._earlier[oid] = None
 
     def file(self, actor: str, workers: Workers) -> list[str]:
         """Re-decide the replies whose parent arrived; returns the ids whose tags changed.
 
-        Call after the import's last commit, under the lock, with the import's workers
-        (earlier replies are decrypted and parsed again).  The changes are journalled
-        ``tag`` records; the caller re-indexes the changed messages.
+        A work list: the replies a newcomer answers are decided oldest first; a reply whose
+        decision changes puts the replies to it (remembered ones, and archived ones looked up
+        by their parent) on the next round, until nothing changes (at most ``MAX_WAVES``
+        rounds).  Decisions of earlier rounds stand for the later ones, so a reply dated
+        before the reply it answers is still filed.  Call after the import's last commit,
+        under the lock, with the import's workers (earlier replies are decrypted and parsed
+        again).  The changes are journalled ``tag`` records; the caller re-indexes them.
         """
         if not self._on:
             return []
         self._probe()
         archive = self._archive
-        in_run = {w.oid for w in self._waiting}
-        earlier: dict[str, _Waiting] = {}
-        queue = [oid for oid in self._earlier if oid not in in_run]
-        if not self._arrived and not queue:
-            return []
-        changed: dict[str, Tags] = {}
-        for _wave in range(MAX_WAVES):
-            earlier.update(self._reopen(queue, workers))
-            decided: dict[str, Tags] = {}
-            refiled: list[str] = []
-            for w in sorted([*self._waiting, *earlier.values()], key=lambda w: w.date):
-                if w.oid not in earlier and not any(r in self._arrived for r in w.refs):
-                    continue
-                tags = archive.tagger.inherit(w.own, archive.parent_tags_of(w.refs, decided))
-                if w.message_id:
-                    decided[w.message_id] = tags
-                old = archive.tags_of(w.oid)
-                if (old.client, old.matters) == (tags.client, tags.matters):
-                    changed.pop(w.oid, None)
-                    continue
-                changed[w.oid] = tags
-                if w.message_id and w.message_id not in self._arrived:
-                    self._arrived.add(w.message_id)  # its own replies may inherit now
-                    refiled.append(w.message_id)
-            found = archive.repo.catalog.replies_without_matter(refiled)
-            queue = [oid for oid in dict.fromkeys(found) if oid not in in_run and oid not in earlier]
-            queue = queue[: max(0, MAX_WAITING - len(earlier))]
-            if not queue:
+        items = {w.oid: w for w in self._waiting}
+        answered_by: dict[str, list[str]] = {}  # Message-ID -> ids of the known replies to it
+        for w in self._waiting:
+            for ref in w.refs:
+                answered_by.setdefault(ref, []).append(w.oid)
+        work = {w.oid for w in self._waiting if any(r in self._arrived for r in w.refs)}
+        queue = list(self._earlier)
+        decided: dict[str, Tags] = {}
+        stored_tags: dict[str, tuple[str, tuple[str, ...]]] = {}
+        final: dict[str, Tags] = {}
+        for _round in range(MAX_WAVES):
+            for w in self._reopen(queue, workers):
+                items[w.oid] = w
+                work.add(w.oid)
+                for ref in w.refs:
+                    answered_by.setdefault(ref, []).append(w.oid)
+            if not work:
                 break
-        items = list(changed.items())
-        for start in range(0, len(items), CHUNK):
+            todo = sorted((items[oid] for oid in work), key=lambda w: w.date)
+            stored_tags.update(archive.repo.catalog.tags_of([w.oid for w in todo if w.oid not in stored_tags]))
+            work, passed_on = set(), []
+            for w in todo:
+                tags = archive.tagger.inherit(w.own, archive.parent_tags_of(w.refs, decided))
+                if w.message_id and decided.get(w.message_id) != tags:
+                    decided[w.message_id] = tags
+                    work.update(answered_by.get(w.message_id, ()))
+                    if _passes_on(tags):
+                        passed_on.append(w.message_id)
+                if stored_tags.get(w.oid) == (tags.client, tags.matters):
+                    final.pop(w.oid, None)
+                else:
+                    final[w.oid] = tags
+            room = MAX_WAITING - (len(items) - len(self._waiting))
+            found = archive.repo.catalog.replies_without_matter(passed_on)
+            queue = [oid for oid in dict.fromkeys(found) if oid not in items][: max(0, room)]
+        changed = list(final.items())
+        for start in range(0, len(changed), CHUNK):
             with archive.repo.transaction(actor) as tx:
-                for oid, tags in items[start : start + CHUNK]:
+                for oid, tags in changed[start : start + CHUNK]:
                     tx.set_tags(oid, tags)
-        return list(changed)
+        return list(final)
 
-    def _reopen(self, ids: Sequence[str], workers: Workers) -> dict[str, _Waiting]:
-        """Earlier replies parsed again, with their tags from their own rules alone."""
-        out: dict[str, _Waiting] = {}
+    def _reopen(self, ids: Sequence[str], workers: Workers) -> Iterator[_Waiting]:
+        """Earlier replies parsed again (in chunks: only the small records stay), with their
+        tags from their own rules alone."""
         archive = self._archive
-        for oid, parsed, _err in archive.reparse(ids, workers):
-            if parsed is None:  # unreadable now: verify reports it; its tags stay as they are
-                continue
-            refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
-            out[oid] = _Waiting(oid, archive.tagger.tag(parsed), refs, parsed.message_id, parsed.date)
-        return out
+        for start in range(0, len(ids), REOPEN_CHUNK):
+            for oid, parsed, _err in archive.reparse(ids[start : start + REOPEN_CHUNK], workers):
+                if parsed is None:  # unreadable now: verify reports it; its tags stay as they are
+                    continue
+                refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
+                yield _Waiting(oid, archive.tagger.tag(parsed), refs, parsed.message_id, parsed.date)
+
+
+def _passes_on(tags: Tags) -> bool:
+    """Whether a parent with these tags can change a reply's (a matter, or at least a client)."""
+    return bool(tags.matters) or tags.client != UNFILED

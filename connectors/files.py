@@ -433,8 +433,9 @@ def _iter_mbox(fh: BinaryIO, max_bytes: int) -> Iterator[_MboxEntry]:
         off, line = next_sep
 
 
-#: a Content-Length header (which may frame an mbox message), wherever a line starts.
-_CONTENT_LENGTH_LINE = re.compile(rb"^[ \t]*content-length[ \t]*:", re.MULTILINE | re.IGNORECASE)
+#: "Content-Length" anywhere: a header of that name may frame an mbox message (``_content_length``
+#: strips any whitespace around the name, so the shortcut declines on the bare word).
+_CONTENT_LENGTH_WORD = re.compile(rb"content-length", re.IGNORECASE)
 
 
 def _single_message(data: bytes, max_bytes: int) -> _MboxEntry | None:
@@ -456,7 +457,7 @@ def _single_message(data: bytes, max_bytes: int) -> _MboxEntry | None:
     envelope, rest = data[:end], data[end:]
     if rest.startswith((b"From ", b">")) or b"\nFrom " in rest or b">From " in rest:
         return None
-    if _CONTENT_LENGTH_LINE.search(rest):
+    if _CONTENT_LENGTH_WORD.search(rest):
         return None
     if len(rest) > max_bytes:
         return _MboxEntry(0, envelope, None, len(rest))

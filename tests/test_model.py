@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from archiver.model import Address, Attachment, ParsedMessage, Tags
@@ -27,3 +28,13 @@ def test_worker_results_round_trip_through_pickle() -> None:
         back = pickle.loads(data)
         assert back == record and type(back) is type(record)
         assert b"_rebuild" in data  # the fields go as one tuple, not through dataclasses.__setstate__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MoreTags(Tags):
+    note: str = ""
+
+
+def test_a_subclass_keeps_its_inherited_fields() -> None:
+    record = _MoreTags(client="acme", matters=("1",), note="x")
+    assert pickle.loads(pickle.dumps(record)) == record

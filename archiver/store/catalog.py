@@ -394,16 +394,23 @@ class Catalog:
         return [found[r] for r in rows if r in found]
 
     def tags_for_message_ids(self, message_ids: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-        """Tags of archived messages with these Message-IDs (thread inheritance)."""
-        if not message_ids:
-            return []
-        marks = ",".join("?" * len(message_ids))
-        rows = self.conn.execute(
-            "SELECT o.client, o.matters FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj"
-            f" WHERE m.message_id IN ({marks})",
-            tuple(message_ids),
-        ).fetchall()
-        return [(r[0], _matters(r[1])) for r in rows]
+        """Tags of archived messages with these Message-IDs (thread inheritance), in the order of
+        ``message_ids`` (several messages may share one, then in the order they were stored)."""
+        found = self.tags_by_message_id(message_ids)
+        return [tags for mid in dict.fromkeys(message_ids) for tags in found.get(mid, ())]
+
+    def tags_by_message_id(self, message_ids: Sequence[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+        """:meth:`tags_for_message_ids` by Message-ID."""
+        found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        for chunk, marks in in_chunks(message_ids):
+            rows = self.conn.execute(
+                "SELECT m.message_id, o.client, o.matters FROM message_rows m JOIN object_rows o"
+                f" ON o.ingest_seq = m.obj WHERE m.message_id IN ({marks}) ORDER BY m.obj",
+                tuple(chunk),
+            )
+            for message_id, client, matters in rows:
+                found.setdefault(message_id, []).append((client, _matters(matters)))
+        return found
 
     def replies_without_matter(self, message_ids: Sequence[str]) -> list[str]:
         """Ids of live messages with no matter whose direct parent (:data:`PARENT_SQL`) is one of

@@ -316,6 +316,66 @@ def test_replies_archived_in_an_earlier_import_join_a_parent_that_arrives_later(
     assert initialised("verify").code == 0
 
 
+def _subjects_by_matter(cli: Callable[..., CliResult]) -> dict[str, list[str]]:
+    rows = cli("search", "NOT client:nobody", "--json", "--limit", "0").json_lines()
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        for matter in row["matters"] or ["-"]:
+            out.setdefault(str(matter), []).append(str(row["subject"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_a_reply_to_two_threads_takes_the_parent_that_arrived(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """X refers to A (re-decided in the same pass, no matter) and to P (stored, with a matter):
+    both references count, as retag would have it."""
+    tree = tmp_path / "tree"
+    _eml(tree / "inbox", "a.eml", "Re: hello", "<a@firm.example>", 2, In_Reply_To="<q@acme.example>")
+    _eml(
+        tree / "inbox", "x.eml", "Re: terms", "<x@firm.example>", 4,
+        In_Reply_To="<p@acme.example>", References="<a@firm.example> <p@acme.example>",
+    )  # fmt: skip
+    _eml(tree / "sent", "q.eml", "hello", "<q@acme.example>", 1)
+    _eml(tree / "sent", "p.eml", "Terms for 10234-0007", "<p@acme.example>", 3)
+    assert initialised("import", str(tree / "inbox"), "--source", "inbox").code == 0
+    assert initialised("import", str(tree / "sent"), "--source", "sent").code == 0
+    assert _subjects_by_matter(initialised)["10234-0007"] == ["Re: terms", "Terms for 10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_a_reply_dated_before_the_reply_it_answers_is_filed_too(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Clock skew: E2 answers E1 but carries an earlier Date; both join P's matter when P arrives."""
+    tree = tmp_path / "tree"
+    _eml(tree / "i1", "e1.eml", "Re: terms", "<e1@firm.example>", 5, In_Reply_To="<p@acme.example>")
+    _eml(tree / "i1", "e2.eml", "Re: Re: terms", "<e2@firm.example>", 4, In_Reply_To="<e1@firm.example>")
+    _eml(tree / "i2", "p.eml", "Terms for 10234-0007", "<p@acme.example>", 1)
+    assert initialised("import", str(tree / "i1"), "--source", "i1").code == 0
+    assert initialised("import", str(tree / "i2"), "--source", "i2").code == 0
+    assert _subjects_by_matter(initialised)["10234-0007"] == ["Re: Re: terms", "Re: terms", "Terms for 10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_replies_of_this_import_do_not_use_up_room_for_earlier_ones(
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for one reply of each kind, the remembered reply W and the earlier reply E both get filed."""
+    monkeypatch.setattr("archiver.threads.MAX_WAITING", 1)
+    tree = tmp_path / "tree"
+    _eml(tree / "i1", "e.eml", "Re: terms", "<e@firm.example>", 4, In_Reply_To="<z@acme.example>")
+    _eml(tree / "i2" / "a", "w.eml", "Re: hello", "<w@firm.example>", 2, In_Reply_To="<q@acme.example>")
+    _eml(tree / "i2" / "b", "q.eml", "hello 10234-0001", "<q@acme.example>", 1)
+    _eml(tree / "i2" / "b", "z.eml", "Terms for 10234-0007", "<z@acme.example>", 3)
+    assert initialised("import", str(tree / "i1"), "--source", "i1").code == 0
+    assert initialised("import", str(tree / "i2"), "--source", "i2").code == 0
+    by_matter = _subjects_by_matter(initialised)
+    assert by_matter["10234-0001"] == ["Re: hello", "hello 10234-0001"]
+    assert by_matter["10234-0007"] == ["Re: terms", "Terms for 10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
 def test_errors_without_tracebacks(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     r = cli("stats")
     assert r.code == 4 and "archiver init" in r.err

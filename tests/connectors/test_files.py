@@ -744,6 +744,7 @@ SINGLE_CASES: dict[str, bytes] = {
     "two messages": b"From a@b.c 2001 10:00\nSubject: 1\n\none\n\nFrom d@e.f 2001 11:00\nSubject: 2\n\ntwo\n",
     "content-length framing": b"From a@b.c 2001\nContent-Length: 5\n\nbody\n\n",
     "indented content-length": b"From a@b.c 2001\nX: y\n Content-length : 5\n\nbody\n",
+    "content-length with a vertical tab": b"From a@b 2000\nSubject: x\nContent-Length\x0b: 5\n\nhello\n",
     "envelope only": b"From a@b.c 2001\n",
     "no newline at all": b"From a@b.c 2001",
     "header that looks like an envelope": b"From a@b.c 2001\nFrom b@c.d 2001 10:00\nSubject: x\n\n",
@@ -760,6 +761,7 @@ def test_single_message_shortcut_agrees_with_the_mbox_reader(case: str) -> None:
     if fast is not None:
         assert slow == [fast]
     declines = {"mboxrd quoting", "two messages", "content-length framing", "indented content-length"}
+    declines |= {"content-length with a vertical tab"}
     declines |= {"unquoted From in the body", "no newline at all", "header that looks like an envelope", "BOM"}
     assert (fast is None) == (case in declines)
     tiny = _single_message(data, 3)
