@@ -48,8 +48,10 @@ from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
 from archiver.model import Address, Attachment, ParsedMessage
+from archiver.normalize import tnef
 from archiver.normalize.attachments import extract_text
 from archiver.normalize.text import clean_text, decode_bytes, html_to_text
+from archiver.normalize.tnef import is_tnef
 
 __all__ = ["decode_header_value", "parse_message"]
 
@@ -68,6 +70,8 @@ _MAX_HEADER_BLOCK = 1024 * 1024
 _MAX_PARTS = 2000
 #: attached messages inside attached messages read for text.
 _MAX_EMBED_DEPTH = 8
+#: the longest body taken from inside a winmail.dat (characters).
+_MAX_TNEF_BODY_CHARS = 10_000_000
 _MAX_REFERENCES = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MSGID = re.compile(r"<[^<>\s]*>")
@@ -228,6 +232,8 @@ class _Walker:
         self.plain: list[str] = []
         self.html: list[str] = []
         self.attachments: list[Attachment] = []
+        #: bodies found inside winmail.dat parts, used when the message has no other body.
+        self.tnef_bodies: list[str] = []
         self.defects: set[str] = set()
 
     def walk(self, root: Message) -> None:
@@ -299,19 +305,28 @@ class _Walker:
             text = self._decode(part, payload)
             (self.plain if ctype == "text/plain" else self.html).append(text)
             return
-        text = error = ""
         filename = self._filename(part)
         if ctype in _ATTACHMENT_TEXT_TYPES and self.max_text > 0:
             text = self._decode(part, payload[: self.max_text * 4])
             if ctype == "text/html":
                 text = html_to_text(text)
-            text = text[: self.max_text]
-        elif self.max_text > 0:
-            # documents, and text sent as application/octet-stream: bounded in size, memory and time.
-            charset = self._charset(part)
+            self._attach(filename, ctype, payload, text[: self.max_text], "")
+        else:
+            self._attach_file(filename, ctype, payload, self._charset(part))
+        if is_tnef(payload):
+            self._tnef(payload)
+
+    def _attach_file(self, filename: str, ctype: str, payload: bytes, charset: str | None) -> None:
+        """An attachment with the text of documents, and of text sent as application/octet-stream
+        (bounded in size, memory and time)."""
+        text = error = ""
+        if self.max_text > 0:
             text, error = extract_text(payload, ctype, filename, max_chars=self.max_text, charset=charset)
             if error:
                 self.errors.append(f"attachment {(filename or ctype)[:80]!r}: {error}")
+        self._attach(filename, ctype, payload, text, error)
+
+    def _attach(self, filename: str, ctype: str, payload: bytes, text: str, error: str) -> None:
         self.attachments.append(
             Attachment(
                 filename=filename,
@@ -322,6 +337,16 @@ class _Walker:
                 error=error,
             )
         )
+
+    def _tnef(self, payload: bytes) -> None:
+        """Outlook's winmail.dat: its files become attachments too, its body a fallback body."""
+        unpacked = tnef.unpack(payload, max_body_chars=_MAX_TNEF_BODY_CHARS)
+        if unpacked.error:
+            self.errors.append(unpacked.error)
+        for name, data in unpacked.files:
+            self._attach_file(name, tnef.content_type_of(name), data, None)
+        if unpacked.body.strip():
+            self.tnef_bodies.append(unpacked.body)
 
     def _embedded(self, part: Message, ctype: str) -> None:
         payload = part.get_payload()
@@ -355,7 +380,9 @@ class _Walker:
     def body_text(self) -> str:
         if self.plain:
             return "\n\n".join(t.strip("\n") for t in self.plain if t.strip())
-        return "\n\n".join(html_to_text(h) for h in self.html if h)
+        if any(h.strip() for h in self.html):
+            return "\n\n".join(html_to_text(h) for h in self.html if h)
+        return "\n\n".join(t.strip() for t in self.tnef_bodies)
 
 
 # --- whole message ----------------------------------------------------------------------------
@@ -390,7 +417,8 @@ def attachment_payloads(raw: bytes) -> Iterator[bytes]:
     the candidates here, from the same parser and the same :func:`part_bytes` and
     :func:`message_bytes` as the walk that computed the hashes, so the two cannot drift
     apart.  (It yields a few more candidates than there are attachments: body parts, and
-    the parts inside embedded messages.)
+    the parts inside embedded messages.)  The files inside a winmail.dat come from
+    :func:`tnef.unpack`, as for the walk.
     """
     for part in BytesParser(policy=compat32).parsebytes(raw).walk():
         if part.get_content_type().startswith("message/"):
@@ -398,7 +426,10 @@ def attachment_payloads(raw: bytes) -> Iterator[bytes]:
             inner = payload[0] if isinstance(payload, list) and payload else None
             yield message_bytes(inner) if isinstance(inner, Message) else part_bytes(part)[0]
         elif not part.is_multipart():
-            yield part_bytes(part)[0]
+            data = part_bytes(part)[0]
+            yield data
+            if is_tnef(data):  # the files inside winmail.dat are attachments too (see _Walker._tnef)
+                yield from (inner for _name, inner in tnef.unpack(data, max_body_chars=0).files)
 
 
 def _as_utc(moment: datetime) -> datetime:
