@@ -146,8 +146,11 @@ class Archive:
         return docs
 
     # -- keeping derived data current ---------------------------------------------------
-    def catch_up(self, workers: Workers | None = None, progress: Progress = _no_progress) -> int:
-        """Fill missing metadata and index every message the index has not seen yet.
+    def catch_up(
+        self, workers: Workers | None = None, progress: Progress = _no_progress, *, refresh_metadata: bool = False
+    ) -> int:
+        """Fill missing metadata and index every message the index has not seen yet
+        (``refresh_metadata``: and rewrite the metadata of each message indexed).
 
         Call under the repository lock.  Returns how many messages were (re)indexed.
         """
@@ -164,13 +167,13 @@ class Archive:
                 self.repo.catalog.put_metadata(parsed)
                 if len(parsed) < len(missing):
                     break
-            done = self._index_unindexed(w, progress)
+            done = self._index_unindexed(w, progress, refresh_metadata)
         finally:
             if own:
                 w.close()
         return done
 
-    def _index_unindexed(self, workers: Workers, progress: Progress) -> int:
+    def _index_unindexed(self, workers: Workers, progress: Progress, refresh_metadata: bool = False) -> int:
         """Index every live message the catalog marks as not indexed; returns how many were.
 
         The workers decrypt and parse a chunk while this process adds the documents of the
@@ -187,7 +190,10 @@ class Archive:
                     break
                 indexed: list[str] = []
                 for part in _parts(self.reparse(pending, workers), 250):
-                    docs = self.docs_for([(oid, p) for oid, p, _err in part if p is not None])
+                    parsed = [(oid, p) for oid, p, _err in part if p is not None]
+                    if refresh_metadata:
+                        self.repo.catalog.put_metadata(parsed)
+                    docs = self.docs_for(parsed)
                     self.index.add(docs)
                     indexed.extend(d.id for d in docs)
                 self.index.commit(release=False)
@@ -202,12 +208,17 @@ class Archive:
         return done
 
     def reindex(self, progress: Progress = _no_progress) -> MaintenanceSummary:
-        """Rebuild the index from the store alone."""
+        """Rebuild the index, and the catalog's parsed metadata, from the store alone.
+
+        Every message is parsed again anyway, so its catalog metadata is rewritten too: after
+        an upgrade whose parser reads more (e.g. the files inside winmail.dat), one reindex
+        brings search, listings and `verify --full`'s metadata check in line with it.
+        """
         summary = MaintenanceSummary()
         with self.repo.lock():
             self.repo.recover()
             self._forget_index()
-            summary.processed = self.catch_up(progress=progress)
+            summary.processed = self.catch_up(progress=progress, refresh_metadata=True)
         return summary
 
     def _forget_index(self) -> None:
@@ -354,7 +365,8 @@ class Archive:
             return []
         return [
             f"catalog table messages: the metadata of {oid} ({', '.join(wrong)}) does not match the "
-            "message itself (the catalog was edited, or filled by another archiver version)."
+            "message itself (the catalog was edited, or filled by another archiver version; "
+            "`archiver reindex` parses every message again and rewrites it)."
         ]
 
     def verify(self, full: bool = False, progress: Progress = _no_progress, actor: str = "system") -> VerifyReport:

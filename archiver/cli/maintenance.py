@@ -9,7 +9,9 @@ from archiver.cli.common import actor, console, open_archive, print_json, progre
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("reindex", parents=[parent], help="rebuild the search index from the store alone")
+    p = sub.add_parser(
+        "reindex", parents=[parent], help="rebuild the search index and the parsed metadata from the store alone"
+    )
     p.set_defaults(func=run_reindex)
     r = sub.add_parser("retag", parents=[parent], help="re-apply the tagging rules to the whole archive")
     r.set_defaults(func=run_retag)
