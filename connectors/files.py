@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from connectors import outlook_msg
 from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceFailure
 
 __all__ = ["FilesConnector", "detect_format"]
@@ -740,13 +741,7 @@ class FilesConnector:
         elif kind == "pst":
             yield from self._pst(path, rel, key, value, out)
         elif kind == "msg":
-            yield from out.failure(
-                folder,
-                str(path),
-                "Outlook .msg files are not supported; convert them to .eml first "
-                "(msgconvert, Debian package libemail-outlook-message-perl)",
-            )
-            yield from out.checkpoint(folder, key, value)
+            yield from self._msg(path, folder, st, key, value, out)
         else:
             yield from out.failure(folder, str(path), f"not a mail file: {_describe(sample)}")
             yield from out.checkpoint(folder, key, value)
@@ -831,6 +826,22 @@ class FilesConnector:
             return
         if complete:
             yield from out.checkpoint(folder, key, value)
+
+    def _msg(self, path: Path, folder: str, st: os.stat_result, key: str, value: str, out: _Batcher) -> Iterator[Batch]:
+        """An Outlook .msg, converted by msgconvert (connectors/outlook_msg.py)."""
+        if st.st_size > self.max_message_bytes:
+            yield from out.failure(folder, str(path), self._too_big(st.st_size))
+            return
+        converted = outlook_msg.convert(path, _mtime(st))
+        if converted.data is None:
+            # Not checkpointed when installing msgconvert would help: the next run tries again.
+            yield from out.failure(folder, str(path), converted.error, permanent=converted.permanent)
+            if converted.permanent:
+                yield from out.checkpoint(folder, key, value)
+            return
+        origin = Origin(source=self.name, folder=folder, internaldate=_mtime(st), location=str(path))
+        yield from out.message(folder, RawMessage(converted.data, origin))
+        yield from out.checkpoint(folder, key, value)
 
     def _pst(self, path: Path, folder: str, key: str, value: str, out: _Batcher) -> Iterator[Batch]:
         """Convert a PST with readpst into one RFC 822 file per message, then import those."""

@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
-install_debian_packages pst-utils
+install_debian_packages pst-utils libemail-outlook-message-perl
 make_venv
 cd "$ROOT"
 mkdir -p var && chmod 700 var

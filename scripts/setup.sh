@@ -19,7 +19,8 @@ need_python() {
 }
 
 install_debian_packages() {
-    # dovecot-imapd: the real IMAP server the tests run; pst-utils: readpst for PST import.
+    # dovecot-imapd: the real IMAP server the tests run; pst-utils: readpst for PST import;
+    # libemail-outlook-message-perl: msgconvert for Outlook .msg import.
     local wanted=("$@") missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
-install_debian_packages dovecot-imapd pst-utils chromium chromium-driver
+install_debian_packages dovecot-imapd pst-utils libemail-outlook-message-perl chromium chromium-driver
 make_venv dev
 cd "$ROOT"
 echo "== ruff"

@@ -593,13 +593,6 @@ def test_pipeline_rerun_reads_nothing_and_old_archives_are_not_reread(
     assert isinstance(old, dict) and (old["imported"], old["duplicates"], old["failed"]) == (0, 0, 0)
 
 
-def test_outlook_msg_is_reported_unsupported(tmp_path: Path) -> None:
-    msg = tmp_path / "memo.msg"
-    msg.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 512)
-    [fail] = failures(run([msg]))
-    assert "not supported" in fail.reason and "msgconvert" in fail.reason
-
-
 # -- failures ------------------------------------------------------------------------------------------------
 
 

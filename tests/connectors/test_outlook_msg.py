@@ -1,0 +1,153 @@
+"""Outlook .msg import through msgconvert: same file, same bytes; failures named, nothing lost.
+
+The .msg fixtures are written here by OLE::Storage_Lite (the Perl library msgconvert itself
+reads them with, installed with it): a root of MAPI property streams, optionally an
+attachment folder.  Tests that convert need msgconvert (Debian package
+libemail-outlook-message-perl, which `scripts/test.sh` installs when run as root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.files import FilesConnector
+from connectors.outlook_msg import PACKAGE, stable_conversion
+from tests.conftest import CliResult
+
+HAVE_MSGCONVERT = shutil.which("msgconvert") is not None
+needs_msgconvert = pytest.mark.skipif(not HAVE_MSGCONVERT, reason=f"msgconvert ({PACKAGE}) is not installed")
+
+_WRITER = r"""
+use strict; use warnings; use OLE::Storage_Lite; use Encode qw(encode);
+my ($out, $dated, @args) = @ARGV;
+my (@pps, $n); $n = 0;
+my $when = $dated ? [5, 0, 10, 1, 4, 101, 0, 0, 0] : undef;  # 2001-05-01 10:00:05; a 0 second means none
+while (@args) {
+  my $tag = shift @args;
+  if ($tag eq '--attach') {
+    my ($name, $data) = splice(@args, 0, 2);
+    my @kids = (
+      OLE::Storage_Lite::PPS::File->new(OLE::Storage_Lite::Asc2Ucs('__substg1.0_3707001F'), encode('UTF-16LE', $name)),
+      OLE::Storage_Lite::PPS::File->new(OLE::Storage_Lite::Asc2Ucs('__substg1.0_37010102'), $data),
+    );
+    my $dir = OLE::Storage_Lite::Asc2Ucs(sprintf('__attach_version1.0_#%08X', $n++));
+    push @pps, OLE::Storage_Lite::PPS::Dir->new($dir, $when, $when, \@kids);
+    next;
+  }
+  my $val = shift @args;
+  push @pps, OLE::Storage_Lite::PPS::File->new(OLE::Storage_Lite::Asc2Ucs("__substg1.0_$tag"), encode('UTF-16LE', $val));
+}
+OLE::Storage_Lite::PPS::Root->new(undef, undef, \@pps)->save($out) or die "cannot write $out\n";
+"""
+
+# MAPI property tags (PT_UNICODE string streams): message class, subject, body, sender, To.
+PROPS = [
+    ("001A001F", "IPM.Note"),
+    ("0037001F", "Gas contract draft"),
+    ("1000001F", "Please review the pipeline tariff terms."),
+    ("0C1A001F", "Jeff Skilling"),
+    ("0C1F001F", "jeff@enron.example"),
+    ("0E04001F", "legal@acme.example"),
+]
+
+
+def write_msg(path: Path, *, dated: bool, attachments: Sequence[tuple[str, str]] = ()) -> Path:
+    args = [str(path), "1" if dated else "0"]
+    for tag, value in PROPS:
+        args += [tag, value]
+    for name, data in attachments:
+        args += ["--attach", name, data]
+    subprocess.run(["perl", "-e", _WRITER, *args], check=True, capture_output=True)
+    return path
+
+
+def convert_all(paths: list[Path]) -> list[bytes]:
+    batches = list(FilesConnector("t", paths).batches({}))
+    assert not [f for b in batches for f in b.failures]
+    return [m.data for b in batches for m in b.messages]
+
+
+@needs_msgconvert
+def test_a_msg_converts_to_the_same_bytes_every_time(tmp_path: Path) -> None:
+    msg = write_msg(tmp_path / "memo.msg", dated=True, attachments=[("terms.txt", "tariff terms")])
+    (first,) = convert_all([msg])
+    (again,) = convert_all([msg])
+    assert first == again
+    assert b"Subject: Gas contract draft" in first and b"Date: Tue, 01 May 2001 10:00:05 +0000" in first
+    assert b"boundary=archiver-msg-" in first and first.count(b"--archiver-msg-") == 3
+
+
+@needs_msgconvert
+def test_a_msg_without_a_date_gets_its_file_time(tmp_path: Path) -> None:
+    msg = write_msg(tmp_path / "undated.msg", dated=False)
+    stamp = datetime(2003, 7, 4, 12, 30, tzinfo=UTC).timestamp()
+    os.utime(msg, (stamp, stamp))
+    (first,) = convert_all([msg])
+    assert b"Date: Fri, 04 Jul 2003 12:30:00 +0000" in first
+    assert convert_all([msg]) == [first]
+
+
+@needs_msgconvert
+def test_msg_files_import_search_and_dedupe(initialised: Callable[..., CliResult], tmp_path: Path) -> None:
+    folder = tmp_path / "dms"
+    folder.mkdir()
+    write_msg(folder / "a.msg", dated=True, attachments=[("terms.txt", "confidential tariff schedule")])
+    shutil.copy(folder / "a.msg", folder / "copy of a.msg")
+    r = initialised("import", str(folder), "--json")
+    assert r.code == 0, r.err
+    summary = r.json()
+    assert isinstance(summary, dict)
+    assert {k: summary[k] for k in ("imported", "duplicates", "failed")} == {
+        "imported": 1,
+        "duplicates": 1,
+        "failed": 0,
+    }
+    (hit,) = initialised("search", '"tariff schedule" from:jeff@enron.example', "--json").json_lines()
+    assert hit["subject"] == "Gas contract draft"
+    shown = initialised("show", str(hit["id"]), "--json").json()
+    assert isinstance(shown, dict) and [a["filename"] for a in shown["attachments"]] == ["terms.txt"]
+
+
+@needs_msgconvert
+def test_an_unreadable_msg_is_a_failure_and_not_retried(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.msg"
+    bad.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 512)
+    batches = list(FilesConnector("t", [bad]).batches({}))
+    [fail] = [f for b in batches for f in b.failures]
+    assert "msgconvert could not convert" in fail.reason and fail.permanent
+    assert [c for b in batches for c in b.checkpoints]  # checkpointed: the same file fails the same way
+
+
+def test_without_msgconvert_the_package_is_named_and_the_file_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msg = tmp_path / "memo.msg"
+    msg.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 512)
+    (tmp_path / "emptybin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "emptybin"))
+    batches = list(FilesConnector("t", [msg]).batches({}))
+    [fail] = [f for b in batches for f in b.failures]
+    assert "msgconvert" in fail.reason and PACKAGE in fail.reason and not fail.permanent
+    assert not [c for b in batches for c in b.checkpoints]  # tried again once it is installed
+
+
+def test_stable_conversion_keeps_a_real_date_and_renames_only_generated_boundaries() -> None:
+    converted = (
+        b"Date: Tue, 01 May 2001 10:00:05 +0000\n"
+        b"Content-Type: multipart/mixed; boundary=17957276490.fcAaA.16567\n\n"
+        b"--17957276490.fcAaA.16567\nContent-Type: text/plain\n\nsee 12345678901.abc.42 and\n"
+        b"--17957276490.fcAaA.16567--\n"
+    )
+    now = datetime.now(UTC)
+    out = stable_conversion(converted, now, now, datetime(2003, 7, 4, tzinfo=UTC))
+    assert out.startswith(b"Date: Tue, 01 May 2001 10:00:05 +0000\n")
+    assert b"17957276490" not in out and b"12345678901.abc.42" in out  # text that is no boundary stays
+    same = stable_conversion(converted.replace(b"17957276490.fcAaA.16567", b"17957999999.0b1.999"), now, now, now)
+    assert same == out  # another run's boundary: the same bytes
