@@ -340,7 +340,8 @@ class _Walker:
 
     def _tnef(self, payload: bytes) -> None:
         """Outlook's winmail.dat: its files become attachments too, its body a fallback body."""
-        unpacked = tnef.unpack(payload, max_body_chars=_MAX_TNEF_BODY_CHARS)
+        room = _MAX_PARTS - len(self.attachments)
+        unpacked = tnef.unpack(payload, max_body_chars=_MAX_TNEF_BODY_CHARS, max_files=room)
         if unpacked.error:
             self.errors.append(unpacked.error)
         for name, data in unpacked.files:
@@ -378,10 +379,19 @@ class _Walker:
         )
 
     def body_text(self) -> str:
+        """The text parts, else the HTML parts as text, else a body found inside winmail.dat.
+
+        Each is taken only when it holds text: Outlook in rich-text mode may send an empty
+        text part next to the winmail.dat that carries the real body.
+        """
         if self.plain:
-            return "\n\n".join(t.strip("\n") for t in self.plain if t.strip())
-        if any(h.strip() for h in self.html):
-            return "\n\n".join(html_to_text(h) for h in self.html if h)
+            text = "\n\n".join(t.strip("\n") for t in self.plain if t.strip())
+            if text or not self.tnef_bodies:
+                return text
+        if self.html:
+            text = "\n\n".join(html_to_text(h) for h in self.html if h)
+            if text.strip() or not self.tnef_bodies:
+                return text
         return "\n\n".join(t.strip() for t in self.tnef_bodies)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import struct
 from collections.abc import Callable
@@ -35,15 +36,18 @@ def _attribute(level: int, attr: int, data: bytes) -> bytes:
     return struct.pack("<BII", level, attr, len(data)) + data + struct.pack("<H", checksum)
 
 
-def make_tnef(body: bytes | None, files: list[tuple[str, bytes]]) -> bytes:
+def make_tnef(
+    body: bytes | None, files: list[tuple[str, bytes]], codepage: bytes = struct.pack("<II", 1252, 0)
+) -> bytes:
     out = [SIGNATURE, struct.pack("<H", 0x0101)]
     out.append(_attribute(_MESSAGE, ATT_TNEF_VERSION, struct.pack("<I", 0x00010000)))
-    out.append(_attribute(_MESSAGE, ATT_OEM_CODEPAGE, struct.pack("<II", 1252, 0)))
+    out.append(_attribute(_MESSAGE, ATT_OEM_CODEPAGE, codepage))
+    name_codec = f"cp{struct.unpack_from('<I', codepage)[0]}"
     if body is not None:
         out.append(_attribute(_MESSAGE, ATT_BODY, body + b"\x00"))
     for name, data in files:
         out.append(_attribute(_ATTACHMENT, ATT_ATTACH_REND_DATA, b"\x01\x00" + b"\xff" * 12))
-        out.append(_attribute(_ATTACHMENT, ATT_ATTACH_TITLE, name.encode() + b"\x00"))
+        out.append(_attribute(_ATTACHMENT, ATT_ATTACH_TITLE, name.encode(name_codec) + b"\x00"))
         out.append(_attribute(_ATTACHMENT, ATT_ATTACH_DATA, data))
     return b"".join(out)
 
@@ -71,9 +75,16 @@ def outlook_message(tnef: bytes, plain: str | None = None) -> bytes:
     return bytes(msg)
 
 
-def test_the_builder_makes_streams_tnefparse_reads() -> None:
+def test_the_builder_makes_streams_the_reader_reads() -> None:
     unpacked = unpack(make_tnef(b"hello", FILES), max_body_chars=100)
     assert unpacked.files == FILES and unpacked.body == "hello" and unpacked.error == ""
+
+
+def test_the_files_are_the_real_ones_not_rendering_stubs() -> None:
+    """PR_ATTACH_DATA (in the attachment's MAPI properties) wins over attAttachData."""
+    props = struct.pack("<IHHI", 1, 0x0102, 0x3701, 1) + struct.pack("<I", 6) + b"real!!" + b"\0\0"
+    stream = make_tnef(None, [("a.bin", b"stub")]) + _attribute(_ATTACHMENT, 0x00069005, props)
+    assert unpack(stream, max_body_chars=0).files == [("a.bin", b"real!!")]
 
 
 def test_files_inside_winmail_dat_are_attachments_with_their_text() -> None:
@@ -147,3 +158,64 @@ def test_reindex_rewrites_metadata_parsed_by_an_older_version(
         initialised("show", h["id"], "--json").json() for h in initialised("search", "photo", "--json").json_lines()
     ]
     assert isinstance(shown, dict) and [a["filename"] for a in shown["attachments"]][1:] == [f for f, _ in FILES]
+
+
+def test_reindex_keeps_the_received_date_a_dateless_message_fell_back_to(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Only the ingest knew when a message without a Date arrived (here the Maildir file's
+    time); rewriting metadata on reindex must not replace it with the time it was stored."""
+    maildir = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    msg = maildir / "cur" / "1262304000.M1P1.host:2,S"
+    msg.write_bytes(b"From: a@x.example\r\nTo: b@y.example\r\nSubject: no date\r\n\r\nhello\r\n")
+    os.utime(msg, (1262304000, 1262304000))  # 2010-01-01
+    assert initialised("import", str(maildir)).code == 0
+    query = "SELECT date, date_fallback FROM message_rows"
+    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
+        before = db.execute(query).fetchall()
+    db.close()
+    assert before == [("2010-01-01T00:00:00+00:00", 1)]
+    assert initialised("reindex").code == 0
+    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
+        assert db.execute(query).fetchall() == before
+    db.close()
+
+
+ATT_MAPI_PROPS = 0x00069003
+
+
+def test_counts_the_stream_cannot_back_are_refused_not_followed() -> None:
+    """A few bytes claiming billions of properties or values, or a flood of empty attributes,
+    end with an error at once (tnefparse spun or filled memory on these)."""
+    head = SIGNATURE + b"\x01\x01"
+    props = struct.pack("<I", 0xFFFFFFFF)
+    values = struct.pack("<IHHI", 1, 0x1002, 0x0001, 0xFFFFFFFF)  # one multi-valued SHORT
+    for stream in (
+        head + _attribute(_MESSAGE, ATT_MAPI_PROPS, props),
+        head + _attribute(_MESSAGE, ATT_MAPI_PROPS, values),
+    ):
+        unpacked = unpack(stream, max_body_chars=100)
+        assert "claims 4294967295" in unpacked.error and unpacked.files == []
+    flood = head + _attribute(_MESSAGE, 0x00067777, b"") * 30_000
+    assert "more than 20000 attributes" in unpack(flood, max_body_chars=0).error
+
+
+def test_files_beyond_the_limit_are_counted_not_listed() -> None:
+    stream = make_tnef(None, [(f"f{i}.txt", b"x%d" % i) for i in range(600)])
+    unpacked = unpack(stream, max_body_chars=0)
+    assert len(unpacked.files) == 500 and "more than 500 files" in unpacked.error
+    assert len(unpack(stream, max_body_chars=0, max_files=3).files) == 3
+
+
+def test_the_streams_code_page_decodes_body_and_names() -> None:
+    cp1251 = struct.pack("<II", 1251, 0)
+    stream = make_tnef("Привет".encode("cp1251"), [("Отчёт.txt", b"data")], codepage=cp1251)
+    unpacked = unpack(stream, max_body_chars=100)
+    assert unpacked.body == "Привет" and unpacked.files == [("Отчёт.txt", b"data")]
+
+
+def test_an_empty_text_part_does_not_hide_the_body_inside() -> None:
+    raw = outlook_message(make_tnef(b"The real body.", FILES[:1]), plain="\n")
+    assert parse_message(raw, received=RECEIVED).body_text == "The real body."
