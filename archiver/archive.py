@@ -192,7 +192,7 @@ class Archive:
                 for part in _parts(self.reparse(pending, workers), 250):
                     parsed = [(oid, p) for oid, p, _err in part if p is not None]
                     if refresh_metadata:
-                        self.repo.catalog.put_metadata(parsed)
+                        self.repo.catalog.refresh_metadata(parsed)
                     docs = self.docs_for(parsed)
                     self.index.add(docs)
                     indexed.extend(d.id for d in docs)

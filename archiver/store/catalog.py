@@ -536,6 +536,23 @@ class Catalog:
             self.conn.execute("ROLLBACK")
             raise
 
+    def refresh_metadata(self, items: Sequence[tuple[str, ParsedMessage]]) -> None:
+        """Rewrite the parsed metadata of messages already described (``reindex``), all of it
+        but the date: a Date that had to fall back took the time the message was received,
+        which the ingest knew from its source and a re-parse does not (and a Date that did not
+        fall back parses the same again)."""
+        rows = []
+        for oid, p in items:
+            values = _stored_metadata(p)
+            rows.append((*values[:3], *values[5:], oid))
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(_REFRESH_METADATA, rows)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
     def stats(self) -> dict[str, Any]:
         c = self.conn
 
@@ -660,6 +677,11 @@ _PUT_METADATA = (
     "INSERT OR REPLACE INTO message_rows(obj,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
     "from_name,to_addrs,cc_addrs,bcc_addrs,subject,attachments,parse_errors,indexed)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
+)
+_REFRESH_METADATA = (
+    "UPDATE message_rows SET message_id=?,in_reply_to=?,refs=?,from_addr=?,from_name=?,to_addrs=?,cc_addrs=?,"
+    "bcc_addrs=?,subject=?,attachments=?,parse_errors=?,indexed=0 WHERE obj=(SELECT ingest_seq FROM object_rows"
+    " WHERE id=?)"
 )
 _PUT_METADATA_BY_ID = (
     "INSERT OR REPLACE INTO message_rows(obj,message_id,in_reply_to,refs,date,date_fallback,from_addr,"
