@@ -858,7 +858,8 @@ class FilesConnector:
             # -e: one .eml file per message in a folder tree; -t e: e-mail only
             # (contacts and calendars are not mail); -q: errors only.
             proc = subprocess.run(
-                [readpst, "-e", "-t", "e", "-q", "-o", tmp, str(path)],
+                # an absolute path: a file named "-x.pst" must not be read as an option
+                [readpst, "-e", "-t", "e", "-q", "-o", tmp, str(path.absolute())],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 check=False,

@@ -58,7 +58,8 @@ def convert(path: Path, mtime: datetime) -> Converted:
         started = datetime.now(UTC)
         try:
             proc = subprocess.run(
-                [exe, "--outfile", str(out), str(path)],
+                # an absolute path: a file named "-x.msg" must not be read as an option
+                [exe, "--outfile", str(out), str(path.absolute())],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=TIMEOUT_S,

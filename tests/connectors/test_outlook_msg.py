@@ -151,3 +151,11 @@ def test_stable_conversion_keeps_a_real_date_and_renames_only_generated_boundari
     assert b"17957276490" not in out and b"12345678901.abc.42" in out  # text that is no boundary stays
     same = stable_conversion(converted.replace(b"17957276490.fcAaA.16567", b"17957999999.0b1.999"), now, now, now)
     assert same == out  # another run's boundary: the same bytes
+
+
+@needs_msgconvert
+def test_a_file_named_like_an_option_is_still_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_msg(tmp_path / "--help.msg", dated=True)
+    monkeypatch.chdir(tmp_path)
+    (data,) = convert_all([Path("--help.msg")])
+    assert b"Subject: Gas contract draft" in data
