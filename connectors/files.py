@@ -839,6 +839,9 @@ class FilesConnector:
             if converted.permanent:
                 yield from out.checkpoint(folder, key, value)
             return
+        if len(converted.data) > self.max_message_bytes:  # base64 makes the conversion larger
+            yield from out.failure(folder, str(path), self._too_big(len(converted.data)))
+            return
         origin = Origin(source=self.name, folder=folder, internaldate=_mtime(st), location=str(path))
         yield from out.message(folder, RawMessage(converted.data, origin))
         yield from out.checkpoint(folder, key, value)

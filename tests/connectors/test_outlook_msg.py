@@ -159,3 +159,12 @@ def test_a_file_named_like_an_option_is_still_a_file(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (data,) = convert_all([Path("--help.msg")])
     assert b"Subject: Gas contract draft" in data
+
+
+@needs_msgconvert
+def test_a_conversion_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    msg = write_msg(tmp_path / "big.msg", dated=True, attachments=[("big.bin", "x" * 60_000)])
+    limit = msg.stat().st_size + 100  # the .msg fits; its base64 conversion does not
+    batches = list(FilesConnector("t", [msg], max_message_bytes=limit).batches({}))
+    [fail] = [f for b in batches for f in b.failures]
+    assert "larger than the limit" in fail.reason and not [m for b in batches for m in b.messages]
