@@ -13,7 +13,7 @@ import shutil
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from archiver.clock import Clock, parse_iso, system_clock
@@ -123,11 +123,19 @@ class Archive:
     # -- reading stored messages back ----------------------------------------------
     def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:
         """Decrypt and parse stored messages in parallel; yields (id, parsed or None, error)."""
+        fallback = self.repo.catalog.fallback_dates(ids)
         tasks = [
-            (row.id, rec.codec, wrapped, rec.payload, parse_iso(row.ingested_at))
+            (row.id, rec.codec, wrapped, rec.payload, received_time(row.ingested_at, fallback.get(row.id)))
             for row, rec, wrapped in self.repo.sealed_objects(ids)
         ]
         yield from workers.map(reopen, tasks)
+
+    def received(self, oid: str) -> datetime:
+        """The time a re-parse of a stored message takes as "received" (see :func:`received_time`)."""
+        row = self.repo.catalog.object(oid)
+        if row is None:
+            return datetime.fromtimestamp(0, UTC)
+        return received_time(row.ingested_at, self.repo.catalog.fallback_dates([oid]).get(oid))
 
     def tags_of(self, oid: str) -> Tags:
         t = self.repo.catalog.tags(oid)
@@ -433,3 +441,22 @@ class ArchiveHits:
 
     def describe(self, ids: Sequence[str]) -> Mapping[str, HitDisplay]:
         return self._archive.repo.catalog.hit_rows(ids)
+
+
+def received_time(ingested_at: str, fallback_date: str | None) -> datetime:
+    """What a re-parse takes as the time a message was received.
+
+    The normalizer dates a message with no usable Date by when it was received, and the
+    ingest knew that from its source (the file's time, the server's INTERNALDATE); the
+    catalog kept the result.  So a message whose Date fell back is parsed again with that
+    stored date, and every other one with its ingest time (its Date parses the same with
+    either).  Otherwise `show`, exports, the web and a reindexed index would date it by the
+    moment it was archived instead.
+    """
+    if fallback_date:
+        try:
+            when = parse_iso(fallback_date)
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return parse_iso(ingested_at)

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from archiver.cli.common import console, open_archive, print_json, wants_json
-from archiver.clock import parse_iso
 from archiver.policies.naming import NamingPolicy, fields_of
 
 
@@ -27,9 +26,7 @@ def run(args: argparse.Namespace) -> int:
         policy = NamingPolicy.from_config(archive.cfg.naming)
         oid = archive.repo.resolve(args.id)
         raw = archive.repo.read_raw(oid)
-        row = archive.repo.catalog.object(oid)
-        received = parse_iso(row.ingested_at) if row else parse_iso("1970-01-01T00:00:00Z")
-        parsed = archive.parse(raw, received, attachment_text=False)
+        parsed = archive.parse(raw, archive.received(oid), attachment_text=False)
         tags = archive.tags_of(oid)
         name = policy.base_name(fields_of(oid, parsed, tags.client, tags.matters, archive.repo.catalog.provenance(oid)))
     if wants_json(args):

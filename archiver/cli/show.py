@@ -9,7 +9,6 @@ from typing import Any
 from rich.markup import escape
 
 from archiver.cli.common import console, open_archive, print_json, wants_json
-from archiver.clock import parse_iso
 from archiver.errors import NotFoundError
 
 
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
             return 0
-        parsed = archive.parse(raw, parse_iso(info["ingested_at"]))
+        parsed = archive.parse(raw, archive.received(oid))
     if wants_json(args):
         print_json(
             {

@@ -367,7 +367,7 @@ class BundleWriter:
         self, zf: zipfile.ZipFile, oid: str, raw: bytes, bates: str, seq: int, proof: tuple[int, str]
     ) -> dict[str, Any]:
         a = self.archive
-        parsed = a.parse(raw, parse_iso(proof[1]))
+        parsed = a.parse(raw, a.received(oid))
         tags = a.tags_of(oid)
         prov = self.repo.catalog.provenance(oid)
         name = self.namer.assign(fields_of(oid, parsed, tags.client, tags.matters, prov))

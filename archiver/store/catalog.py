@@ -313,6 +313,19 @@ class Catalog:
         row = self.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id=?", (oid,)).fetchone()
         return None if row is None else ObjectRow(*row)
 
+    def fallback_dates(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored date of each of ``ids`` whose Date had to fall back to the time received."""
+        out: dict[str, str] = {}
+        for chunk, marks in in_chunks(ids):
+            out.update(
+                self.conn.execute(
+                    "SELECT o.id, m.date FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj"
+                    f" WHERE m.date_fallback = 1 AND o.id IN ({marks})",
+                    tuple(chunk),
+                ).fetchall()
+            )
+        return out
+
     def objects(self, ids: Sequence[str]) -> dict[str, ObjectRow]:
         """The rows of the stored ids among ``ids``, one query per 500 (batch readers: reindex, retag)."""
         out: dict[str, ObjectRow] = {}

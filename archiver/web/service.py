@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from archiver.archive import Archive
-from archiver.clock import parse_iso
+from archiver.archive import Archive, received_time
 from archiver.errors import ArchiverError, NotFoundError, QueryError
 from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
@@ -233,7 +232,9 @@ class WebArchive:
         structure is wanted (the HTML body, an attachment's bytes)."""
         if raw is None:
             return None
-        return self.archive.parse(raw, parse_iso(str(info["ingested_at"])), attachment_text=attachment_text)
+        fallback = str(info["date"]) if info.get("date_fallback") and info.get("date") else None
+        received = received_time(str(info["ingested_at"]), fallback)
+        return self.archive.parse(raw, received, attachment_text=attachment_text)
 
     def message(self, scope: Scope, oid: str) -> MessageView:
         """The message's catalog record, parsed content (None once disposed), holds and retention."""

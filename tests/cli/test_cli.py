@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -432,3 +433,23 @@ def test_same_files_under_another_source_add_provenance_only(imported: Callable[
     assert after["messages"] == before["messages"]
     assert after["copies"] == before["copies"] + len(sample_files())
     assert len(imported("search", "source:second", "--json", "--limit", "0").json_lines()) == before["messages"]
+
+
+def test_a_dateless_message_keeps_its_received_date_everywhere(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Dated by the Maildir file's time at import; `show`, search after `reindex`, and the
+    export name all agree with that, not with the moment the message was archived."""
+    maildir = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    msg = maildir / "cur" / "1262304000.M1P1.host:2,S"
+    msg.write_bytes(b"From: a@x.example\r\nTo: b@y.example\r\nSubject: undated memo\r\n\r\nhello\r\n")
+    os.utime(msg, (1262304000, 1262304000))  # 2010-01-01
+    assert initialised("import", str(maildir)).code == 0
+    (hit,) = initialised("search", "before:2011-01-01", "--json").json_lines()
+    shown = initialised("show", str(hit["id"]), "--json").json()
+    assert isinstance(shown, dict) and str(shown["date"]).startswith("2010-01-01") and shown["date_is_fallback"]
+    assert initialised("reindex").code == 0
+    assert [h["id"] for h in initialised("search", "before:2011-01-01", "--json").json_lines()] == [hit["id"]]
+    assert initialised("search", "after:2011-01-01", "--json").json_lines() == []
