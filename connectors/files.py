@@ -832,7 +832,7 @@ class FilesConnector:
         if st.st_size > self.max_message_bytes:
             yield from out.failure(folder, str(path), self._too_big(st.st_size))
             return
-        converted = outlook_msg.convert(path, _mtime(st))
+        converted = outlook_msg.convert(path, self.max_message_bytes)
         if converted.data is None:
             # Not checkpointed when installing msgconvert would help: the next run tries again.
             yield from out.failure(folder, str(path), converted.error, permanent=converted.permanent)

@@ -6,35 +6,55 @@ no RFC 822 bytes.  ``msgconvert`` (Debian package ``libemail-outlook-message-per
 Email::Outlook::Message) writes them, the way ``readpst`` does for PSTs, and what the
 archive stores is that conversion.
 
-The conversion is made deterministic, so that the same ``.msg`` always gets the same id
-(re-imports and copies in two folders are duplicates, not new messages):
+The same ``.msg`` must always give the same bytes, so that re-imports and copies are
+duplicates rather than new messages.  msgconvert's MIME library draws boundaries and
+Content-IDs from the clock, ``rand``, the process id and the host name, and dates a
+message (or an attached one) that has no date of its own with the time of conversion.  So
+msgconvert runs inside a small Perl wrapper (``_WRAPPER``) that fixes all four and the hash
+seed; the one date it can then write for "now", ``_NO_DATE``, is removed again, leaving a
+message without a Date header, which the normalizer dates by the file's time and flags,
+as for any dateless message.
 
-* ``msgconvert`` draws each multipart boundary from the clock, a counter and its process
-  id; each is replaced by one derived from the message with its boundaries blanked out;
-* a ``.msg`` with no date of its own gets the time of the conversion as its ``Date``; that
-  one is replaced by the file's modification time.
+msgconvert runs with limits (output size, memory, CPU time, wall time): a 2.5 KB
+``.msg`` with a lying compressed-RTF header makes it loop and print warnings forever.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 PACKAGE = "libemail-outlook-message-perl"
 #: a .msg is converted in well under a second; a converter still busy after this is stuck.
 TIMEOUT_S = 120
+#: the converter's address space (it holds the whole .msg and the message it builds), at least.
+MEMORY_BYTES = 2 << 30
 
-#: Email::MIME's boundaries: <epoch seconds><counter>.<random hex>.<process id>.
-_BOUNDARY = re.compile(rb"\b(\d{10,}\.[0-9A-Fa-f]+\.\d+)\b")
-_BOUNDARY_PARAM = re.compile(rb'boundary="?(\d{10,}\.[0-9A-Fa-f]+\.\d+)"?', re.IGNORECASE)
-_DATE_LINE = re.compile(rb"^Date:[ \t]*([^\r\n]*)(\r?\n)", re.MULTILINE | re.IGNORECASE)
+#: Runs msgconvert (its path is the first argument) with a fixed clock (1 s after the epoch),
+#: random seed, process id and host name; see the module docstring.
+_WRAPPER = r"""
+BEGIN { *CORE::GLOBAL::time = sub () { 1 }; srand(1); }
+$$ = 1;
+my $host = sub { 'msgconvert.invalid' };
+require Sys::Hostname;
+{ no warnings 'redefine'; *Sys::Hostname::hostname = $host; }
+if (eval { require Sys::Hostname::Long; 1 }) { no warnings 'redefine'; *Sys::Hostname::Long::hostname_long = $host; }
+my $script = shift @ARGV;
+$0 = $script;
+do $script;
+die $@ if $@;
+"""
+#: the Date msgconvert writes for a message without one, under the wrapper's clock.
+_NO_DATE = re.compile(rb"^Date: Thu, 1 Jan 1970 00:00:01 \+0000\r?\n", re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_HEADERS = re.compile(rb"^(From|To|Cc|Subject):[ \t]*\S", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,75 +66,71 @@ class Converted:
     permanent: bool = True
 
 
-def convert(path: Path, mtime: datetime) -> Converted:
-    """Convert one ``.msg`` file.  Never raises for a bad file or a missing converter."""
-    exe = shutil.which("msgconvert")
-    if exe is None:
+def convert(path: Path, max_bytes: int) -> Converted:
+    """Convert one ``.msg`` file (output of at most ``max_bytes``).  Never raises."""
+    exe, perl = shutil.which("msgconvert"), shutil.which("perl")
+    if exe is None or perl is None:
         return Converted(
             None, f"Outlook .msg import needs the msgconvert program: install the Debian package {PACKAGE}", False
         )
+    env = {**os.environ, "TZ": "UTC", "PERL_HASH_SEED": "0", "PERL_PERTURB_KEYS": "0"}
     with tempfile.TemporaryDirectory(prefix="archiver-msg-") as tmp:
-        out = Path(tmp) / "message.eml"
-        started = datetime.now(UTC)
+        out, err = Path(tmp) / "message.eml", Path(tmp) / "stderr"
+        # an absolute path: a file named "-x.msg" must not be read as an option
+        argv = [perl, "-e", _WRAPPER, exe, "--outfile", str(out), str(path.absolute())]
         try:
-            proc = subprocess.run(
-                # an absolute path: a file named "-x.msg" must not be read as an option
-                [exe, "--outfile", str(out), str(path.absolute())],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Converted(None, f"msgconvert did not finish converting the .msg within {TIMEOUT_S} s")
+            with err.open("wb") as err_file:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_file, env=env
+                )
+                _limit(proc.pid, max_bytes)
+                try:
+                    code = proc.wait(timeout=TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    return Converted(
+                        None, f"msgconvert did not finish within {TIMEOUT_S} s; tried again next run", False
+                    )
         except OSError as exc:
             return Converted(None, f"msgconvert could not be run: {exc.strerror or exc}", False)
-        finished = datetime.now(UTC)
-        try:
-            data = out.read_bytes()
-        except OSError:
-            data = b""
-    if proc.returncode != 0 or not data.strip():
-        # msgconvert exits 0 on some unreadable files, having written nothing.
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        return Converted(None, f"msgconvert could not convert the .msg: {detail[:300]}")
-    return Converted(stable_conversion(data, started, finished, mtime))
+        data = out.read_bytes() if out.is_file() else b""
+        detail = _last_line(err)
+    if code != 0 or not data.strip():
+        return Converted(None, f"msgconvert could not convert the .msg: {detail or f'exit status {code}'}")
+    data = _NO_DATE.sub(b"", data)
+    if not _has_content(data):
+        # msgconvert writes a bare header for damaged files, and for one still being copied
+        return Converted(None, "msgconvert found no message in the .msg (damaged, or still being written)", False)
+    return Converted(data)
 
 
-def stable_conversion(data: bytes, started: datetime, finished: datetime, mtime: datetime) -> bytes:
-    """``msgconvert``'s output made the same for every conversion of the same file (see above)."""
-    return _stable_date(_stable_boundaries(data), started, finished, mtime)
+def _limit(pid: int, max_bytes: int) -> None:
+    """Cap the converter's output files (its stderr included), memory and CPU time."""
+    for which, value in (
+        (resource.RLIMIT_FSIZE, max(max_bytes, 1 << 20) + (1 << 20)),
+        (resource.RLIMIT_AS, max(MEMORY_BYTES, 10 * max_bytes)),
+        (resource.RLIMIT_CPU, TIMEOUT_S),
+    ):
+        # it may have exited already, or a limit may be lower than this already
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, which, (value, value))
 
 
-def _stable_boundaries(data: bytes) -> bytes:
-    declared = list(dict.fromkeys(m.group(1) for m in _BOUNDARY_PARAM.finditer(data)))
-    if not declared:
-        return data
-    wanted = set(declared)
-    blank = _BOUNDARY.sub(lambda m: b"" if m.group(1) in wanted else m.group(0), data)
-    base = hashlib.sha256(blank).hexdigest()[:20]
-    # token characters only: the Content-Type parameter stays valid unquoted, as msgconvert wrote it
-    new = {old: f"archiver-msg-{base}-{i}".encode() for i, old in enumerate(declared)}
-    return _BOUNDARY.sub(lambda m: new.get(m.group(1), m.group(0)), data)
-
-
-def _stable_date(data: bytes, started: datetime, finished: datetime, mtime: datetime) -> bytes:
-    head_end = data.find(b"\n\n")
-    crlf_end = data.find(b"\r\n\r\n")
-    ends = [e for e in (head_end, crlf_end) if e >= 0]
-    head = data[: min(ends)] if ends else data
-    match = _DATE_LINE.search(head)
-    if match is None:
-        return data
+def _last_line(err: Path) -> str:
+    """The last thing msgconvert said (its warnings can run to megabytes: only the tail is read)."""
     try:
-        when = parsedate_to_datetime(match.group(1).decode("ascii", "replace"))
-    except (TypeError, ValueError):
-        return data
-    if when.tzinfo is None:
-        return data
-    slack = timedelta(seconds=2)
-    if not started.replace(microsecond=0) - slack <= when <= finished + slack:
-        return data  # the message's own date
-    line = b"Date: " + format_datetime(mtime.astimezone(UTC)).encode("ascii") + match.group(2)
-    return data[: match.start()] + line + data[match.end() :]
+        with err.open("rb") as fh:
+            fh.seek(max(0, err.stat().st_size - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _has_content(data: bytes) -> bool:
+    """A sender, recipient or subject in the top header block, or a body after it."""
+    end = _HEADER_END.search(data)
+    head, body = (data[: end.start()], data[end.end() :]) if end else (data, b"")
+    return bool(_CONTENT_HEADERS.search(head)) or bool(body.strip())
