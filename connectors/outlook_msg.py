@@ -100,8 +100,9 @@ def convert(path: Path, max_bytes: int) -> Converted:
         return Converted(None, f"msgconvert could not convert the .msg: {detail or f'exit status {code}'}")
     data = _NO_DATE.sub(b"", data)
     if not _has_content(data):
-        # msgconvert writes a bare header for damaged files, and for one still being copied
-        return Converted(None, "msgconvert found no message in the .msg (damaged, or still being written)", False)
+        # msgconvert writes a bare header for a damaged file.  Recorded as done: a file that was
+        # still being copied changes size and time, and its checkpoint makes the next run read it.
+        return Converted(None, "msgconvert found no message in the .msg (damaged, or not an Outlook message)")
     return Converted(data)
 
 

@@ -156,3 +156,32 @@ def test_without_msgconvert_the_package_is_named_and_the_file_retried(
     [fail] = [f for b in batches for f in b.failures]
     assert "msgconvert" in fail.reason and PACKAGE in fail.reason and not fail.permanent
     assert not [c for b in batches for c in b.checkpoints]  # tried again once it is installed
+
+
+@needs_msgconvert
+def test_a_file_named_like_an_option_is_still_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_msg(tmp_path / "--help.msg", dated=True)
+    monkeypatch.chdir(tmp_path)
+    (data,) = convert_all([Path("--help.msg")])
+    assert b"Subject: Gas contract draft" in data
+
+
+@needs_msgconvert
+def test_a_conversion_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    msg = write_msg(tmp_path / "big.msg", dated=True, attachments=[("big.bin", "x" * 60_000)])
+    limit = msg.stat().st_size + 100  # the .msg fits; its base64 conversion does not
+    batches = list(FilesConnector("t", [msg], max_message_bytes=limit).batches({}))
+    [fail] = [f for b in batches for f in b.failures]
+    assert "larger than the limit" in fail.reason and not [m for b in batches for m in b.messages]
+
+
+@needs_msgconvert
+def test_an_ole_file_that_is_no_message_is_recorded_once(tmp_path: Path) -> None:
+    """A .msg that converts to a bare header (damaged, or another Office file renamed) is a
+    failure, checkpointed: its size and time change if it was only half copied."""
+    empty = tmp_path / "empty.msg"
+    subprocess.run(["perl", "-e", _WRITER, str(empty), "1"], check=True, capture_output=True)
+    batches = list(FilesConnector("t", [empty]).batches({}))
+    [fail] = [f for b in batches for f in b.failures]
+    assert "found no message" in fail.reason and fail.permanent
+    assert [c for b in batches for c in b.checkpoints]
