@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -450,6 +452,12 @@ def test_a_dateless_message_keeps_its_received_date_everywhere(
     (hit,) = initialised("search", "before:2011-01-01", "--json").json_lines()
     shown = initialised("show", str(hit["id"]), "--json").json()
     assert isinstance(shown, dict) and str(shown["date"]).startswith("2010-01-01") and shown["date_is_fallback"]
-    assert initialised("reindex").code == 0
+    catalog = tmp_path / "archive" / "catalog.sqlite"
+    query = "SELECT date, date_fallback FROM message_rows"
+    with contextlib.closing(sqlite3.connect(catalog)) as db:
+        assert db.execute(query).fetchall() == [("2010-01-01T00:00:00+00:00", 1)]
+    assert initialised("reindex").code == 0  # which rewrites the parsed metadata, but not this date
+    with contextlib.closing(sqlite3.connect(catalog)) as db:
+        assert db.execute(query).fetchall() == [("2010-01-01T00:00:00+00:00", 1)]
     assert [h["id"] for h in initialised("search", "before:2011-01-01", "--json").json_lines()] == [hit["id"]]
     assert initialised("search", "after:2011-01-01", "--json").json_lines() == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import struct
 from collections.abc import Callable
@@ -158,29 +157,6 @@ def test_reindex_rewrites_metadata_parsed_by_an_older_version(
         initialised("show", h["id"], "--json").json() for h in initialised("search", "photo", "--json").json_lines()
     ]
     assert isinstance(shown, dict) and [a["filename"] for a in shown["attachments"]][1:] == [f for f, _ in FILES]
-
-
-def test_reindex_keeps_the_received_date_a_dateless_message_fell_back_to(
-    initialised: Callable[..., CliResult], tmp_path: Path
-) -> None:
-    """Only the ingest knew when a message without a Date arrived (here the Maildir file's
-    time); rewriting metadata on reindex must not replace it with the time it was stored."""
-    maildir = tmp_path / "md"
-    for sub in ("cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True)
-    msg = maildir / "cur" / "1262304000.M1P1.host:2,S"
-    msg.write_bytes(b"From: a@x.example\r\nTo: b@y.example\r\nSubject: no date\r\n\r\nhello\r\n")
-    os.utime(msg, (1262304000, 1262304000))  # 2010-01-01
-    assert initialised("import", str(maildir)).code == 0
-    query = "SELECT date, date_fallback FROM message_rows"
-    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
-        before = db.execute(query).fetchall()
-    db.close()
-    assert before == [("2010-01-01T00:00:00+00:00", 1)]
-    assert initialised("reindex").code == 0
-    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
-        assert db.execute(query).fetchall() == before
-    db.close()
 
 
 ATT_MAPI_PROPS = 0x00069003
