@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.clock import Clock, parse_iso, system_clock
+from archiver.clock import Clock, parse_iso, received_at, system_clock
 from archiver.config import Config, read_passphrase
 from archiver.documents import index_doc
 from archiver.errors import ArchiverError
@@ -123,9 +123,9 @@ class Archive:
     # -- reading stored messages back ----------------------------------------------
     def reparse(self, ids: Sequence[str], workers: Workers) -> Iterator[tuple[str, ParsedMessage | None, str]]:
         """Decrypt and parse stored messages in parallel; yields (id, parsed or None, error)."""
-        fallback = self.repo.catalog.fallback_dates(ids)
+        source_times = self.repo.catalog.first_copy_times(ids)
         tasks = [
-            (row.id, rec.codec, wrapped, rec.payload, received_time(row.ingested_at, fallback.get(row.id)))
+            (row.id, rec.codec, wrapped, rec.payload, received_time(row.ingested_at, *source_times.get(row.id, ())))
             for row, rec, wrapped in self.repo.sealed_objects(ids)
         ]
         yield from workers.map(reopen, tasks)
@@ -135,7 +135,7 @@ class Archive:
         row = self.repo.catalog.object(oid)
         if row is None:
             return datetime.fromtimestamp(0, UTC)
-        return received_time(row.ingested_at, self.repo.catalog.fallback_dates([oid]).get(oid))
+        return received_time(row.ingested_at, *self.repo.catalog.first_copy_times([oid]).get(oid, ()))
 
     def tags_of(self, oid: str) -> Tags:
         t = self.repo.catalog.tags(oid)
@@ -443,20 +443,25 @@ class ArchiveHits:
         return self._archive.repo.catalog.hit_rows(ids)
 
 
-def received_time(ingested_at: str, fallback_date: str | None) -> datetime:
-    """What a re-parse takes as the time a message was received.
+def received_time(ingested_at: str, source_time: str | None = None, fetched_at: str | None = None) -> datetime:
+    """What a re-parse takes as the time a stored message was received: what the ingest took.
 
-    The normalizer dates a message with no usable Date by when it was received, and the
-    ingest knew that from its source (the file's time, the server's INTERNALDATE); the
-    catalog kept the result.  So a message whose Date fell back is parsed again with that
-    stored date, and every other one with its ingest time (its Date parses the same with
-    either).  Otherwise `show`, exports, the web and a reindexed index would date it by the
-    moment it was archived instead.
+    The normalizer dates a message with no usable Date by when it was received, and flags
+    Dates far after it.  The ingest took the source's time (the file's, the server's
+    INTERNALDATE) of the copy it stored, checked against the time it read that copy, which
+    it records as the copy's ``fetched_at`` (:func:`archiver.clock.received_at`).  The
+    catalog keeps both, so a re-parse (`show`, the web page, exports, reindex, a rebuilt
+    catalog) decides the same and dates every message as the ingest did, not by the moment
+    it was archived.  Archives older than that record fall back to the ingest time.
     """
-    if fallback_date:
-        try:
-            when = parse_iso(fallback_date)
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return parse_iso(ingested_at)
+    read = _time_or_none(fetched_at) or parse_iso(ingested_at)
+    return received_at(_time_or_none(source_time), read)
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        return None

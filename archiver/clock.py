@@ -7,7 +7,7 @@ years in milliseconds and retention decisions are reproducible.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 
@@ -29,3 +29,24 @@ def iso(dt: datetime) -> str:
 
 def parse_iso(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+#: source times before this are a broken clock, not a date (Maildir files named 0, ...).
+EPOCH_FLOOR = datetime(1980, 1, 1, tzinfo=UTC)
+
+
+def received_at(source_time: datetime | None, now: datetime) -> datetime:
+    """When a message reached its mailbox: the source's time when plausible, else ``now``.
+
+    The normalizer dates a message with no usable Date by this, and flags Dates far after
+    it, so a bogus source time (a Maildir file named by a broken clock) must not be
+    trusted.  The ingest decides it from the copy it stores (``now``: the time of storing);
+    a later re-parse decides it again from that first copy's recorded time and the
+    ingest time, and so dates every message as the ingest did.
+    """
+    d = source_time
+    if d is None or d.tzinfo is None or d < EPOCH_FLOOR or d > now + timedelta(days=1):
+        return now
+    # A plain UTC datetime: connector libraries' own tzinfo classes may not survive pickling
+    # into the worker processes (a task a worker cannot unpickle is lost, and the pool waits).
+    return d.astimezone(UTC)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from archiver.archive import Archive
+from archiver.clock import received_at
 from archiver.documents import index_doc
 from archiver.logging import get_logger
 from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
@@ -210,7 +211,9 @@ def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSumm
 GROUP_MAX_BYTES = 32 * 1024 * 1024
 
 #: a group of batches, each batch's (message index, id) pairs, and the workers' pending result.
-_Prepared = tuple[list[Batch], list[list[tuple[int, str]]], Any]
+#: and when the group was read (the copies' fetched_at, and the "received" time of messages
+#: whose source gives none: a re-parse finds both in the catalog, see archive.received_time).
+_Prepared = tuple[list[Batch], list[list[tuple[int, str]]], Any, datetime]
 
 
 def _groups(batches: Iterable[Batch], max_messages: int, max_bytes: int = GROUP_MAX_BYTES) -> Iterator[list[Batch]]:
@@ -252,24 +255,12 @@ def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) ->
                 continue
             seen.add(oid)
             tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now), dictionary))
-    return group, hashed, (workers.submit(prepare, tasks) if tasks else None)
+    return group, hashed, (workers.submit(prepare, tasks) if tasks else None), now
 
 
 def _received(origin: Origin, now: datetime) -> datetime:
-    """When the message reached its mailbox: the source's date when plausible, else now.
-
-    The normalizer falls back to this for a bad Date and flags Dates far after it, so a
-    bogus internal date (a Maildir file named by a broken clock) must not be trusted.
-    """
-    d = origin.internaldate
-    if d is None or d.tzinfo is None or d < _EPOCH_FLOOR or d > now + timedelta(days=1):
-        return now
-    # A plain UTC datetime: connector libraries' own tzinfo classes may not survive pickling
-    # into the worker processes (a task a worker cannot unpickle is lost, and the pool waits).
-    return d.astimezone(UTC)
-
-
-_EPOCH_FLOOR = datetime(1980, 1, 1, tzinfo=UTC)
+    """When the message reached its mailbox (:func:`archiver.clock.received_at`)."""
+    return received_at(origin.internaldate, now)
 
 
 def _commit(
@@ -281,7 +272,7 @@ def _commit(
     actor: str,
     progress: ProgressFn | None,
 ) -> None:
-    group, hashed, job = prepared
+    group, hashed, job, now = prepared
     repo = archive.repo
     results = job.get(timeout=WORKER_TIMEOUT_S) if job is not None else []
     by_id = {sealed.id: (parsed, sealed, tags) for parsed, sealed, tags in results}
@@ -289,7 +280,6 @@ def _commit(
     if by_id:
         committed_meanwhile = repo.catalog.existing(list(by_id))
         by_id = {k: v for k, v in by_id.items() if k not in committed_meanwhile}
-    now = repo.clock()
     local_tags: dict[str, Tags] = {}
     new_docs: dict[str, tuple[int, ParsedMessage, Tags, list[dict[str, Any]]]] = {}
     grown: list[str] = []

@@ -313,17 +313,15 @@ class Catalog:
         row = self.conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id=?", (oid,)).fetchone()
         return None if row is None else ObjectRow(*row)
 
-    def fallback_dates(self, ids: Sequence[str]) -> dict[str, str]:
-        """The stored date of each of ``ids`` whose Date had to fall back to the time received."""
-        out: dict[str, str] = {}
+    def first_copy_times(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """(``internaldate``, ``fetched_at``) of the copy each of ``ids`` was stored from."""
+        out: dict[str, tuple[str | None, str | None]] = {}
         for chunk, marks in in_chunks(ids):
-            out.update(
-                self.conn.execute(
-                    "SELECT o.id, m.date FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj"
-                    f" WHERE m.date_fallback = 1 AND o.id IN ({marks})",
-                    tuple(chunk),
-                ).fetchall()
-            )
+            for oid, source, fetched in self.conn.execute(
+                f"SELECT id, internaldate, fetched_at FROM provenance WHERE id IN ({marks}) ORDER BY id, seq",
+                tuple(chunk),
+            ):
+                out.setdefault(oid, (source, fetched))
         return out
 
     def objects(self, ids: Sequence[str]) -> dict[str, ObjectRow]:

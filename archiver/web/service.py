@@ -232,8 +232,8 @@ class WebArchive:
         structure is wanted (the HTML body, an attachment's bytes)."""
         if raw is None:
             return None
-        fallback = str(info["date"]) if info.get("date_fallback") and info.get("date") else None
-        received = received_time(str(info["ingested_at"]), fallback)
+        copies = info.get("provenance") or [{}]
+        received = received_time(str(info["ingested_at"]), copies[0].get("internaldate"), copies[0].get("fetched_at"))
         return self.archive.parse(raw, received, attachment_text=attachment_text)
 
     def message(self, scope: Scope, oid: str) -> MessageView:

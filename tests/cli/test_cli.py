@@ -7,7 +7,9 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -461,3 +463,30 @@ def test_a_dateless_message_keeps_its_received_date_everywhere(
         assert db.execute(query).fetchall() == [("2010-01-01T00:00:00+00:00", 1)]
     assert [h["id"] for h in initialised("search", "before:2011-01-01", "--json").json_lines()] == [hit["id"]]
     assert initialised("search", "after:2011-01-01", "--json").json_lines() == []
+    for stale in catalog.parent.glob("catalog.sqlite*"):  # rebuilt from the journal: the date too
+        stale.unlink()
+    assert initialised("reindex").code == 0
+    with contextlib.closing(sqlite3.connect(catalog)) as db:
+        assert db.execute(query).fetchall() == [("2010-01-01T00:00:00+00:00", 1)]
+
+
+def test_a_date_just_after_the_source_time_stays_valid_on_every_reparse(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """The source's time may be up to a day ahead (clock skew) and the Date two more days: valid
+    at import, so it must stay valid for `show` and after `reindex`, not fall back."""
+    now = datetime.now(UTC)
+    sent = now + timedelta(days=2, hours=12)
+    maildir = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    ahead = int((now + timedelta(hours=20)).timestamp())
+    msg = maildir / "cur" / f"{ahead}.M1P1.host:2,S"  # Maildir names carry the delivery time
+    msg.write_bytes(f"From: a@x.example\r\nSubject: skewed\r\nDate: {format_datetime(sent)}\r\n\r\nhello\r\n".encode())
+    assert initialised("import", str(maildir)).code == 0
+    (hit,) = initialised("search", "subject:skewed", "--json").json_lines()
+    shown = initialised("show", str(hit["id"]), "--json").json()
+    assert isinstance(shown, dict) and shown["date"] == hit["date"] and not shown["date_is_fallback"]
+    assert initialised("reindex").code == 0
+    after = initialised("search", f"after:{sent.date().isoformat()}", "--json").json_lines()
+    assert [h["id"] for h in after] == [hit["id"]]
