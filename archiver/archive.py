@@ -44,6 +44,10 @@ class MaintenanceSummary:
     failed: list[str] = field(default_factory=list)
 
 
+#: tags decided in the current pass: Message-ID -> object id -> tags (see Archive.parent_tags).
+LocalTags = Mapping[str, Mapping[str, Tags]]
+
+
 class Archive:
     """An archive opened with its configuration."""
 
@@ -267,7 +271,7 @@ class Archive:
             for start in range(0, total, chunk_size):
                 chunk = catalog.ids_of_rows(order[start : start + chunk_size].tolist())
                 before = catalog.tags_of(chunk)
-                new_tags: dict[str, Tags] = {}
+                new_tags: dict[str, dict[str, Tags]] = {}
                 changed: list[tuple[str, ParsedMessage, Tags]] = []
                 for oid, parsed, err in self.reparse(chunk, w):
                     if parsed is None:
@@ -275,7 +279,7 @@ class Archive:
                         continue
                     tags = self.tagger.tag(parsed, parent_tags=self.parent_tags(parsed, new_tags))
                     if parsed.message_id:
-                        new_tags[parsed.message_id] = tags
+                        new_tags.setdefault(parsed.message_id, {})[oid] = tags
                     if before.get(oid) != (tags.client, tags.matters):
                         changed.append((oid, parsed, tags))
                 summary.processed += len(chunk)
@@ -294,30 +298,35 @@ class Archive:
                 )
         return summary
 
-    def parent_tags(self, parsed: ParsedMessage, local: Mapping[str, Tags] | None = None) -> list[Tags]:
+    def parent_tags(self, parsed: ParsedMessage, local: LocalTags | None = None) -> list[Tags]:
         """Tags of the messages this one replies to (thread inheritance).
 
-        ``local`` maps Message-IDs to tags decided in the current pass (an ingest batch, a
-        retag): those win over the catalog, which has not seen them yet or holds the old ones.
+        ``local`` holds the tags decided in the current pass (an ingest batch, a retag, late
+        filing), by Message-ID and object id: those win over the catalog, which has not seen
+        them yet or holds the old ones.
         """
         return self.parent_tags_of([r for r in (parsed.in_reply_to, *parsed.references) if r], local)
 
-    def parent_tags_of(self, refs: Sequence[str], local: Mapping[str, Tags] | None = None) -> list[Tags]:
-        """:meth:`parent_tags` for the Message-IDs a message refers to."""
+    def parent_tags_of(self, refs: Sequence[str], local: LocalTags | None = None) -> list[Tags]:
+        """:meth:`parent_tags` for the Message-IDs a message refers to.
+
+        Every message with each Message-ID counts (duplicates with different bytes are
+        separate objects), in the order of ``refs`` and then of storing: each as decided in
+        this pass if it was, else as the catalog has it.  So the answer depends on neither
+        the chunking of a pass nor on which copy of a Message-ID was decided last.
+        """
         if not refs or not self.cfg.tagging.thread_inheritance:
             return []
-        # Each reference, in order: as decided in this pass if it was, else as the catalog has it.
-        # (Taking only the pass's decisions whenever there was one made a reply ignore a stored
-        # parent as soon as another of its references had been decided, depending on chunking.)
         local = local or {}
         wanted = list(dict.fromkeys(refs))
-        stored = self.repo.catalog.tags_by_message_id([r for r in wanted if r not in local])
+        stored = self.repo.catalog.tags_by_message_id(wanted)
         out: list[Tags] = []
         for ref in wanted:
-            if ref in local:
-                out.append(local[ref])
-            else:
-                out.extend(Tags(client=c, matters=m) for c, m in stored.get(ref, ()))
+            decided = local.get(ref, {})
+            rows = stored.get(ref, ())
+            out.extend(decided.get(oid) or Tags(client=c, matters=m) for oid, c, m in rows)
+            seen = {oid for oid, _c, _m in rows}
+            out.extend(tags for oid, tags in decided.items() if oid not in seen)  # not committed yet
         return out
 
     # -- queries -----------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from archiver.archive import Archive
+from archiver.archive import Archive, LocalTags
 from archiver.clock import received_at
 from archiver.documents import index_doc
 from archiver.logging import get_logger
@@ -280,7 +280,7 @@ def _commit(
     if by_id:
         committed_meanwhile = repo.catalog.existing(list(by_id))
         by_id = {k: v for k, v in by_id.items() if k not in committed_meanwhile}
-    local_tags: dict[str, Tags] = {}
+    local_tags: dict[str, dict[str, Tags]] = {}
     new_docs: dict[str, tuple[int, ParsedMessage, Tags, list[dict[str, Any]]]] = {}
     grown: list[str] = []
     with repo.transaction(actor) as tx:
@@ -294,7 +294,7 @@ def _commit(
                     tags = _final_tags(archive, parsed, own_tags, local_tags)
                     late.stored(oid, parsed, own_tags, tags)
                     if parsed.message_id:
-                        local_tags[parsed.message_id] = tags
+                        local_tags.setdefault(parsed.message_id, {})[oid] = tags
                     tx.put(sealed, pd, tags, parsed, known_new=True)
                     new_docs[oid] = (sealed.size, parsed, tags, [pd])
                     summary.imported += 1
@@ -337,7 +337,7 @@ def _folder_key(batch: Batch) -> str:
     return "/".join(x for x in (batch.account, batch.folder) if x) or "-"
 
 
-def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local: dict[str, Tags]) -> Tags:
+def _final_tags(archive: Archive, parsed: ParsedMessage, own: Tags | None, local: LocalTags) -> Tags:
     """The worker's tags, unless the message has no matter of its own and a parent to inherit from."""
     if own is not None and (own.matters or not archive.cfg.tagging.thread_inheritance):
         return own

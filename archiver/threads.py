@@ -1,30 +1,32 @@
 """Thread inheritance when a reply is imported before its parent.
 
-The writer files a reply under its parent's matter only if the parent is already stored.
+The writer files a reply under its parents' matters only if they are already stored.
 A mail tree is imported folder by folder, so a reply in ``Inbox`` often arrives before the
-message it answers in ``Sent Items``: it would stay unfiled until someone ran ``retag``.
-``LateParents`` re-decides such replies, oldest first, as ``retag`` would, once the parent
-is there:
+message it answers in ``Sent Items``: it would stay unfiled (or miss the matter of one of
+its parents) until someone ran ``retag``.  ``LateParents`` re-decides such replies, oldest
+first, as ``retag`` would, once a parent is there:
 
-* **In the same import**, it remembers the replies that found no parent with a matter,
-  notices when one of the Message-IDs they refer to arrives, and at the end re-decides
-  exactly those replies (and their own replies).
-* **In a later import** (the daemon's next sync, another source), every Message-ID stored is
-  looked up among the replies already archived without a matter, by their direct parent
-  (In-Reply-To, else the last of References; an index of the catalog,
-  ``Catalog.replies_without_matter``).  Those found are decrypted and parsed again (in
-  chunks), tagged with their parents' tags, and their own replies looked up in turn (at most
-  ``MAX_WAVES`` rounds).  A reply whose only link to the newcomer is an earlier entry of
-  References is left to ``retag``.
+* **In the same import**, it remembers the replies with no matter of their own, notices
+  when one of the Message-IDs they refer to arrives, and at the end re-decides exactly
+  those replies (and their own replies).
+* **In a later import** (the daemon's next sync, another source), every Message-ID stored
+  with tags to pass on is looked up among the replies already archived, by their direct
+  parent (In-Reply-To, else the last of References; an index of the catalog,
+  ``Catalog.replies_to``).  Those found are decrypted and parsed again (in chunks), and
+  re-decided; the replies to any that change follow, round after round (at most
+  ``MAX_WAVES``).  A reply whose only link to the newcomer is an earlier entry of
+  References is left to ``retag``: indexing every reference of every message would cost
+  the catalog far more than the direct parent does.
 
 A reply takes the tags of every message it refers to, each as decided in this filing or
-else as the catalog has it (``Archive.parent_tags_of``), so the result is what ``retag``
-decides; tests/cli/test_cli.py checks that ``retag`` then changes nothing.
+else as the catalog has it, every copy of a Message-ID included (``Archive.parent_tags_of``),
+so the result is what ``retag`` decides; tests/cli/test_cli.py checks that ``retag`` then
+changes nothing.
 
-Memory is bounded: at most ``MAX_WAITING`` replies of each kind and ``MAX_REFS`` distinct
-Message-IDs they refer to are remembered per import (some 40 MB at worst); replies beyond
-that are left to ``retag``, as are the replies of an import killed between its last commit
-and this filing (its re-run stores nothing new, so finds nothing to look up).
+Memory is bounded: at most ``MAX_WAITING`` replies of each kind, and ``MAX_REFS`` Message-IDs
+they refer to, are held per import (some 40 MB at worst); replies beyond that are left to
+``retag``, as are the replies of an import killed between its last commit and this filing
+(its re-run stores nothing new, so finds nothing to look up).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ MAX_REFS = 200_000
 CHUNK = 1000
 #: stored Message-IDs looked up among earlier replies at a time.
 PROBE_EVERY = 500
-#: rounds of re-deciding replies down a thread (each round: the replies to those just changed).
-MAX_WAVES = 20
+#: rounds of re-deciding replies down a thread (each round: the replies to those just changed;
+#: a chain of replies linked only by In-Reply-To takes one round per level).
+MAX_WAVES = 500
 #: earlier replies decrypted and parsed at a time.
 REOPEN_CHUNK = 500
 
@@ -65,7 +68,7 @@ class _Waiting:
 
 
 class LateParents:
-    """Replies still waiting for a parent with a matter (see the module docstring)."""
+    """Replies whose tags may change when a message they refer to arrives (see the module docstring)."""
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
@@ -96,7 +99,7 @@ class LateParents:
         refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
         if (
             own is None
-            or tags.matters
+            or own.matters  # its own matter wins over any parent's
             or not refs
             or len(self._waiting) >= MAX_WAITING
             or len(self._wanted) + len(refs) > MAX_REFS
@@ -107,9 +110,9 @@ class LateParents:
         self._wanted.update(refs)
 
     def _probe(self) -> None:
-        """Look the Message-IDs stored lately up among the archived replies without a matter."""
+        """Look the Message-IDs stored lately up among the archived replies to them."""
         ids, self._stored_ids = self._stored_ids, []
-        for oid in self._archive.repo.catalog.replies_without_matter(ids):
+        for oid in self._archive.repo.catalog.replies_to(ids):
             if len(self._earlier) >= MAX_WAITING:
                 return
             if oid not in self._waiting_ids:  # a reply of this import, already remembered
@@ -137,11 +140,15 @@ class LateParents:
                 answered_by.setdefault(ref, []).append(w.oid)
         work = {w.oid for w in self._waiting if any(r in self._arrived for r in w.refs)}
         queue = list(self._earlier)
-        decided: dict[str, Tags] = {}
+        refs_held = len(self._wanted)
+        decided: dict[str, dict[str, Tags]] = {}  # Message-ID -> object id -> tags (LocalTags)
         stored_tags: dict[str, tuple[str, tuple[str, ...]]] = {}
         final: dict[str, Tags] = {}
         for _round in range(MAX_WAVES):
             for w in self._reopen(queue, workers):
+                if refs_held + len(w.refs) > MAX_REFS:
+                    continue  # memory bound: left to retag
+                refs_held += len(w.refs)
                 items[w.oid] = w
                 work.add(w.oid)
                 for ref in w.refs:
@@ -153,8 +160,8 @@ class LateParents:
             work, passed_on = set(), []
             for w in todo:
                 tags = archive.tagger.inherit(w.own, archive.parent_tags_of(w.refs, decided))
-                if w.message_id and decided.get(w.message_id) != tags:
-                    decided[w.message_id] = tags
+                if w.message_id and decided.get(w.message_id, {}).get(w.oid) != tags:
+                    decided.setdefault(w.message_id, {})[w.oid] = tags
                     work.update(answered_by.get(w.message_id, ()))
                     if _passes_on(tags):
                         passed_on.append(w.message_id)
@@ -163,7 +170,7 @@ class LateParents:
                 else:
                     final[w.oid] = tags
             room = MAX_WAITING - (len(items) - len(self._waiting))
-            found = archive.repo.catalog.replies_without_matter(passed_on)
+            found = archive.repo.catalog.replies_to(passed_on)
             queue = [oid for oid in dict.fromkeys(found) if oid not in items][: max(0, room)]
         changed = list(final.items())
         for start in range(0, len(changed), CHUNK):

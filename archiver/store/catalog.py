@@ -408,32 +408,31 @@ class Catalog:
         """Tags of archived messages with these Message-IDs (thread inheritance), in the order of
         ``message_ids`` (several messages may share one, then in the order they were stored)."""
         found = self.tags_by_message_id(message_ids)
-        return [tags for mid in dict.fromkeys(message_ids) for tags in found.get(mid, ())]
+        return [(c, m) for mid in dict.fromkeys(message_ids) for _oid, c, m in found.get(mid, ())]
 
-    def tags_by_message_id(self, message_ids: Sequence[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
-        """:meth:`tags_for_message_ids` by Message-ID."""
-        found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    def tags_by_message_id(self, message_ids: Sequence[str]) -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
+        """:meth:`tags_for_message_ids` by Message-ID, each copy as (object id, client, matters)."""
+        found: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
         for chunk, marks in in_chunks(message_ids):
             rows = self.conn.execute(
-                "SELECT m.message_id, o.client, o.matters FROM message_rows m JOIN object_rows o"
+                "SELECT m.message_id, o.id, o.client, o.matters FROM message_rows m JOIN object_rows o"
                 f" ON o.ingest_seq = m.obj WHERE m.message_id IN ({marks}) ORDER BY m.obj",
                 tuple(chunk),
             )
-            for message_id, client, matters in rows:
-                found.setdefault(message_id, []).append((client, _matters(matters)))
+            for message_id, oid, client, matters in rows:
+                found.setdefault(message_id, []).append((oid, client, _matters(matters)))
         return found
 
-    def replies_without_matter(self, message_ids: Sequence[str]) -> list[str]:
-        """Ids of live messages with no matter whose direct parent (:data:`PARENT_SQL`) is one of
-        ``message_ids``: replies stored before their parent, which may inherit its matter now."""
+    def replies_to(self, message_ids: Sequence[str]) -> list[str]:
+        """Ids of live messages whose direct parent (:data:`PARENT_SQL`) is one of ``message_ids``:
+        replies stored before their parent, whose tags may change now (thread inheritance)."""
         out: list[str] = []
         for chunk, marks in in_chunks(message_ids):
             out.extend(
                 r[0]
                 for r in self.conn.execute(
                     "SELECT o.id FROM message_rows JOIN object_rows o ON o.ingest_seq = message_rows.obj"
-                    f" WHERE {PARENT_SQL} IN ({marks}) AND {REPLY_SQL} AND o.disposed_at IS NULL"
-                    " AND (o.matters IS NULL OR o.matters = '[]')",
+                    f" WHERE {PARENT_SQL} IN ({marks}) AND {REPLY_SQL} AND o.disposed_at IS NULL",
                     tuple(chunk),
                 )
             )

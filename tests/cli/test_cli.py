@@ -291,8 +291,8 @@ def test_late_replies_beyond_the_memory_bound_are_left_to_retag(
 def test_replies_the_memory_bound_left_out_are_found_in_the_catalog(
     initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With room for one remembered reference, the other reply is found by its parent's Message-ID."""
-    monkeypatch.setattr("archiver.threads.MAX_REFS", 1)
+    """With room for one remembered reply, the other is found by its parent's Message-ID."""
+    monkeypatch.setattr("archiver.threads.MAX_WAITING", 1)
     tree = _late_parent_tree(tmp_path)
     assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
@@ -378,6 +378,49 @@ def test_replies_of_this_import_do_not_use_up_room_for_earlier_ones(
     by_matter = _subjects_by_matter(initialised)
     assert by_matter["10234-0001"] == ["Re: hello", "hello 10234-0001"]
     assert by_matter["10234-0007"] == ["Re: terms", "Terms for 10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_a_reply_with_one_inherited_matter_takes_a_second_parents_too(
+    initialised: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """R answers P1 (filed first, matter 0001) and refers to P2 (matter 0007, stored later in the
+    same import): R ends up under both, as retag decides."""
+    tree = tmp_path / "tree"
+    _eml(tree / "a", "p1.eml", "Memo 10234-0001", "<p1@acme.example>", 1)
+    refs = "<p2@acme.example> <p1@acme.example>"
+    _eml(tree / "a", "r.eml", "Re: both", "<r@firm.example>", 3, In_Reply_To="<p1@acme.example>", References=refs)
+    _eml(tree / "z", "p2.eml", "Terms for 10234-0007", "<p2@acme.example>", 2)
+    assert initialised("import", str(tree), "--source", "t").code == 0
+    by_matter = _subjects_by_matter(initialised)
+    assert "Re: both" in by_matter["10234-0001"] and "Re: both" in by_matter["10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_every_copy_of_a_message_id_counts_as_a_parent(initialised: Callable[..., CliResult], tmp_path: Path) -> None:
+    """Two different messages share a Message-ID, one with a matter: the reply inherits it,
+    whichever copy was decided last."""
+    tree = tmp_path / "tree"
+    _eml(tree / "a", "1.eml", "Terms for 10234-0007", "<d@acme.example>", 2)
+    _eml(tree / "a", "2.eml", "Terms (resent)", "<d@acme.example>", 1)
+    _eml(tree / "b", "r.eml", "Re: terms", "<r@firm.example>", 3, In_Reply_To="<d@acme.example>")
+    assert initialised("import", str(tree), "--source", "t").code == 0
+    assert "Re: terms" in _subjects_by_matter(initialised)["10234-0007"]
+    assert initialised("retag", "--json").json()["changed"] == 0
+
+
+def test_a_long_chain_of_replies_follows_a_late_root(initialised: Callable[..., CliResult], tmp_path: Path) -> None:
+    """23 replies, each answering the one before, archived a day before the message they all
+    descend from: the whole chain is filed (one round per level)."""
+    tree = tmp_path / "tree"
+    parent = "<p@acme.example>"
+    for k in range(1, 24):
+        _eml(tree / "a", f"{k:02d}.eml", "Re: terms", f"<r{k}@firm.example>", 2, In_Reply_To=parent)
+        parent = f"<r{k}@firm.example>"
+    _eml(tree / "z", "p.eml", "Terms for 10234-0007", "<p@acme.example>", 1)
+    assert initialised("import", str(tree / "a"), "--source", "a").code == 0
+    assert initialised("import", str(tree / "z"), "--source", "z").code == 0
+    assert len(_subjects_by_matter(initialised)["10234-0007"]) == 24
     assert initialised("retag", "--json").json()["changed"] == 0
 
 
