@@ -10,21 +10,24 @@ first, as ``retag`` would, once a parent is there:
   when one of the Message-IDs they refer to arrives, and at the end re-decides exactly
   those replies (and their own replies).
 * **In a later import** (the daemon's next sync, another source), every Message-ID stored
-  with tags to pass on is looked up among the replies already archived, by their direct
-  parent (In-Reply-To, else the last of References; an index of the catalog,
-  ``Catalog.replies_to``).  Those found are decrypted and parsed again (in chunks), and
-  re-decided; the replies to any that change follow, round after round (at most
-  ``MAX_WAVES``).  A reply whose only link to the newcomer is an earlier entry of
-  References is left to ``retag``: indexing every reference of every message would cost
-  the catalog far more than the direct parent does.
+  with tags to pass on is looked up among the replies already archived without a matter,
+  by their direct parent (In-Reply-To, else the last of References; an index of the
+  catalog, ``Catalog.replies_to``).  Those found are decrypted and parsed again (in
+  chunks), and re-decided; the replies to any that change follow, round after round (at
+  most ``MAX_WAVES``, one per level of a chain).  Left to ``retag``: a reply whose only
+  link to the newcomer is an earlier entry of References (indexing every reference of
+  every message would cost the catalog far more than the direct parent does), and a reply
+  archived with a matter, which a later parent could add to (the catalog does not tell an
+  inherited matter from a reply's own, and re-parsing every reply with a matter whose
+  parent comes late, common when subjects carry matter numbers, would cost more).
 
 A reply takes the tags of every message it refers to, each as decided in this filing or
 else as the catalog has it, every copy of a Message-ID included (``Archive.parent_tags_of``),
 so the result is what ``retag`` decides; tests/cli/test_cli.py checks that ``retag`` then
 changes nothing.
 
-Memory is bounded: at most ``MAX_WAITING`` replies of each kind, and ``MAX_REFS`` Message-IDs
-they refer to, are held per import (some 40 MB at worst); replies beyond that are left to
+Memory is bounded: at most ``MAX_WAITING`` replies, and ``MAX_REFS`` Message-IDs they refer
+to, are held of each kind per import (some 80 MB at worst); replies beyond that are left to
 ``retag``, as are the replies of an import killed between its last commit and this filing
 (its re-run stores nothing new, so finds nothing to look up).
 """
@@ -112,7 +115,7 @@ class LateParents:
     def _probe(self) -> None:
         """Look the Message-IDs stored lately up among the archived replies to them."""
         ids, self._stored_ids = self._stored_ids, []
-        for oid in self._archive.repo.catalog.replies_to(ids):
+        for oid in self._archive.repo.catalog.replies_to(ids, without_matter=True):
             if len(self._earlier) >= MAX_WAITING:
                 return
             if oid not in self._waiting_ids:  # a reply of this import, already remembered
@@ -140,15 +143,17 @@ class LateParents:
                 answered_by.setdefault(ref, []).append(w.oid)
         work = {w.oid for w in self._waiting if any(r in self._arrived for r in w.refs)}
         queue = list(self._earlier)
-        refs_held = len(self._wanted)
+        earlier_refs = 0  # references held for earlier replies (their own MAX_REFS budget)
+        skipped: set[str] = set()
         decided: dict[str, dict[str, Tags]] = {}  # Message-ID -> object id -> tags (LocalTags)
         stored_tags: dict[str, tuple[str, tuple[str, ...]]] = {}
         final: dict[str, Tags] = {}
         for _round in range(MAX_WAVES):
             for w in self._reopen(queue, workers):
-                if refs_held + len(w.refs) > MAX_REFS:
-                    continue  # memory bound: left to retag
-                refs_held += len(w.refs)
+                if earlier_refs + len(w.refs) > MAX_REFS:
+                    skipped.add(w.oid)  # memory bound: left to retag, and not parsed again
+                    continue
+                earlier_refs += len(w.refs)
                 items[w.oid] = w
                 work.add(w.oid)
                 for ref in w.refs:
@@ -160,8 +165,12 @@ class LateParents:
             work, passed_on = set(), []
             for w in todo:
                 tags = archive.tagger.inherit(w.own, archive.parent_tags_of(w.refs, decided))
-                if w.message_id and decided.get(w.message_id, {}).get(w.oid) != tags:
+                earlier = decided.get(w.message_id, {}).get(w.oid)
+                before = (earlier.client, earlier.matters) if earlier is not None else stored_tags.get(w.oid)
+                if w.message_id:
                     decided.setdefault(w.message_id, {})[w.oid] = tags
+                if w.message_id and before != (tags.client, tags.matters):
+                    # changed (from what was stored, or from an earlier round): its replies may too
                     work.update(answered_by.get(w.message_id, ()))
                     if _passes_on(tags):
                         passed_on.append(w.message_id)
@@ -170,8 +179,8 @@ class LateParents:
                 else:
                     final[w.oid] = tags
             room = MAX_WAITING - (len(items) - len(self._waiting))
-            found = archive.repo.catalog.replies_to(passed_on)
-            queue = [oid for oid in dict.fromkeys(found) if oid not in items][: max(0, room)]
+            found = archive.repo.catalog.replies_to(passed_on, without_matter=True)
+            queue = [oid for oid in dict.fromkeys(found) if oid not in items and oid not in skipped][: max(0, room)]
         changed = list(final.items())
         for start in range(0, len(changed), CHUNK):
             with archive.repo.transaction(actor) as tx:

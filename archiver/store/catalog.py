@@ -423,16 +423,18 @@ class Catalog:
                 found.setdefault(message_id, []).append((oid, client, _matters(matters)))
         return found
 
-    def replies_to(self, message_ids: Sequence[str]) -> list[str]:
-        """Ids of live messages whose direct parent (:data:`PARENT_SQL`) is one of ``message_ids``:
-        replies stored before their parent, whose tags may change now (thread inheritance)."""
+    def replies_to(self, message_ids: Sequence[str], *, without_matter: bool = False) -> list[str]:
+        """Ids of live messages whose direct parent (:data:`PARENT_SQL`) is one of ``message_ids``
+        (``without_matter``: only those with no matter): replies stored before their parent,
+        whose tags may change now (thread inheritance)."""
+        no_matter = " AND (o.matters IS NULL OR o.matters = '[]')" if without_matter else ""
         out: list[str] = []
         for chunk, marks in in_chunks(message_ids):
             out.extend(
                 r[0]
                 for r in self.conn.execute(
                     "SELECT o.id FROM message_rows JOIN object_rows o ON o.ingest_seq = message_rows.obj"
-                    f" WHERE {PARENT_SQL} IN ({marks}) AND {REPLY_SQL} AND o.disposed_at IS NULL",
+                    f" WHERE {PARENT_SQL} IN ({marks}) AND {REPLY_SQL} AND o.disposed_at IS NULL{no_matter}",
                     tuple(chunk),
                 )
             )
