@@ -13,7 +13,7 @@ import shutil
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from archiver.clock import Clock, parse_iso, received_at, system_clock
@@ -133,13 +133,6 @@ class Archive:
             for row, rec, wrapped in self.repo.sealed_objects(ids)
         ]
         yield from workers.map(reopen, tasks)
-
-    def received(self, oid: str) -> datetime:
-        """The time a re-parse of a stored message takes as "received" (see :func:`received_time`)."""
-        row = self.repo.catalog.object(oid)
-        if row is None:
-            return datetime.fromtimestamp(0, UTC)
-        return received_time(row.ingested_at, *self.repo.catalog.first_copy_times([oid]).get(oid, ()))
 
     def tags_of(self, oid: str) -> Tags:
         t = self.repo.catalog.tags(oid)
@@ -305,7 +298,7 @@ class Archive:
         filing), by Message-ID and object id: those win over the catalog, which has not seen
         them yet or holds the old ones.
         """
-        return self.parent_tags_of([r for r in (parsed.in_reply_to, *parsed.references) if r], local)
+        return self.parent_tags_of(parsed.thread_refs, local)
 
     def parent_tags_of(self, refs: Sequence[str], local: LocalTags | None = None) -> list[Tags]:
         """:meth:`parent_tags` for the Message-IDs a message refers to.
@@ -465,6 +458,12 @@ def received_time(ingested_at: str, source_time: str | None = None, fetched_at: 
     """
     read = _time_or_none(fetched_at) or parse_iso(ingested_at)
     return received_at(_time_or_none(source_time), read)
+
+
+def received_of(ingested_at: str, copies: Sequence[Mapping[str, Any]]) -> datetime:
+    """:func:`received_time` of a message whose copies (``Catalog.provenance``, in order) are at hand."""
+    first = copies[0] if copies else {}
+    return received_time(ingested_at, first.get("internaldate"), first.get("fetched_at"))
 
 
 def _time_or_none(text: str | None) -> datetime | None:

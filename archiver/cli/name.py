@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from archiver.archive import received_of
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.policies.naming import NamingPolicy, fields_of
 
@@ -26,9 +27,11 @@ def run(args: argparse.Namespace) -> int:
         policy = NamingPolicy.from_config(archive.cfg.naming)
         oid = archive.repo.resolve(args.id)
         raw = archive.repo.read_raw(oid)
-        parsed = archive.parse(raw, archive.received(oid), attachment_text=False)
+        row, copies = archive.repo.catalog.object(oid), archive.repo.catalog.provenance(oid)
+        received = received_of(row.ingested_at if row else "1970-01-01T00:00:00Z", copies)
+        parsed = archive.parse(raw, received, attachment_text=False)
         tags = archive.tags_of(oid)
-        name = policy.base_name(fields_of(oid, parsed, tags.client, tags.matters, archive.repo.catalog.provenance(oid)))
+        name = policy.base_name(fields_of(oid, parsed, tags.client, tags.matters, copies))
     if wants_json(args):
         print_json({"id": oid, "name": name, "template": policy.template})
     else:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from archiver.archive import received_of
 from archiver.cli.common import console, open_archive, print_json, wants_json
 from archiver.errors import NotFoundError
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
             return 0
-        parsed = archive.parse(raw, archive.received(oid))
+        parsed = archive.parse(raw, received_of(info["ingested_at"], info["provenance"]))
     if wants_json(args):
         print_json(
             {

@@ -38,6 +38,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from archiver import __version__
+from archiver.archive import received_of
 from archiver.clock import iso, parse_iso
 from archiver.errors import IntegrityError, NotFoundError, UsageError
 from archiver.export.loadfile import ENCODING as DAT_ENCODING
@@ -367,9 +368,9 @@ class BundleWriter:
         self, zf: zipfile.ZipFile, oid: str, raw: bytes, bates: str, seq: int, proof: tuple[int, str]
     ) -> dict[str, Any]:
         a = self.archive
-        parsed = a.parse(raw, a.received(oid))
-        tags = a.tags_of(oid)
         prov = self.repo.catalog.provenance(oid)
+        parsed = a.parse(raw, received_of(proof[1], prov))  # proof[1]: the ingest record's time
+        tags = a.tags_of(oid)
         name = self.namer.assign(fields_of(oid, parsed, tags.client, tags.matters, prov))
         native = f"natives/{name}"
         text_path = f"text/{name[:-4]}.txt"

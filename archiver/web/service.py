@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from archiver.archive import Archive, received_time
+from archiver.archive import Archive, received_of
 from archiver.errors import ArchiverError, NotFoundError, QueryError
 from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
@@ -232,8 +232,7 @@ class WebArchive:
         structure is wanted (the HTML body, an attachment's bytes)."""
         if raw is None:
             return None
-        copies = info.get("provenance") or [{}]
-        received = received_time(str(info["ingested_at"]), copies[0].get("internaldate"), copies[0].get("fetched_at"))
+        received = received_of(str(info["ingested_at"]), info.get("provenance") or [])
         return self.archive.parse(raw, received, attachment_text=attachment_text)
 
     def message(self, scope: Scope, oid: str) -> MessageView:
