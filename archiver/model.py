@@ -105,6 +105,11 @@ class ParsedMessage(Compact):
     #: an explicit matter/client header value, if present (X-Archive-Matter etc.).
     explicit_matter: str = ""
 
+    @property
+    def thread_refs(self) -> tuple[str, ...]:
+        """The Message-IDs this message answers (In-Reply-To, then References): thread inheritance."""
+        return tuple(r for r in (self.in_reply_to, *self.references) if r)
+
 
 UNFILED = "unfiled"
 

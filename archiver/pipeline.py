@@ -254,13 +254,10 @@ def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) ->
             if oid in seen or oid in stored:
                 continue
             seen.add(oid)
-            tasks.append((batch.messages[i].data, oid, _received(batch.messages[i].origin, now), dictionary))
+            tasks.append(
+                (batch.messages[i].data, oid, received_at(batch.messages[i].origin.internaldate, now), dictionary)
+            )
     return group, hashed, (workers.submit(prepare, tasks) if tasks else None), now
-
-
-def _received(origin: Origin, now: datetime) -> datetime:
-    """When the message reached its mailbox (:func:`archiver.clock.received_at`)."""
-    return received_at(origin.internaldate, now)
 
 
 def _commit(

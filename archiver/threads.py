@@ -99,7 +99,7 @@ class LateParents:
                 self._stored_ids.append(parsed.message_id)
                 if len(self._stored_ids) >= PROBE_EVERY:
                     self._probe()
-        refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
+        refs = parsed.thread_refs
         if (
             own is None
             or own.matters  # its own matter wins over any parent's
@@ -196,7 +196,7 @@ class LateParents:
             for oid, parsed, _err in archive.reparse(ids[start : start + REOPEN_CHUNK], workers):
                 if parsed is None:  # unreadable now: verify reports it; its tags stay as they are
                     continue
-                refs = tuple(r for r in (parsed.in_reply_to, *parsed.references) if r)
+                refs = parsed.thread_refs
                 yield _Waiting(oid, archive.tagger.tag(parsed), refs, parsed.message_id, parsed.date)
 
 

@@ -51,7 +51,6 @@ from archiver.model import Address, Attachment, ParsedMessage
 from archiver.normalize import tnef
 from archiver.normalize.attachments import extract_text
 from archiver.normalize.text import clean_text, decode_bytes, html_to_text
-from archiver.normalize.tnef import is_tnef
 
 __all__ = ["decode_header_value", "parse_message"]
 
@@ -313,7 +312,7 @@ class _Walker:
             self._attach(filename, ctype, payload, text[: self.max_text], "")
         else:
             self._attach_file(filename, ctype, payload, self._charset(part))
-        if is_tnef(payload):
+        if tnef.is_tnef(payload):
             self._tnef(payload)
 
     def _attach_file(self, filename: str, ctype: str, payload: bytes, charset: str | None) -> None:
@@ -438,7 +437,7 @@ def attachment_payloads(raw: bytes) -> Iterator[bytes]:
         elif not part.is_multipart():
             data = part_bytes(part)[0]
             yield data
-            if is_tnef(data):  # the files inside winmail.dat are attachments too (see _Walker._tnef)
+            if tnef.is_tnef(data):  # the files inside winmail.dat are attachments too (see _Walker._tnef)
                 yield from (inner for _name, inner in tnef.unpack(data, max_body_chars=0).files)
 
 

@@ -100,7 +100,7 @@ def unpack(payload: bytes, *, max_body_chars: int, max_files: int = MAX_FILES) -
         error = f"winmail.dat (TNEF) could not be read: {type(exc).__name__}"
     if reader.problem and not error:
         error = f"winmail.dat (TNEF) is damaged: {reader.problem}"
-    files = [a.file(n) for n, a in enumerate(reader.attachments, 1) if a.has_data]
+    files = [a.file(n) for n, a in enumerate(reader.attachments, 1) if a.data is not None]
     if reader.dropped:
         error = error or f"winmail.dat (TNEF) holds more than {len(files)} files; the rest are not listed"
     body = _body(reader, max_body_chars) if max_body_chars > 0 else ""
@@ -113,8 +113,8 @@ class _Attachment:
     long_name: str = ""
     short_name: str = ""
     display_name: str = ""
+    #: None until the stream gives the file's bytes (an attachment without them is not listed).
     data: bytes | None = None
-    has_data: bool = False
 
     def file(self, n: int) -> tuple[str, bytes]:
         name = self.long_name or self.title or self.short_name or self.display_name
@@ -197,7 +197,6 @@ class _Reader:
         elif ident == _ATT_ATTACH_DATA:
             if att.data is None:  # PR_ATTACH_DATA, when there is one, is the file itself
                 att.data = bytes(value)
-            att.has_data = True
         elif ident == _ATT_ATTACHMENT:
             for prop_id, prop_type, values in _properties(value):
                 first = values[0] if values else None
@@ -205,7 +204,6 @@ class _Reader:
                     # Wins over attAttachData, which for an embedded message (PT_OBJECT, whose
                     # value starts with a 16-byte interface id) is only a rendering stub.
                     att.data = first[16:] if prop_type == _PT_OBJECT else first
-                    att.has_data = True
                 elif isinstance(first, str | bytes) and prop_type in (_PT_STRING8, _PT_UNICODE):
                     text = first if isinstance(first, str) else _decode8(first, self.codepage)
                     if prop_id == _PR_ATTACH_LONG_FILENAME:

@@ -550,9 +550,9 @@ class Catalog:
 
     def refresh_metadata(self, items: Sequence[tuple[str, ParsedMessage]]) -> None:
         """Rewrite the parsed metadata of messages already described (``reindex``), all of it
-        but the date: a Date that had to fall back took the time the message was received,
-        which the ingest knew from its source and a re-parse does not (and a Date that did not
-        fall back parses the same again)."""
+        but the date, which a re-parse decides as the ingest did (archive.received_time) but
+        which archives written before ``fetched_at`` was the time of reading hold to the
+        fraction of a second of that reading: the stored one stays."""
         rows = []
         for oid, p in items:
             values = _stored_metadata(p)
@@ -889,7 +889,7 @@ def _apply_other(c: sqlite3.Connection, rec: dict[str, Any]) -> None:
 
 
 # One row per ingest or copy record: the same copy seen twice is two rows, in both (duplicates are kept out
-# of the journal by Transaction.add_copy).  The object is found by id; it was inserted before (ingest).
+# of the journal by Transaction.add_copy).  ``obj`` and ``dir`` are resolved by _Batch._flush_copies.
 _INSERT_COPY = (
     "INSERT INTO copies(obj,seq,source,account,folder,uid,uidvalidity,internaldate,flags,dir,location,"
     "envelope_recipients,fetched_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
