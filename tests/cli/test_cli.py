@@ -288,23 +288,13 @@ def test_late_replies_beyond_the_memory_bound_are_left_to_retag(
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
 
 
-def test_replies_the_reference_bound_left_out_are_found_in_the_catalog(
-    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("bound", ["MAX_REFS", "MAX_WAITING"])
+def test_replies_the_memory_bounds_left_out_are_found_in_the_catalog(
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
-    """With room for one remembered reference, the other reply is found by its parent's Message-ID
-    (replies found in the catalog have a reference budget of their own)."""
-    monkeypatch.setattr("archiver.threads.MAX_REFS", 1)
-    tree = _late_parent_tree(tmp_path)
-    assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
-    assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
-    assert initialised("retag", "--json").json()["changed"] == 0
-
-
-def test_replies_the_memory_bound_left_out_are_found_in_the_catalog(
-    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With room for one remembered reply, the other is found by its parent's Message-ID."""
-    monkeypatch.setattr("archiver.threads.MAX_WAITING", 1)
+    """With room for one remembered reference (or reply), the other reply is found by its parent's
+    Message-ID (replies found in the catalog have a budget of their own)."""
+    monkeypatch.setattr(f"archiver.threads.{bound}", 1)
     tree = _late_parent_tree(tmp_path)
     assert initialised("import", str(tree), "--source", "tree", "--json").code == 0
     assert len(initialised("search", "matter:10234-0007", "--json").json_lines()) == 3
