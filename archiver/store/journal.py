@@ -51,6 +51,8 @@ PLAIN_NAME: Final = "journal.jsonl"
 _LEVEL: Final = 3
 _CHUNK: Final = 1 << 20
 _MAGIC: Final = zstandard.FRAME_HEADER
+#: this many zero bytes at the end of the file mark a torn write (see _zero_tail).
+_ZERO_TAIL: Final = 16
 
 
 def _json(obj: Any) -> str:
@@ -138,7 +140,7 @@ def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes
     if len(buf) < len(_MAGIC):
         buf += fh.read(len(_MAGIC) - len(buf))
     if not buf.startswith(_MAGIC):
-        torn = _MAGIC.startswith(buf) and not fh.read(1)
+        torn = (_MAGIC.startswith(buf) and not fh.read(1)) or _zero_tail(fh)
         raise JournalError(f"no journal frame starts at byte {start}", torn=torn)
     dobj = zstandard.ZstdDecompressor().decompressobj()
     out: list[bytes] = []
@@ -148,7 +150,10 @@ def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes
         try:
             out.append(dobj.decompress(data))
         except zstandard.ZstdError as exc:
-            raise JournalError(f"the journal frame at byte {start} is damaged ({exc})") from None
+            # A write cut short by a crash can also leave the file's last blocks zero-filled.
+            raise JournalError(
+                f"the journal frame at byte {start} is damaged ({exc})", torn=_zero_tail(fh)
+            ) from None
         fed += len(data)
         if dobj.eof:
             rest = dobj.unused_data
@@ -156,6 +161,21 @@ def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes
         data = fh.read(_CHUNK)
         if not data:
             raise JournalError(f"the journal frame at byte {start} is incomplete", torn=True)
+
+
+def _zero_tail(fh: BinaryIO) -> bool:
+    """True when the file ends in zero bytes: the mark of a write a crash cut short.
+
+    After a crash a file system may show an appended range whose data never reached the
+    disk as zeros.  A complete frame never ends that way (its last bytes are a checksum),
+    so a frame that fails to decode in a file ending in zeros is a torn write, while one
+    that fails anywhere else was altered (or rotted) after it was written.
+    """
+    size = os.fstat(fh.fileno()).st_size
+    if size < _ZERO_TAIL:
+        return False
+    fh.seek(size - _ZERO_TAIL)
+    return not fh.read(_ZERO_TAIL).strip(b"\0")
 
 
 class Journal:
@@ -224,22 +244,26 @@ class Journal:
             yield JournalLine(_parse(raw, f"at byte {pos}"), pos, end)
             pos = end
 
-    def committed_tail(self, head: Head) -> tuple[list[dict[str, Any]], Head, int]:
+    def committed_tail(self, head: Head) -> tuple[list[dict[str, Any]], Head, int, str | None]:
         """Records after ``head`` up to the last commit record.
 
         Returns the committed records (in order, commit records included), the new
-        head, and the byte offset where the uncommitted tail (if any) begins.
-        Damage (a torn or unparsable record, a broken link) ends the scan there: what
-        follows it was never acknowledged as committed.
+        head, the byte offset where the uncommitted tail (if any) begins, and what is
+        wrong there when it is not a torn write: a record that fails its hash or link, or
+        a frame that fails its checksum in a file that does not end the way a crash
+        leaves it (:func:`_zero_tail`).  The scan ends at the first problem either way:
+        what follows it was never acknowledged as committed, or cannot be trusted.
         """
         committed: list[dict[str, Any]] = []
         pending: list[dict[str, Any]] = []
         new_head = head
         prev, seq = head.hash, head.seq
+        damage: str | None = None
         try:
             for line in self.lines(head.offset):
                 rec = line.record
                 if rec.get("seq") != seq or rec.get("prev") != prev or rec.get("hash") != record_hash(rec):
+                    damage = f"the journal record at byte {line.offset} does not continue the hash chain"
                     break
                 pending.append(rec)
                 prev, seq = rec["hash"], seq + 1
@@ -247,9 +271,44 @@ class Journal:
                     committed.extend(pending)
                     pending = []
                     new_head = Head(seq, prev, line.end)
-        except (JournalError, KeyError):
-            pass
-        return committed, new_head, new_head.offset
+        except JournalError as exc:
+            damage = None if exc.torn else str(exc)
+        except KeyError as exc:
+            damage = f"a journal record lacks its {exc} field"
+        return committed, new_head, new_head.offset, damage
+
+    def last_commit(self, upto: int) -> dict[str, Any] | None:
+        """The last commit record that ends at or before byte ``upto``, or None.
+
+        For recovery's rare slow path (deciding what segment bytes a commit covers when the
+        catalog's copy cannot be taken on trust), so it reads the whole journal once but
+        parses only each transaction's last line, which is its commit record.
+        """
+        last: dict[str, Any] | None = None
+        with open(self.path, "rb") as fh:
+            if not self.compressed:
+                pos = 0
+                for raw in fh:
+                    pos += len(raw)
+                    if pos > upto:
+                        break
+                    if _is_commit(raw):
+                        last = json.loads(raw)
+                return last
+            pos, buf = 0, b""
+            while pos < upto:
+                if not buf:
+                    buf = fh.read(_CHUNK)
+                    if not buf:
+                        break
+                content, end, buf = _read_frame(fh, buf, pos)
+                if end > upto:
+                    break
+                tail = content.rstrip(b"\n").rpartition(b"\n")[2]
+                if _is_commit(tail):
+                    last = json.loads(tail)
+                pos = end
+        return last
 
     def append(self, lines: list[bytes]) -> int:
         """Write one transaction's record lines (from :func:`make_record`) and fsync; returns the new file size."""

@@ -453,12 +453,21 @@ class Repository:
                 "journal records were removed. Run `archiver verify` and restore the journal from a backup."
             )
         if size > head.offset:
-            committed, new_head, cut = self.journal.committed_tail(head)
+            committed, new_head, cut, damage = self.journal.committed_tail(head)
             if size > cut:
                 if self.journal.has_complete_commit_after(cut):
                     raise IntegrityError(
                         f"The journal is damaged at byte {cut} with committed records after it; "
                         "run `archiver verify` to see what was altered."
+                    )
+                if damage is not None and head.offset == 0:
+                    # With the catalog gone nothing says whether this last transaction was
+                    # acknowledged; a crash leaves a short or zero-filled frame, not this.
+                    # Cutting it could destroy committed messages and their keys: stop instead.
+                    raise IntegrityError(
+                        f"The journal's last transaction is damaged ({damage}) and the catalog, which "
+                        "would show whether it was committed, is missing: nothing was changed. Restore "
+                        "the journal from a backup, or run `archiver verify` to see what was altered."
                     )
                 self.journal.truncate(cut)
                 actions.append(f"cut {size - cut} uncommitted journal bytes")
@@ -472,12 +481,36 @@ class Repository:
         return actions
 
     def _cut_uncommitted(self) -> list[str]:
-        """Cut segment bytes past the last commit, and the keys of the objects in them."""
+        """Cut segment bytes past the last commit, and the keys of the objects in them.
+
+        The catalog's copy of the committed end decides the common case (nothing to cut).
+        Before cutting, the end is taken from the journal's last commit record itself: the
+        catalog is not signed, and an edited or stale copy must never make recovery cut
+        segment bytes a commit covers.
+        """
         seg, end = self.catalog.segment_end()
         if self.segments.is_clean(seg, end):
             return []  # the common case, checked at every transaction: two stats, no reads
+        actions: list[str] = []
+        try:
+            last = self.journal.last_commit(self.catalog.head().offset)
+        except JournalError as exc:
+            raise IntegrityError(
+                f"Segment bytes past the catalog's committed end were not cut, because the journal that "
+                f"would confirm that end is damaged ({exc}); run `archiver verify`."
+            ) from None
+        if last is not None:
+            committed = (int(last["data"]["segment"]), int(last["data"]["end"]))
+            if committed > (seg, end):
+                actions.append(
+                    f"kept segment bytes up to segment {committed[0]} byte {committed[1]}, which the journal's "
+                    f"last commit covers, although the catalog named segment {seg} byte {end}"
+                )
+                seg, end = committed
+                if self.segments.is_clean(seg, end):
+                    return actions
         cut_ids = self.segments.ids_after(seg, end)
-        actions = self.segments.truncate_to(seg, end)
+        actions += self.segments.truncate_to(seg, end)
         # Keys of objects in the cut tail belong to no commit (unless the object was committed elsewhere).
         orphans = [oid for oid in cut_ids if not self.catalog.has_object(oid)]
         if orphans and self.keystore.destroy(orphans):
@@ -759,6 +792,14 @@ class Repository:
         if last_commit is None:
             return
         active, end = int(last_commit["segment"]), int(last_commit["end"])
+        if self.catalog.segment_end() != (active, end):
+            # Recovery cuts segment bytes past this copy (checked against the journal first).
+            report.problem(
+                "catalog: the committed segment end it records (segment {}, byte {}) is not the last "
+                "commit's (segment {active}, byte {end}); the catalog was edited".format(
+                    *self.catalog.segment_end(), active=active, end=end
+                )
+            )
         # One lookup per stored record: without this index each is a scan of every object.
         fresh.execute("CREATE INDEX IF NOT EXISTS verify_by_location ON object_rows(segment, offset)")
         seen = 0

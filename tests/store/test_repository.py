@@ -292,3 +292,70 @@ def test_a_decompressed_copy_next_to_the_journal_is_not_taken_for_it(repo: Repos
         tx.put_raw(msg(2), prov(2), Tags())
     assert r2.verify().ok
     assert (folder / "journal.jsonl").read_bytes().count(b"\n") == 2, "the copy is left alone"
+
+
+def _two_commits_then(tmp_path: Path, repo: Repository) -> tuple[int, Path]:
+    """Two committed transactions; returns where the second one's frame starts, and the journal file."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    start = repo.journal.size()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    repo.close()
+    return start, journal_file(tmp_path / "a")
+
+
+def _drop_catalog(tmp_path: Path) -> None:
+    for p in (tmp_path / "a").glob("catalog.sqlite*"):
+        p.unlink()
+
+
+def test_damaged_last_frame_is_not_cut_when_the_catalog_is_missing(repo: Repository, tmp_path: Path) -> None:
+    """A flipped byte in the last (committed) frame is not a torn write: with no catalog to say
+    whether it was committed, recovery changes nothing and writers refuse, keeping every key."""
+    start, f = _two_commits_then(tmp_path, repo)
+    data = bytearray(f.read_bytes())
+    data[start + (len(data) - start) // 2] ^= 0x10
+    f.write_bytes(bytes(data))
+    segment = (tmp_path / "a" / "segments").iterdir().__next__().read_bytes()
+    _drop_catalog(tmp_path)
+    r2 = Repository.open(tmp_path / "a", None)  # a reader: no passphrase
+    assert f.read_bytes() == bytes(data), "the journal must not be cut"
+    assert (tmp_path / "a" / "segments").iterdir().__next__().read_bytes() == segment
+    assert r2.keystore.get(message_id_of(msg(2))) is not None, "a committed message's key must survive"
+    r2.close()
+    r3 = Repository.open(tmp_path / "a", PW)
+    report = r3.verify()
+    assert not report.ok and any("damaged" in p for p in report.problems), report.problems
+    with pytest.raises(IntegrityError, match=r"catalog.*missing"), r3.transaction() as tx:
+        tx.put_raw(msg(4), prov(4), Tags())
+    assert r3.keystore.get(message_id_of(msg(2))) is not None
+
+
+def test_zero_filled_last_frame_is_a_torn_write(repo: Repository, tmp_path: Path) -> None:
+    """A crash can leave an appended range as zeros: that frame was never acknowledged, so it is cut."""
+    start, f = _two_commits_then(tmp_path, repo)
+    data = f.read_bytes()
+    f.write_bytes(data[: start + 8] + b"\0" * (len(data) - start - 8))
+    _drop_catalog(tmp_path)
+    r2 = Repository.open(tmp_path / "a", PW)
+    assert f.stat().st_size == start
+    assert not r2.catalog.has_object(message_id_of(msg(2)))
+    assert r2.read_raw(message_id_of(msg(1))) == msg(1)
+    assert r2.verify(full=True).ok
+
+
+def test_an_edited_segment_end_in_the_catalog_cuts_no_committed_bytes(repo: Repository, tmp_path: Path) -> None:
+    """Recovery takes the committed end from the journal before cutting, not from the unsigned catalog."""
+    _two_commits_then(tmp_path, repo)
+    r2 = Repository.open(tmp_path / "a", PW)
+    committed = r2.catalog.segment_end()
+    r2.catalog.set_meta("segment_end", "16")
+    report = r2.verify(full=True)
+    assert any("committed segment end" in p for p in report.problems), report.problems
+    for i in (1, 2):
+        assert r2.read_raw(message_id_of(msg(i))) == msg(i)
+    with r2.transaction() as tx:
+        tx.put_raw(msg(3), prov(3), Tags())
+    assert r2.catalog.segment_end() > committed, "the next commit records the true end again"
+    assert r2.verify(full=True).ok
