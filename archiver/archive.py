@@ -235,15 +235,25 @@ class Archive:
         self.repo.catalog.mark_all_unindexed()
 
     def _drop_outdated_index(self) -> None:
-        """An index an older version built (other fields) is derived data: writers rebuild it.
+        """An index an older version built (other fields), or one with fewer documents than
+        the catalog marks as indexed, is derived data: writers rebuild it.
 
-        So an upgrade needs no manual `reindex` before the next import or sync; until one
-        runs, `search` says to reindex.
+        So an upgrade, or a deleted index folder, needs no manual `reindex` before the next
+        import or sync; until one runs, `search` says to reindex.
         """
         try:
-            self.index  # noqa: B018 (opens it, checking its schema)
+            index = self.index
         except IndexSchemaError as exc:
             _log.warning("index_rebuilt", reason=str(exc))
+            self._forget_index()
+            return
+        index.reload()  # another process's last commit counts too
+        held, expected = index.count(), self.repo.catalog.indexed_count()
+        if held < expected:
+            # The index folder was deleted or lost documents (it is derived data, and
+            # docs/format.md says it may be deleted): what the catalog marks as indexed
+            # is not there, so index everything again rather than search a partial index.
+            _log.warning("index_rebuilt", reason=f"the index holds {held} of {expected} indexed messages")
             self._forget_index()
 
     def retag(
@@ -392,9 +402,16 @@ class Archive:
                     f"The index holds {len(indexed - live)} messages the archive does not: run `archiver reindex`."
                 )
             missing = live - indexed
-            if missing:
+            lost = sum(1 for i in self.repo.catalog.indexed_live_ids() if i in missing)
+            if lost:
                 report.notes.append(
-                    f"{len(missing)} messages are not indexed yet (the next write or `reindex` adds them)."
+                    f"{lost} messages the catalog marks as indexed are missing from the index (it was deleted "
+                    "or altered): search and query holds miss them until the next import, sync or retention "
+                    "run indexes them again, or `archiver reindex`."
+                )
+            if len(missing) > lost:
+                report.notes.append(
+                    f"{len(missing) - lost} messages are not indexed yet (the next write or `reindex` adds them)."
                 )
         except Exception as exc:  # the index is a cache: a broken one is a note, never lost data
             report.notes.append(f"The index could not be checked ({exc}); `archiver reindex` rebuilds it.")

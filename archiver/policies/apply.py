@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from archiver.clock import iso, parse_iso
 from archiver.crypto.keys import fingerprint, verify_signature
 from archiver.errors import ArchiverError, NotFoundError, PolicyError
+from archiver.logging import get_logger
 from archiver.model import IndexDoc
 from archiver.policies.holds import Hold, hold_matches, list_holds, matching
 from archiver.policies.matters import closures as matter_closures
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 CERT_CONTEXT = b"archiver/disposition-certificate/v1\x00"
 CERT_FORMAT = "archiver/disposition-certificate/v1"
 BATCH = 500
+_log = get_logger("archiver.retention")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,9 +275,21 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     repo.recover()
     rules = load_rules(rules_path(archive))
     sync_rules(archive, rules, actor=actor)
-    _purge_index(archive)
+    _reconcile_index(archive)
     archive.catch_up()
+    if _query_policies(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
+        raise PolicyError(
+            f"Message {left[0][:12]} (and perhaps others) could not be indexed, so the query holds and "
+            "rules cannot be checked against it: nothing was decided. Run `archiver verify --full` and "
+            "`archiver reindex`."
+        )
     return rules
+
+
+def _query_policies(archive: Archive, rules: RuleSet) -> bool:
+    """Do any standing holds or retention rules select messages by search query?"""
+    holds = list_holds(archive.repo.catalog, active_only=True)
+    return any(h.kind == "query" for h in holds) or any(r.match.query is not None for r in rules.rules)
 
 
 class HoldCheck:
@@ -387,16 +401,30 @@ def plan(archive: Archive, now: datetime, actor: str = "system") -> Plan:
 # -- disposing --------------------------------------------------------------------------------
 
 
-def _purge_index(archive: Archive) -> int:
-    """Delete from the index any disposed message still in it (after a crash between the two steps)."""
-    live = set(archive.repo.catalog.live_ids())
+def _reconcile_index(archive: Archive) -> int:
+    """Make the index hold exactly the live messages the catalog says it holds.
+
+    A disposed message still in it (a crash between the two steps) is deleted.  A live
+    message the catalog marks as indexed but the index lacks (the index folder deleted,
+    which docs/format.md allows, or documents removed) is marked unindexed, for
+    ``catch_up`` to index again: query holds are evaluated through the index, and a
+    message missing from it would otherwise escape every one of them.  Returns how many
+    documents were deleted.
+    """
+    catalog = archive.repo.catalog
+    live = set(catalog.live_ids())
     try:
-        stale = archive.index.all_ids() - live
+        in_index = archive.index.all_ids()
     except Exception:
-        return 0  # no usable index: reindex rebuilds it from live messages only
+        in_index = set()  # no usable index: catch_up rebuilds it
+    stale = in_index - live
     if stale:
         archive.index.delete(stale)
         archive.index.commit()
+    missing = [i for i in catalog.indexed_live_ids() if i not in in_index]
+    if missing:
+        _log.warning("index_missing_messages", count=len(missing))
+        catalog.mark_indexed(missing, 0)
     return len(stale)
 
 
@@ -430,7 +458,7 @@ def _dispose(
         archive.index.delete([it.id for it in batch])
         archive.index.commit()
     if items:
-        _purge_index(archive)
+        _reconcile_index(archive)
         archive.index.merge_and_gc(_reload_docs(archive))
     disposed = []
     for it in items:

@@ -528,6 +528,23 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def indexed_live_ids(self) -> Iterator[str]:
+        """Live ids the catalog marks as indexed (to check against the index itself)."""
+        for (oid,) in self.conn.execute(
+            "SELECT o.id FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
+            "WHERE m.indexed = 1 AND o.disposed_at IS NULL"
+        ):
+            yield oid
+
+    def indexed_count(self) -> int:
+        """How many live messages the catalog marks as indexed (the index should hold as many)."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
+                "WHERE m.indexed = 1 AND o.disposed_at IS NULL"
+            ).fetchone()[0]
+        )
+
     def mark_indexed(self, ids: Sequence[str], value: int = 1) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(

@@ -363,3 +363,58 @@ def test_daemon_entry_point_signature(env: Env) -> None:
     result = retention.apply(env.archive, now=datetime.now(UTC), actor="daemon")
     assert result.disposed == len(env.disposed()) > 0
     assert base64.b64decode(result.signature)
+
+
+ALL_1Y = {"name": "all", "match": {"client": ["acme", "globex", "unfiled"]}, "period": "1y", "start": "sent",
+          "action": "delete"}  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", ["index folder deleted", "documents deleted"])
+def test_a_lost_index_does_not_let_retention_dispose_of_query_held_mail(env: Env, loss: str) -> None:
+    """Query holds are evaluated through the index, which may be deleted (it is derived data):
+    what the catalog marks as indexed but the index lacks is indexed again before any decision."""
+    env.write_rules(ALL_1Y)
+    lunch = env.ids("m.subject = 'Lunch Friday?'")
+    assert lunch
+    assert env.run("hold", "add", "--case", "Lunch", "--query", "subject:lunch", "--reason", "r").code == 0
+    env.close()
+    index_dir = load_config(env.config).archive.path / "index"
+    if loss == "index folder deleted":
+        shutil.rmtree(index_dir)
+    else:
+        archive = env.archive
+        archive.index.delete(sorted(lunch))
+        archive.index.commit()
+        env.close()
+    p = retention.plan(env.archive, Y(2040))
+    assert {i.id for i in p.held} >= lunch
+    cert = retention.apply(env.archive, Y(2040), actor="tester")
+    assert cert.disposed > 0 and not set(cert.ids) & lunch
+    assert env.ids("m.subject = 'Lunch Friday?'") == lunch
+
+
+def test_retention_refuses_when_a_message_cannot_be_indexed_under_a_query_hold(env: Env) -> None:
+    env.write_rules(ALL_1Y)
+    assert env.run("hold", "add", "--case", "Lunch", "--query", "subject:lunch", "--reason", "r").code == 0
+    archive = env.archive
+    victim = sorted(env.ids("1=1"))[0]
+    row = archive.repo.catalog.object(victim)
+    assert row is not None
+    seg = archive.repo.segments.path(row.segment)
+    data = bytearray(seg.read_bytes())
+    data[row.offset + row.length - 5] ^= 0x01  # its ciphertext no longer authenticates
+    seg.write_bytes(bytes(data))
+    archive.repo.catalog.mark_indexed([victim], 0)
+    with pytest.raises(PolicyError, match="could not be indexed"):
+        retention.apply(archive, Y(2040), actor="tester")
+    assert not env.disposed()
+
+
+def test_an_import_rebuilds_a_deleted_index(env: Env, tmp_path: Path) -> None:
+    before = env.run("search", "subject:lunch", "--json").out
+    assert "Lunch" in before
+    shutil.rmtree(load_config(env.config).archive.path / "index")
+    late = tmp_path / "late.eml"
+    late.write_bytes(b"From: a@b.example\r\nSubject: later\r\nMessage-ID: <l@b>\r\n\r\nhi\r\n")
+    assert env.run("import", str(late), "--source", "late").code == 0
+    assert env.run("search", "subject:lunch", "--json").out == before
