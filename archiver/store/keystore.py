@@ -78,7 +78,7 @@ class Keystore:
         key = self._key(oid)
         if key is None:
             return None
-        row = self.conn.execute("SELECT wrapped FROM keys WHERE id=?", (key,)).fetchone()
+        row = self.conn.execute("SELECT CAST(wrapped AS BLOB) FROM keys WHERE id=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def get_many(self, ids: Iterable[str]) -> dict[str, bytes]:
@@ -87,13 +87,17 @@ class Keystore:
         keys = list(by_key)
         out: dict[str, bytes] = {}
         for chunk, marks in in_chunks(keys):
-            for key, wrapped in self.conn.execute(f"SELECT id, wrapped FROM keys WHERE id IN ({marks})", chunk):
+            rows = self.conn.execute(f"SELECT id, CAST(wrapped AS BLOB) FROM keys WHERE id IN ({marks})", chunk)
+            for key, wrapped in rows:
                 out[by_key[key]] = bytes(wrapped)
         return out
 
     def ids(self) -> Iterator[str]:
-        for (oid,) in self.conn.execute("SELECT id FROM keys ORDER BY id"):
-            yield oid if self.hex_ids else bytes(oid).hex()
+        """Every key's object id.  Read as bytes whatever the stored type, so a row of the
+        wrong type (an edited keystore) shows up as a key of no object instead of an error."""
+        for (oid,) in self.conn.execute("SELECT CAST(id AS BLOB) FROM keys ORDER BY id"):
+            raw = bytes(oid)
+            yield raw.decode("ascii", "replace") if self.hex_ids else raw.hex()
 
     def destroy(self, ids: Iterable[str]) -> int:
         """Delete wrapped keys for good (crypto-shredding) and flush the WAL."""

@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -729,6 +730,11 @@ class Repository:
                     )
                     if not verify_signature(self.public_key, sig, signed):
                         report.problem(f"{where}: the signed checkpoint's signature is invalid.")
+                    if rec["data"].get("records") != len(pending) - 1:
+                        report.problem(
+                            f"{where}: the commit says its transaction has {rec['data'].get('records')} records, "
+                            f"but {len(pending) - 1} precede it: it was edited."
+                        )
                     apply_records(fresh, pending)
                     pending = []
                     last_commit = {**rec["data"], "seq": seq, "offset": line.end}
@@ -849,8 +855,13 @@ class Repository:
                 if missing <= 20:
                     report.problem(f"The data key of message {oid} is missing: it cannot be decrypted.")
             have.discard(oid)
-        if have:
-            report.notes.append(f"{len(have)} keys belong to no committed object (cleaned on the next write).")
+        junk = sorted(k for k in have if not _HEX_ID.fullmatch(k))
+        for k in junk[:20]:
+            report.problem(f"The keystore has a row for {k[:70]!r}, which is not a message id: it was edited.")
+        if len(have) > len(junk):
+            report.notes.append(
+                f"{len(have) - len(junk)} keys belong to no committed object (cleaned on the next write)."
+            )
 
     def _verify_dictionaries(self, report: VerifyReport, fresh: Any) -> None:
         """Every journalled dictionary exists and holds what the journal recorded; no other file exists."""
@@ -900,6 +911,8 @@ class Repository:
                 tick("decrypt", n)
         report.counts["decrypted"] = n
 
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 _COMPARED: dict[str, tuple[str, ...]] = {
     "objects": (

@@ -11,10 +11,10 @@ import zstandard
 
 from archiver.errors import ArchiveExists, ArchiveNotFound, IntegrityError, PassphraseError
 from archiver.model import ProvenanceRow, Tags
-from archiver.store.journal import canonical, encode_frame
+from archiver.store.journal import canonical, encode_frame, record_hash
 from archiver.store.objects import message_id_of
 from archiver.store.repository import Repository
-from tests.journal_files import journal_file, read_records
+from tests.journal_files import journal_file, read_records, write_records
 
 PW = "pw"
 
@@ -359,3 +359,32 @@ def test_an_edited_segment_end_in_the_catalog_cuts_no_committed_bytes(repo: Repo
         tx.put_raw(msg(3), prov(3), Tags())
     assert r2.catalog.segment_end() > committed, "the next commit records the true end again"
     assert r2.verify(full=True).ok
+
+
+def test_an_edited_record_count_in_the_newest_commit_is_reported(repo: Repository, tmp_path: Path) -> None:
+    """The newest commit's ``records`` is not under its signature; verify counts the records instead."""
+    _two_commits_then(tmp_path, repo)
+    recs = read_records(tmp_path / "a")
+    commit = recs[-1]
+    assert commit["type"] == "commit"
+    commit["data"]["records"] = 99
+    commit["hash"] = record_hash(commit)
+    write_records(tmp_path / "a", recs)
+    _drop_catalog(tmp_path)
+    report = Repository.open(tmp_path / "a", PW).verify()
+    assert any("says its transaction has 99 records" in p for p in report.problems), report.problems
+
+
+def test_keystore_rows_of_the_wrong_type_are_reported_not_crashed_on(repo: Repository, tmp_path: Path) -> None:
+    _two_commits_then(tmp_path, repo)
+    r2 = Repository.open(tmp_path / "a", PW)
+    oid = message_id_of(msg(1))
+    r2.keystore.conn.execute("INSERT INTO keys VALUES ('junk', x'00')")
+    r2.keystore.conn.execute(
+        "UPDATE keys SET wrapped = CAST(wrapped AS TEXT) WHERE id = ?", (bytes.fromhex(oid),)
+    )
+    report = r2.verify()
+    assert any("which is not a message id" in p for p in report.problems), report.problems
+    full = r2.verify(full=True)  # the key stored as TEXT holds the same bytes: still read, not a crash
+    assert full.problems == report.problems
+    assert r2.read_raw(oid) == msg(1)
