@@ -31,6 +31,7 @@ from archiver.crypto.keys import fingerprint, verify_signature
 from archiver.errors import ArchiverError, NotFoundError, PolicyError
 from archiver.logging import get_logger
 from archiver.model import IndexDoc
+from archiver.policies.confirm import confirm
 from archiver.policies.holds import Hold, hold_matches, list_holds, matching
 from archiver.policies.matters import closures as matter_closures
 from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
@@ -90,6 +91,8 @@ class Plan:
     held: list[PlanItem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     holds: list[Hold] = field(default_factory=list)
+    #: the queries of the standing holds and rules (what confirm.confirm re-checks).
+    queries: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -277,7 +280,7 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     sync_rules(archive, rules, actor=actor)
     _reconcile_index(archive)
     archive.catch_up()
-    if _query_policies(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
+    if _queries(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
         raise PolicyError(
             f"Message {left[0][:12]} (and perhaps others) could not be indexed, so the query holds and "
             "rules cannot be checked against it: nothing was decided. Run `archiver verify --full` and "
@@ -286,10 +289,28 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     return rules
 
 
-def _query_policies(archive: Archive, rules: RuleSet) -> bool:
-    """Do any standing holds or retention rules select messages by search query?"""
+def _queries(archive: Archive, rules: RuleSet) -> list[str]:
+    """The search queries of the standing holds and of the retention rules."""
     holds = list_holds(archive.repo.catalog, active_only=True)
-    return any(h.kind == "query" for h in holds) or any(r.match.query is not None for r in rules.rules)
+    return [h.value for h in holds if h.kind == "query"] + [
+        r.match.query for r in rules.rules if r.match.query is not None
+    ]
+
+
+def _check_journal_state(archive: Archive) -> None:
+    """Refuse to dispose of anything in an archive that does not verify.
+
+    The holds, tags, copies and earlier disposals a plan reads are the catalog's copies of
+    the signed journal; `verify` compares them (and the segments and keys) with it.  An
+    edited catalog, say a deleted hold row, must stop a disposal, not steer it.
+    """
+    report = archive.repo.verify()
+    if not report.ok:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise PolicyError(
+            f"Nothing was disposed: the archive does not verify: {report.problems[0]}{more}. "
+            "Run `archiver verify` and resolve it first."
+        )
 
 
 class HoldCheck:
@@ -366,6 +387,7 @@ def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
     rules = _prepare(archive, actor)
     plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
     plan.holds = list_holds(archive.repo.catalog)
+    plan.queries = _queries(archive, rules)
     counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
     for loaded, out in evaluate(archive, rules, now):
         counts["messages"] += 1
@@ -445,10 +467,20 @@ def _dispose(
     kind: str,
     rules_fingerprint: str,
     counts: dict[str, int],
+    queries: Sequence[str],
 ) -> Certificate:
-    """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate."""
+    """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate.
+
+    First the messages themselves must confirm what the plan read from the catalog and the
+    index (:mod:`archiver.policies.confirm`); those that do not are kept and listed.
+    """
     repo = archive.repo
     started = iso(repo.clock())
+    confirmation = confirm(archive, [it.id for it in items], queries)
+    for oid, why in confirmation.kept:
+        _log.warning("disposal_withheld", id=oid, reason=why)
+    due = set(confirmation.due)
+    items = [it for it in items if it.id in due]
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
         with repo.transaction(actor) as tx:
@@ -488,8 +520,9 @@ def _dispose(
         "finished_at": iso(repo.clock()),
         "actor": actor,
         "rules_fingerprint": rules_fingerprint,
-        "counts": {**counts, "disposed": len(items), "by_rule": by_rule},
+        "counts": {**counts, "disposed": len(items), "by_rule": by_rule, "withheld": len(confirmation.kept)},
         "disposed": disposed,
+        "withheld": [{"id": oid, "reason": why} for oid, why in confirmation.kept],
         "journal": {"seq": head.seq - 1, "hash": head.hash},
     }
     signature = base64.b64encode(keys.sign(CERT_CONTEXT + canonical(body))).decode()
@@ -522,6 +555,7 @@ def apply(archive: Archive, now: datetime, actor: str = "system") -> Certificate
     (``.disposed`` is the count), which is journalled and saved under ``certificates/``.
     """
     with archive.repo.lock():
+        _check_journal_state(archive)
         p = _plan_locked(archive, now, actor)
         counts = {k: p.counts[k] for k in ("messages", "review", "hold", "held_past_end")}
         return _dispose(
@@ -532,6 +566,7 @@ def apply(archive: Archive, now: datetime, actor: str = "system") -> Certificate
             kind="retention",
             rules_fingerprint=p.rules_fingerprint,
             counts=counts,
+            queries=p.queries,
         )
 
 
@@ -547,6 +582,7 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
     rule, or unknown: compliance periods cannot be cut short by approving early.
     """
     with archive.repo.lock():
+        _check_journal_state(archive)
         rules = _prepare(archive, actor)
         if rules.rule(rule) is None:
             raise PolicyError(f"There is no retention rule named {rule!r} in {rules_path(archive)}.")
@@ -579,6 +615,7 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
             kind="review-approved",
             rules_fingerprint=rules.fingerprint,
             counts={"approved": len(items)},
+            queries=_queries(archive, rules),
         )
 
 

@@ -406,6 +406,8 @@ def test_retention_refuses_when_a_message_cannot_be_indexed_under_a_query_hold(e
     seg.write_bytes(bytes(data))
     archive.repo.catalog.mark_indexed([victim], 0)
     with pytest.raises(PolicyError, match="could not be indexed"):
+        retention.plan(archive, Y(2040))
+    with pytest.raises(PolicyError, match="does not verify"):  # apply checks the store before anything
         retention.apply(archive, Y(2040), actor="tester")
     assert not env.disposed()
 
@@ -418,3 +420,43 @@ def test_an_import_rebuilds_a_deleted_index(env: Env, tmp_path: Path) -> None:
     late.write_bytes(b"From: a@b.example\r\nSubject: later\r\nMessage-ID: <l@b>\r\n\r\nhi\r\n")
     assert env.run("import", str(late), "--source", "late").code == 0
     assert env.run("search", "subject:lunch", "--json").out == before
+
+
+def test_a_deleted_hold_row_stops_retention_instead_of_steering_it(env: Env) -> None:
+    """The catalog's holds are a copy of the signed journal's: apply verifies before disposing."""
+    env.write_rules(ALL_1Y)
+    assert env.run("hold", "add", "--case", "Lunch", "--query", "subject:lunch", "--reason", "r").code == 0
+    env.archive.repo.catalog.conn.execute("DELETE FROM holds")
+    with pytest.raises(PolicyError, match=r"does not verify.*holds"):
+        retention.apply(env.archive, Y(2040), actor="tester")
+    assert not env.disposed()
+
+
+def test_metadata_or_index_edits_do_not_steer_a_disposal(env: Env) -> None:
+    """What the catalog's messages table and the index say is checked against the messages themselves."""
+    import dataclasses
+
+    env.write_rules(ALL_1Y)
+    lunch = sorted(env.ids("m.subject = 'Lunch Friday?'"))
+    assert lunch
+    assert env.run("hold", "add", "--case", "Lunch", "--query", "subject:lunch", "--reason", "r").code == 0
+    archive = env.archive
+    # the index no longer shows the held message's subject, so the plan thinks it is not held
+    with archive.workers() as w:
+        parsed = [(oid, p) for oid, p, _e in archive.reparse(lunch, w) if p is not None]
+    archive.index.add([dataclasses.replace(d, subject="quarterly figures") for d in archive.docs_for(parsed)])
+    archive.index.commit()
+    # and a message sent in December 2024 gets an old date in the catalog, so it looks due in January 2025
+    recent = sorted(env.ids("m.date >= '2024-06-01'"))[0]
+    archive.repo.catalog.conn.execute(
+        "UPDATE message_rows SET date='2001-01-01T00:00:00Z' WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)",
+        (recent,),
+    )
+    planned = {i.id for i in retention.plan(archive, Y(2025)).dispose}
+    assert set(lunch) <= planned and recent in planned, "the edits do mislead the plan"
+    cert = retention.apply(archive, Y(2025), actor="tester")
+    withheld = {w["id"]: w["reason"] for w in cert.body["withheld"]}
+    assert set(withheld) == {*lunch, recent}
+    assert "subject:lunch" in withheld[lunch[0]] and "date" in withheld[recent]
+    assert not env.disposed() & {*lunch, recent}
+    assert cert.body["counts"]["withheld"] == len(lunch) + 1
