@@ -216,6 +216,16 @@ class ObjectRow:
     disposed_rule: str | None
 
 
+def rollback(c: sqlite3.Connection) -> None:
+    """Undo the open transaction after a failure.
+
+    Nothing is open when the failure (a Ctrl-C, say) arrived just after COMMIT had finished:
+    a bare ROLLBACK would then raise over the original exception.
+    """
+    if c.in_transaction:
+        c.execute("ROLLBACK")
+
+
 def connect(path: Path, *, durable: bool = True) -> sqlite3.Connection:
     """Open an archive database in WAL mode with secure_delete.
 
@@ -305,7 +315,7 @@ class Catalog:
             self.set_meta("journal_offset", str(head.offset))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            rollback(c)
             raise
 
     # -- reads ---------------------------------------------------------------
@@ -562,7 +572,7 @@ class Catalog:
             _put_metadata(self.conn, items, {})
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            rollback(self.conn)
             raise
 
     def refresh_metadata(self, items: Sequence[tuple[str, ParsedMessage]]) -> None:
@@ -579,7 +589,7 @@ class Catalog:
             self.conn.executemany(_REFRESH_METADATA, rows)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            rollback(self.conn)
             raise
 
     def stats(self) -> dict[str, Any]:

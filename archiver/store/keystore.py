@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from archiver.store.catalog import connect, in_chunks
+from archiver.store.catalog import connect, in_chunks, rollback
 
 #: the layout of new keystores
 SCHEMA = "CREATE TABLE IF NOT EXISTS keys(id BLOB PRIMARY KEY, wrapped BLOB NOT NULL) WITHOUT ROWID"
@@ -71,7 +71,7 @@ class Keystore:
             c.executemany("INSERT OR REPLACE INTO keys(id, wrapped) VALUES (?, ?)", rows)
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            rollback(c)
             raise
 
     def get(self, oid: str) -> bytes | None:
@@ -108,7 +108,7 @@ class Keystore:
             n = c.executemany("DELETE FROM keys WHERE id=?", keys).rowcount
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            rollback(c)
             raise
         # The deleted keys must leave the WAL too; a reader can keep the checkpoint busy for a moment.
         for _ in range(100):

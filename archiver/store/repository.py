@@ -257,9 +257,14 @@ class Repository:
         if self.catalog.head().offset != self.journal.size():
             # A crash left the catalog behind the journal (or an uncommitted tail), or the
             # catalog was lost and is rebuilt from the journal: recover before anyone reads.
+            # Unless a writer holds the lock: then the catalog is behind only because that
+            # writer is between its journal write and its catalog commit, and it will catch
+            # up itself; a reader must not wait for a whole import to finish.
             try:
-                with self.lock():
+                with self.lock(wait_s=0):
                     self.recover()
+            except LockedError:
+                pass
             except IntegrityError:
                 pass  # reported by verify; reads of what the catalog has stay possible
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -388,3 +389,45 @@ def test_keystore_rows_of_the_wrong_type_are_reported_not_crashed_on(repo: Repos
     full = r2.verify(full=True)  # the key stored as TEXT holds the same bytes: still read, not a crash
     assert full.problems == report.problems
     assert r2.read_raw(oid) == msg(1)
+
+
+def test_a_reader_does_not_wait_for_a_writer_between_journal_and_catalog(repo: Repository, tmp_path: Path) -> None:
+    """Mid-commit the catalog is behind the journal; a reader opening then must not queue for the lock."""
+    import threading
+
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    opened: list[Repository] = []
+    with repo.lock():
+        with open(repo.journal.path, "ab") as fh:  # what a writer has appended and not yet applied
+            fh.write(encode_frame([{"actor": "x", "data": {}, "prev": "0" * 64, "type": "ingest"}])[:-9])
+        t = threading.Thread(target=lambda: opened.append(Repository.open(tmp_path / "a", None)), daemon=True)
+        t.start()
+        t.join(10)
+        assert opened, "the reader waited for the writer's lock"
+        assert opened[0].catalog.has_object(message_id_of(msg(1)))
+    opened[0].close()
+    assert repo.verify().ok
+
+
+def test_an_interrupt_just_after_commit_is_not_hidden_by_a_failed_rollback(repo: Repository) -> None:
+    """Ctrl-C landing right after COMMIT finished must surface as itself (exit 130), not as
+    'cannot rollback - no transaction is active'."""
+
+    class InterruptAfterCommit:
+        def __init__(self, conn: Any) -> None:
+            self.conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            out = self.conn.execute(sql, *args)
+            if sql == "COMMIT":
+                raise KeyboardInterrupt
+            return out
+
+    repo.keystore.conn = InterruptAfterCommit(repo.keystore.conn)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        repo.keystore.put_many([("ab" * 32, b"k")])
+    assert repo.keystore.get("ab" * 32) == b"k"
