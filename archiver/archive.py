@@ -334,8 +334,12 @@ class Archive:
 
     # -- queries -----------------------------------------------------------------
     def search(self, query: str, *, limit: int = 20, offset: int = 0, sort: str = "date") -> SearchResult:
-        """Hits described by :class:`ArchiveHits` (sender, subject, date and tags from the catalog)."""
-        return self.index.search(query, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
+        """Hits described by :class:`ArchiveHits` (sender, subject, date and tags from the catalog),
+        with the number of stored messages the index has not reached (a partial index must
+        not pass for a complete answer)."""
+        result = self.index.search(query, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
+        behind = self.repo.catalog.unindexed_count()
+        return replace(result, unindexed=behind) if behind else result
 
     def describe(self, oid: str) -> dict[str, Any]:
         """Everything the catalog knows about a message, for `show`."""

@@ -212,3 +212,6 @@ class SearchHit:
 class SearchResult:
     total: int
     hits: tuple[SearchHit, ...] = field(default_factory=tuple)
+    #: stored messages the index has not reached yet (an interrupted import): the results
+    #: may lack them until the next write or `reindex`, and the caller says so.
+    unindexed: int = 0

@@ -90,7 +90,15 @@ class ExportResult:
 
 
 def select_query(archive: Any, query: str) -> Selection:
-    """Every message the query finds, newest first (disposed messages are not in the index)."""
+    """Every message the query finds, newest first (disposed messages are not in the index).
+
+    The index is brought up to date first: an import interrupted before it indexed its last
+    messages (they are stored and committed) would otherwise leave them out of an evidence
+    bundle without a word.
+    """
+    with archive.repo.lock():
+        archive.catch_up()
+    archive.index.reload()
     ids = archive.index.matching_ids(query)
     return Selection("query", query, list(dict.fromkeys(ids)))
 

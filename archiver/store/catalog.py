@@ -538,6 +538,15 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def unindexed_count(self) -> int:
+        """Live messages not indexed yet (the partial index ``message_rows_unindexed`` makes it cheap)."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
+                "WHERE m.indexed = 0 AND o.disposed_at IS NULL"
+            ).fetchone()[0]
+        )
+
     def indexed_live_ids(self) -> Iterator[str]:
         """Live ids the catalog marks as indexed (to check against the index itself)."""
         for (oid,) in self.conn.execute(

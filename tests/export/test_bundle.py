@@ -320,3 +320,19 @@ def test_manifest_rows_are_streamed_in_the_writers_layout_and_read_whole_otherwi
     a = {p for p in problems(streamed) if "signature" not in p and "manifest.json was changed" not in p}
     b = {p for p in problems(whole) if "signature" not in p and "manifest.json was changed" not in p}
     assert a == b and any("native file" in p and "was changed" in p for p in a), (a, b)
+
+
+def test_query_export_includes_messages_the_index_had_not_reached(imported: Cli, config_file: Path, tmp_path: Path) -> None:
+    """An import killed after its commit but before indexing leaves stored, unindexed messages:
+    a query export indexes them first instead of leaving them out of the bundle."""
+    with Archive.open(load_config(config_file)) as archive:
+        acme = [r[0] for r in archive.repo.catalog.conn.execute("SELECT id FROM tags WHERE client = 'acme'")]
+        assert len(acme) >= 3
+        archive.index.delete(acme[:2])
+        archive.index.commit()
+        archive.repo.catalog.mark_indexed(acme[:2], 0)
+    out = tmp_path / "late.zip"
+    r = imported("export", "--query", "client:acme", "--case", "C2", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    rows = read_json(out, "manifest.json")["messages"]
+    assert {row["sha256"] for row in rows} == set(acme)
