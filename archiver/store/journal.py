@@ -51,6 +51,8 @@ PLAIN_NAME: Final = "journal.jsonl"
 _LEVEL: Final = 3
 _CHUNK: Final = 1 << 20
 _MAGIC: Final = zstandard.FRAME_HEADER
+#: how far before the head a writer looks for the start of the last committed frame.
+_TAIL_WINDOW: Final = 16 << 20
 #: this many zero bytes at the end of the file mark a torn write (see _zero_tail).
 _ZERO_TAIL: Final = 16
 
@@ -309,6 +311,46 @@ class Journal:
                     last = json.loads(tail)
                 pos = end
         return last
+
+    def tail_problem(self, head: Head) -> str | None:
+        """What is wrong with the last applied transaction (the one ending at ``head``), or None.
+
+        Writers check it before appending: damage there (bit rot, an edit) would otherwise be
+        buried under new, validly chained records.  The frame is found by trying the frame
+        starts in the last few MiB before ``head.offset`` until one decodes to exactly there;
+        its last record must be a commit whose hash is the head's.
+        """
+        if head.offset == 0:
+            return None
+        with open(self.path, "rb") as fh:
+            start = max(0, head.offset - _TAIL_WINDOW)
+            fh.seek(start)
+            data = fh.read(head.offset - start)
+        if not self.compressed:
+            last = data.rstrip(b"\n").rpartition(b"\n")[2]
+            return self._tail_record_problem(last, head)
+        at = data.rfind(_MAGIC)
+        if at < 0:
+            return None  # a frame larger than the window: verify checks it
+        while at >= 0:
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            try:
+                content = dobj.decompress(data[at:])
+            except zstandard.ZstdError:
+                content = b""
+            if dobj.eof and not dobj.unused_data:
+                return self._tail_record_problem(content.rstrip(b"\n").rpartition(b"\n")[2], head)
+            at = data.rfind(_MAGIC, 0, at)
+        return f"the journal's last committed transaction (ending at byte {head.offset}) is damaged"
+
+    @staticmethod
+    def _tail_record_problem(raw: bytes, head: Head) -> str | None:
+        try:
+            rec = json.loads(raw)
+            ok = rec.get("type") == "commit" and rec.get("hash") == head.hash == record_hash(rec)
+        except (ValueError, AttributeError, KeyError):
+            ok = False
+        return None if ok else f"the journal's last committed record (before byte {head.offset}) was altered"
 
     def append(self, lines: list[bytes]) -> int:
         """Write one transaction's record lines (from :func:`make_record`) and fsync; returns the new file size."""

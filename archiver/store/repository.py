@@ -254,6 +254,8 @@ class Repository:
         self._train_after = 0
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        #: the journal offset whose last transaction this process has checked or written.
+        self._tail_checked = -1
         if self.catalog.head().offset != self.journal.size():
             # A crash left the catalog behind the journal (or an uncommitted tail), or the
             # catalog was lost and is rebuilt from the journal: recover before anyone reads.
@@ -379,6 +381,7 @@ class Repository:
         """Run one atomic transaction under the lock; it commits when the block exits normally."""
         with self.lock():
             self.recover()
+            self._check_tail()
             self.segments.forget()
             tx = Transaction(self, actor)
             try:
@@ -439,11 +442,23 @@ class Repository:
         offset = self.journal.append(lines)
         # 4. catalog
         self.catalog.apply_records(records, Head(seq + 1, commit["hash"], offset), tx.metadata)
+        self._tail_checked = offset
         if self._live_hint is not None:
             self._live_hint += len(tx.keys)
         # 5. disposal: the tombstones are committed; now the keys go (recovery redoes this step)
         if tx.disposed:
             self.keystore.destroy(tx.disposed)
+
+    def _check_tail(self) -> None:
+        """Refuse to append after a damaged last transaction (checked once per head this
+        process has not written itself, so once per open in practice)."""
+        head = self.catalog.head()
+        if head.offset == self._tail_checked:
+            return
+        problem = self.journal.tail_problem(head)
+        if problem is not None:
+            raise IntegrityError(f"Nothing was written: {problem}; run `archiver verify`.")
+        self._tail_checked = head.offset
 
     def recover(self) -> list[str]:
         """Bring the catalog, segments and keystore in line with the last journal commit.

@@ -431,3 +431,24 @@ def test_an_interrupt_just_after_commit_is_not_hidden_by_a_failed_rollback(repo:
     with pytest.raises(KeyboardInterrupt):
         repo.keystore.put_many([("ab" * 32, b"k")])
     assert repo.keystore.get("ab" * 32) == b"k"
+
+
+def test_writers_refuse_to_append_after_a_damaged_last_transaction(repo: Repository, tmp_path: Path) -> None:
+    """Damage to the last applied frame is not buried under new, validly chained records."""
+    start, f = _two_commits_then(tmp_path, repo)
+    data = bytearray(f.read_bytes())
+    data[start + (len(data) - start) // 2] ^= 0x10
+    f.write_bytes(bytes(data))
+    r2 = Repository.open(tmp_path / "a", PW)  # the catalog is intact: it has applied that frame
+    with pytest.raises(IntegrityError, match="last committed transaction"), r2.transaction() as tx:
+        tx.put_raw(msg(3), prov(3), Tags())
+    assert f.read_bytes() == bytes(data)
+    assert not r2.catalog.has_object(message_id_of(msg(3)))
+
+
+def test_a_fresh_process_appends_after_an_intact_journal(repo: Repository, tmp_path: Path) -> None:
+    _two_commits_then(tmp_path, repo)
+    r2 = Repository.open(tmp_path / "a", PW)
+    with r2.transaction() as tx:
+        tx.put_raw(msg(3), prov(3), Tags())
+    assert r2.verify(full=True).ok
