@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from archiver import __version__
 from archiver.errors import ArchiverError
@@ -38,6 +38,24 @@ COMMAND_MODULES = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser; a command may set ``prepare_args`` to rewrite its arguments before argparse reads them.
+
+    argparse takes every argument starting with '-' for an option before the command sees
+    it; `archiver search -draft` needs that argument kept as its query (cli/search.py).
+    """
+
+    prepare_args: Callable[[argparse.ArgumentParser, list[str]], list[str]] | None = None
+
+    # (typeshed declares this as three overloads by namespace type; one signature covers them.)
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None and self.prepare_args is not None:
+            args = self.prepare_args(self, list(args))
+        return super().parse_known_args(args, namespace)
+
+
 def common_options() -> argparse.ArgumentParser:
     """--config and --json, accepted before or after the subcommand."""
     p = argparse.ArgumentParser(add_help=False)
@@ -58,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", metavar="FILE", help="config file (default: $ARCHIVER_CONFIG)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--version", action="version", version=f"archiver {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     parent = common_options()
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub, parent)

@@ -1,8 +1,12 @@
-"""`archiver search QUERY`: full-text search, newest first."""
+"""`archiver search QUERY`: full-text search, newest first.
+
+A query may start with '-' (``archiver search -draft`` is NOT draft): see :func:`query_last`.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from archiver.cli.common import console, open_archive, print_json, wants_json
@@ -14,14 +18,65 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "search",
         parents=[parent],
         help="search the archive",
-        description='Query language: field:term, "phrases", AND/OR/NOT, parentheses, after:/before:YYYY-MM-DD, '
-        "from:/to:/cc:/bcc: an address or a domain, contract* for a prefix. See docs/search.md.",
+        description='Query language: field:term, "phrases", AND/OR/NOT, -term, parentheses, '
+        "after:/before:YYYY-MM-DD, from:/to:/cc:/bcc: an address or a domain, contract* for a prefix. "
+        "See docs/search.md. A query starting with '-' needs no '--' (archiver search -draft).",
     )
+    p.prepare_args = query_last
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20, help="results to show; 0 = all (default 20)")
     p.add_argument("--offset", type=int, default=0, help="skip this many results")
     p.add_argument("--sort", choices=["date", "relevance"], default="date", help="newest first (default) or best match")
     p.set_defaults(func=run)
+
+
+def query_last(parser: argparse.ArgumentParser, args: list[str]) -> list[str]:
+    """``args`` with a query that starts with '-' put behind a ``--``, the options before it.
+
+    argparse takes ``-salt`` for an unknown option, ``-has:attachment`` for ``-h`` with a
+    value and ``-contract`` for ``-c ontract``, while the query language documents ``-term``
+    (NOT term).  Here an argument starting with a single '-' is the query unless it is exactly
+    one of the command's options (``-c``, ``-h``) or the value of the option before it;
+    everything after ``--`` is positional as before; long options (``--limit``, ``--limit=5``,
+    the abbreviation ``--lim``) and unknown ones stay argparse's.  So ``-cFILE`` is not
+    ``--config``: write ``-c FILE``.  Arguments without such a query are returned unchanged.
+    """
+    options = parser._option_string_actions  # argparse has no public listing of a parser's options
+    kept: list[str] = []
+    positionals: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            positionals.extend(args[i:])
+            break
+        action = _option(options, arg)
+        if action is not None:
+            kept.append(arg)
+            if action.nargs != 0 and "=" not in arg and i < len(args):
+                kept.append(args[i])  # its value, whatever it looks like
+                i += 1
+        elif arg.startswith("--"):
+            kept.append(arg)  # an unknown long option: argparse reports it
+        else:
+            positionals.append(arg)
+    if not any(a.startswith("-") for a in positionals):
+        return args
+    return [*kept, "--", *positionals]
+
+
+def _option(options: Mapping[str, argparse.Action], arg: str) -> argparse.Action | None:
+    """The option ``arg`` names: exactly, as ``--name=value``, or as a unique abbreviation of a long one."""
+    if arg in options:
+        return options[arg]
+    if not arg.startswith("--"):
+        return None
+    name = arg.split("=", 1)[0]
+    if name in options:
+        return options[name]
+    matches = {id(a): a for s, a in options.items() if s.startswith("--") and s.startswith(name)}
+    return next(iter(matches.values())) if len(matches) == 1 else None
 
 
 def hit_json(h: SearchHit) -> dict[str, Any]:

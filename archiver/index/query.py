@@ -17,16 +17,24 @@ Fields: from to cc bcc subject body attachment client matter source folder id
 message-id (alias msgid) after before has; and ``size>N`` / ``size<N`` (also >=, <=;
 N may end in k, m or g).  ``after:`` is inclusive and ``before:`` exclusive, both at UTC
 midnight of a YYYY-MM-DD date.
+
+Limits, so that no query can crash the parser or the translator: parentheses and NOT/-
+nest at most MAX_DEPTH levels (each level is a recursive call, here and in translate.py),
+and a size must fit the index's unsigned 64-bit field (MAX_SIZE).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
+import tantivy
+
 from archiver.errors import QueryError
+from archiver.index.schema import mail_analyzer
 
 #: fields a word or phrase can be scoped to; aliases map to these.
 TEXT_FIELDS = (
@@ -45,12 +53,22 @@ TEXT_FIELDS = (
     "message-id",
 )
 SPECIAL_FIELDS = ("after", "before", "has")
+#: fields holding an address, searched by address/domain or by display-name words.
+ROLE_FIELDS = ("from", "to", "cc", "bcc")
+#: fields compared as one whole lower-cased value (a prefix is a prefix of that value).
+LABEL_FIELDS = ("client", "matter", "source", "folder", "message-id", "id")
 FIELD_ALIASES = {"msgid": "message-id", "messageid": "message-id", "attachments": "attachment"}
 KNOWN_FIELDS = (*TEXT_FIELDS, *SPECIAL_FIELDS, "size")
 HAS_VALUES = ("attachment", "attachments")
-#: shortest useful prefix before '*'; shorter ones expand to most of the dictionary.
+#: shortest useful prefix before '*'; shorter ones expand to most of the dictionary.  For words
+#: it counts the letters and digits the index sees (``a-*`` is the prefix ``a``).
 MIN_PREFIX = 2
 MIN_ID_PREFIX = 8
+#: deepest nesting of parentheses and NOT/- (a legitimate query needs a handful; Python's
+#: recursion limit would be hit in the hundreds).
+MAX_DEPTH = 50
+#: the largest size: the index stores sizes as unsigned 64-bit integers.
+MAX_SIZE = 2**64 - 1
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
 
@@ -67,6 +85,20 @@ class QuerySyntaxError(QueryError):
         self.query = query
         shown = query.replace("\n", " ").replace("\t", " ")
         super().__init__(f"{message}\n  {shown}\n  {' ' * pos}^")
+
+
+def is_address_value(text: str) -> bool:
+    """Whether a from:/to:/cc:/bcc: value names an address or domain rather than display-name words.
+
+    It does when it has an '@' or a '.' and no space: ``jeff@example.com``, ``@example.com``,
+    ``example.com``, ``jeff.skilling``.  Such a value is looked up in the address fields only:
+    matched against the words of display names, ``from:example.com`` found a message from
+    ``"support@example.com via Lists" <noreply@lists.other.org>`` (and ``NOT from:example.com``
+    dropped it).  Display-name words are searched by values without '.' and '@', or by a
+    quoted phrase with a space (``from:"acme example"``).
+    """
+    value = text.strip()
+    return ("@" in value or "." in value) and not any(ch.isspace() for ch in value)
 
 
 # --- AST -------------------------------------------------------------------------------------
@@ -232,6 +264,8 @@ class _Parser:
         self.text = text
         self.tokens = tokens
         self.i = 0
+        #: parentheses and NOT/- currently open (see MAX_DEPTH).
+        self.depth = 0
 
     def error(self, message: str, pos: int) -> QuerySyntaxError:
         return QuerySyntaxError(message, self.text, pos)
@@ -286,12 +320,25 @@ class _Parser:
             found = "but the query ends there" if nxt.kind == "EOF" else f"but found '{nxt.kind}'"
             raise self.error(f"'{op.kind}' at column {op.pos + 1} needs a term after it, {found}", op.pos)
 
+    def nest(self, t: Token) -> None:
+        """Open one more level of parentheses or NOT/-; beyond MAX_DEPTH it is an error, not a RecursionError."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"The query nests too deeply at column {t.pos + 1}: at most {MAX_DEPTH} levels of "
+                "parentheses and NOT/- are allowed",
+                t.pos,
+            )
+
     def parse_unary(self, field: str | None) -> Node:
         t = self.tok
         if t.kind in ("NOT", "-"):
             self.take()
             self.operand_after(t)
-            return Not(self.parse_unary(field))
+            self.nest(t)
+            node = Not(self.parse_unary(field))
+            self.depth -= 1
+            return node
         return self.parse_primary(field)
 
     def parse_primary(self, field: str | None) -> Node:
@@ -299,10 +346,12 @@ class _Parser:
         if t.kind == "(":
             if self.tok.kind == ")":
                 raise self.error(f"Empty parentheses at column {t.pos + 1}: put a term inside", t.pos)
+            self.nest(t)
             node = self.parse_or(field)
             if not self.at(")"):
                 raise self.error(f"Unclosed '(' at column {t.pos + 1}: add the matching ')'", t.pos)
             self.take()
+            self.depth -= 1
             return node
         if t.kind == "WORD":
             return self.word(field, t.text, t.pos)
@@ -358,12 +407,27 @@ class _Parser:
                 pos + star,
             )
         stem = text[:-1]
-        if len(stem) < MIN_PREFIX or not any(ch.isalnum() for ch in stem):
-            raise self.error(
-                f"'{text}' at column {pos + 1}: a prefix needs at least {MIN_PREFIX} characters, "
-                "including a letter or digit, before '*'",
-                pos,
-            )
+        if not any(ch.isalnum() for ch in stem):
+            raise self.error(f"'{text}' at column {pos + 1}: a prefix needs a letter or digit before '*'", pos)
+        if field in LABEL_FIELDS or (field in ROLE_FIELDS and is_address_value(stem)):
+            # A prefix of a whole value: a label, an address or a domain (without the '@' that
+            # marks a domain).
+            if len(stem.strip().lstrip("@")) < MIN_PREFIX:
+                raise self.error(
+                    f"'{text}' at column {pos + 1}: a prefix needs at least {MIN_PREFIX} characters before '*'",
+                    pos,
+                )
+        else:
+            # A prefix of words: what counts is what the analyzer leaves, as that is what
+            # translate.py expands (``a-*`` and ``3.*`` would be every word starting a/3).
+            # A word too long to be indexed leaves nothing: translate.py reports that.
+            words = _analyzed(stem)
+            if words and sum(len(w) for w in words) < MIN_PREFIX:
+                raise self.error(
+                    f"'{text}' at column {pos + 1}: a prefix needs at least {MIN_PREFIX} letters or digits "
+                    "before '*' (punctuation does not count)",
+                    pos,
+                )
         return Term(field, stem, "prefix", pos)
 
     def phrase(self, field: str | None, text: str, pos: int) -> Node:
@@ -412,12 +476,31 @@ class _Parser:
         return DateBound("after" if name == "after" else "before", when, field_pos)
 
     def size(self, t: Token) -> Node:
+        value_pos = t.pos + 4 + len(t.name)
         m = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", t.text)
         unit = m.group(2).lower() if m else ""
         if not m or unit not in _SIZE_UNITS:
             raise self.error(
-                f"Bad size '{t.text}' at column {t.pos + 6}: write a number of bytes, optionally "
+                f"Bad size '{t.text}' at column {value_pos + 1}: write a number of bytes, optionally "
                 "ending in k, m or g (e.g. size>2m)",
-                t.pos + 4 + len(t.name),
+                value_pos,
             )
-        return SizeCompare(t.name, int(m.group(1)) * _SIZE_UNITS[unit], t.pos)  # type: ignore[arg-type]
+        digits = m.group(1).lstrip("0") or "0"
+        # Checked on the length first: int() of thousands of digits is slow, then refused.
+        if len(digits) > len(str(MAX_SIZE)) or int(digits) * _SIZE_UNITS[unit] > MAX_SIZE:
+            raise self.error(
+                f"Size '{t.text}' at column {value_pos + 1} is too large: the index holds sizes up to "
+                f"{MAX_SIZE} bytes (2^64 - 1)",
+                value_pos,
+            )
+        return SizeCompare(t.name, int(digits) * _SIZE_UNITS[unit], t.pos)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _analyzer() -> tantivy.TextAnalyzer:
+    return mail_analyzer()
+
+
+def _analyzed(text: str) -> list[str]:
+    """``text``'s words as the index has them (schema.mail_analyzer: split, long words dropped, folded)."""
+    return list(_analyzer().analyze(text))

@@ -31,7 +31,7 @@ import tantivy
 
 from archiver.errors import ArchiverError, LockedError, QueryError
 from archiver.index import schema as S
-from archiver.index.query import parse_query
+from archiver.index.query import ParsedQuery, parse_query
 from archiver.index.translate import Translator
 from archiver.model import HitDisplay, IndexDoc, SearchHit, SearchResult
 
@@ -314,7 +314,7 @@ class MessageIndex:
         For selections (query holds and rules, exports): on a large result set describing every
         hit and building its snippet would be nearly all the cost of :meth:`search`.
         """
-        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
+        q = self._restricted(parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
         try:
             result = searcher.search(q, max(1, searcher.num_docs), count=False, order_by_field=S.F_DATE)
@@ -354,7 +354,8 @@ class MessageIndex:
         ``HitSource`` given to :meth:`open`, in one call for the page.  Raises QueryError for
         a malformed query.
         """
-        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
+        parsed = parse_query(query)
+        q = self._restricted(parsed, exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
         if limit <= 0:
             limit = max(1, searcher.num_docs)
@@ -376,7 +377,8 @@ class MessageIndex:
         # The binding's stub omits SearchResult.count, which search(count=True) fills in.
         total = int(getattr(result, "count", None) or 0)
         shown = self._hits.describe([f[0] for f in found]) if self._hits is not None and found else {}
-        snippets = tantivy.SnippetGenerator.create(searcher, q, self._schema, S.F_BODY)
+        highlight = self._with_prefix_words(q, parsed, [lead for _, lead, _ in found])
+        snippets = tantivy.SnippetGenerator.create(searcher, highlight, self._schema, S.F_BODY)
         snippets.set_max_num_chars(SNIPPET_CHARS)
         hits = tuple(
             _hit(doc_id, shown.get(doc_id, HitDisplay()), make_snippet(snippets, lead), score)
@@ -399,7 +401,7 @@ class MessageIndex:
         The same exclusions and restrictions as :meth:`search` apply, so a facet never counts a
         message the caller may not see.  Values are the lower-cased indexed labels.
         """
-        q = self._restricted(query, exclude_clients, exclude_matters, only_clients, only_matters)
+        q = self._restricted(parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
         out: dict[str, list[tuple[str, int]]] = {}
         for field in fields:
@@ -408,15 +410,34 @@ class MessageIndex:
             out[field] = sorted(((str(t), int(n)) for t, n in terms if n > 0), key=lambda tn: (-tn[1], tn[0]))
         return out
 
+    def _with_prefix_words(self, q: tantivy.Query, parsed: ParsedQuery, leads: Sequence[str]) -> tantivy.Query:
+        """``q`` plus the words of ``leads`` that the query's body prefixes expand to, for the snippets.
+
+        tantivy's snippet generator highlights the terms a query names, and a prefix names
+        none, so ``contract*`` gave the body's start, unmarked.  The words are looked up in the
+        stored leads of this page only (the analyzer over a few hundred characters per hit, and
+        only for queries with a prefix), not in the term dictionary, which for a short prefix
+        holds thousands of words.  The result is for highlighting only, never for matching.
+        """
+        prefixes = self._translator.body_prefixes(parsed)
+        if not prefixes:
+            return q
+        analyzer = self._translator.analyzer
+        words = sorted({w for lead in leads for w in analyzer.analyze(lead) if w.startswith(prefixes)})
+        if not words:
+            return q
+        terms = [tantivy.Query.term_query(self._schema, S.F_BODY, w, index_option="freq") for w in words]
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, x) for x in (q, *terms)])
+
     def _restricted(
         self,
-        query: str,
+        parsed: ParsedQuery,
         exclude_clients: Sequence[str],
         exclude_matters: Sequence[str],
         only_clients: Sequence[str] | None,
         only_matters: Sequence[str] | None,
     ) -> tantivy.Query:
-        q = self._translator.translate(parse_query(query))
+        q = self._translator.translate(parsed)
         if only_clients is not None or only_matters is not None:
             allowed = [(S.F_CLIENT, c) for c in only_clients or () if c.strip()]
             allowed += [(S.F_MATTER, m) for m in only_matters or () if m.strip()]

@@ -6,9 +6,11 @@ Rules, matching what schema.py indexes:
   if it splits into several words (``foo-bar``) it becomes a phrase, as a quoted phrase does.
 * Bare terms search every text field; a bare term containing ``@`` or ``.`` is also tried as a
   whole address or domain.
-* ``from:`` and friends: a value with ``@`` is an exact address (``@example.com`` a domain); a
-  value with a dot is a domain or name words (``jeff.skilling`` matches that local part); any
-  other value is name/local-part words.
+* ``from:`` and friends (query.is_address_value): a value with ``@`` is an exact address
+  (``@example.com`` a domain); a value with a dot and no space is a domain (or a subdomain of
+  it) or a whole local part (``jeff.skilling`` matches jeff.skilling@anywhere), never words of
+  display names (a sender whose display name is "support@example.com via Lists" is not from
+  example.com); any other value is display-name/local-part words.
 * Label fields (client, matter, source, folder, message-id, id) compare the whole value,
   case-insensitively; ``*`` makes it a prefix.
 * ``NOT x`` alone means "every message except x" (tantivy matches nothing for a query made of
@@ -32,6 +34,7 @@ from archiver.index.query import (
     ParsedQuery,
     SizeCompare,
     Term,
+    is_address_value,
 )
 
 Occur = tantivy.Occur
@@ -60,6 +63,31 @@ class Translator:
 
     def translate(self, parsed: ParsedQuery) -> tantivy.Query:
         return _Run(self, parsed).node(parsed.root)
+
+    def body_prefixes(self, parsed: ParsedQuery) -> tuple[str, ...]:
+        """The analyzed word prefixes a query looks for in the body, for highlighting snippets.
+
+        tantivy's snippet generator highlights only the terms a query names, and a prefix
+        query (a regex, or a phrase ending in a prefix) names none for its prefix: the caller
+        finds the words each prefix expands to in the stored text and highlights those.
+        Prefixes under NOT are left out, as are those of other fields (the snippet is the
+        body's).  For ``contract-dr*`` the prefix is ``dr``; tantivy highlights ``contract``.
+        """
+        out: list[str] = []
+
+        def walk(n: Node, negated: bool) -> None:
+            if isinstance(n, And | Or):
+                for child in n.children:
+                    walk(child, negated)
+            elif isinstance(n, Not):
+                walk(n.child, not negated)
+            elif isinstance(n, Term) and n.kind == "prefix" and n.field in (None, "body") and not negated:
+                words = self.analyzer.analyze(n.text)
+                if words and words[-1] not in out:
+                    out.append(words[-1])
+
+        walk(parsed.root, False)
+        return tuple(out)
 
 
 class _Run:
@@ -136,15 +164,24 @@ class _Run:
 
     def role(self, role: str, t: Term) -> tantivy.Query:
         value = t.text.strip()
-        addr = S.addr_field(role)
-        if "@" in value:
-            return self.address(addr, t)
-        names = self.words(S.name_field(role), t, required="." not in value)
-        if "." not in value:
+        if not is_address_value(value):
+            names = self.words(S.name_field(role), t)
             assert names is not None
             return names
-        domain = self.address(addr, t)
-        return domain if names is None else self.any_of([domain, names])
+        addr = S.addr_field(role)
+        # The address field holds whole addresses and their domains (schema.address_terms), so
+        # this one term or prefix is an exact address, a domain, or (for a prefix) also
+        # addresses whose local part starts with the value.
+        exact = self.address(addr, t)
+        if "@" in value or t.kind == "prefix":
+            return exact
+        # A dotted word is a domain or a whole local part: "jeff.skilling" is the sender of
+        # jeff.skilling@enron.com, i.e. of every address term starting "jeff.skilling@".
+        # A one-word phrase prefix is that: tantivy runs it as a range of the term
+        # dictionary, where a regex_query would first compile "….*" (~0.2-0.4 ms, as much as
+        # the rest of a domain search).
+        local = tantivy.Query.phrase_prefix_query(self.schema, addr, [value.lower() + "@"])
+        return self.any_of([exact, local])
 
     def address(self, field: str, t: Term) -> tantivy.Query:
         value = t.text.strip().lower()
