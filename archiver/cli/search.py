@@ -6,6 +6,7 @@ A query may start with '-' (``archiver search -draft`` is NOT draft): see :func:
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--limit and --offset must not be negative.")
     with open_archive(args, need_keys=False) as archive:
         result = archive.search(args.query, limit=args.limit, offset=args.offset, sort=args.sort)
+    if result.unindexed:
+        # On stderr in both modes: --json stays one object per result on stdout.
+        print(
+            f"note: {result.unindexed} stored messages are not in the search index yet (an import was "
+            "interrupted?); the results may lack them until the next import or sync, or `archiver reindex`.",
+            file=sys.stderr,
+        )
     if wants_json(args):
         for h in result.hits:
             print_json(hit_json(h))

@@ -357,9 +357,11 @@ class MessageIndex:
         parsed = parse_query(query)
         q = self._restricted(parsed, exclude_clients, exclude_matters, only_clients, only_matters)
         searcher = self._index.searcher()
-        if limit <= 0:
-            limit = max(1, searcher.num_docs)
-        offset = max(0, offset)
+        # No page is larger than the index, and no offset lies beyond it: tantivy allocates
+        # room for limit + offset hits up front (--limit 5000000000 asked it for 240 GB).
+        docs = max(1, searcher.num_docs)
+        limit = docs if limit <= 0 else min(limit, docs)
+        offset = min(max(0, offset), docs)
         try:
             if sort == "date":
                 result = searcher.search(q, limit, count=True, order_by_field=S.F_DATE, offset=offset)

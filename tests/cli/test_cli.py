@@ -535,3 +535,25 @@ def test_a_date_just_after_the_source_time_stays_valid_on_every_reparse(
     assert initialised("reindex").code == 0
     after = initialised("search", f"after:{sent.date().isoformat()}", "--json").json_lines()
     assert [h["id"] for h in after] == [hit["id"]]
+
+
+def test_search_takes_huge_limits_and_offsets(imported: Callable[..., CliResult]) -> None:
+    every = imported("search", "client:acme", "--json", "--limit", "0").json_lines()
+    for flag, value in (("--limit", "5000000000"), ("--limit", "99999999999999999999")):
+        r = imported("search", "client:acme", "--json", flag, value)
+        assert r.code == 0, r.err
+        assert [x["id"] for x in r.json_lines()] == [x["id"] for x in every]
+    far = imported("search", "client:acme", "--json", "--offset", "4294967296")
+    assert far.code == 0 and far.json_lines() == []
+
+
+def test_search_says_when_stored_messages_are_not_indexed(imported: Callable[..., CliResult], config_file: Path) -> None:
+    from archiver.archive import Archive
+    from archiver.config import load_config
+
+    with Archive.open(load_config(config_file)) as archive:
+        some = sorted(archive.repo.catalog.live_ids())[:3]
+        archive.repo.catalog.mark_indexed(some, 0)
+    r = imported("search", "client:acme", "--json")
+    assert r.code == 0 and "3 stored messages are not in the search index yet" in r.err
+    assert imported("search", "client:acme").err.count("not in the search index") == 1
