@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from archiver.errors import ArchiverError, PassphraseError
+from archiver.errors import ArchiverError, IntegrityError, PassphraseError
 
 KEYFILE_FORMAT = 1
 #: Argon2id cost: 64 MiB, 3 passes, 4 lanes (RFC 9106's second recommended option).
@@ -136,7 +136,7 @@ def read_keyfile(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ArchiverError(f"The key file {path} is missing; the archive cannot be opened.") from None
     except (OSError, ValueError) as exc:
-        raise ArchiverError(f"The key file {path} is unreadable or corrupt: {exc}.") from None
+        raise IntegrityError(f"The key file {path} is unreadable or corrupt ({exc}): restore it from a backup.") from None
     if not isinstance(doc, dict) or doc.get("format") != KEYFILE_FORMAT:
         raise ArchiverError(f"The key file {path} has an unsupported format.")
     return doc

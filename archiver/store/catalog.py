@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from archiver.errors import IntegrityError
 from archiver.model import HIT_RECIPIENTS, NO_DATE, Address, HitDisplay, ParsedMessage
 from archiver.store.journal import GENESIS, Head
 from archiver.store.segments import HEADER
@@ -216,6 +217,11 @@ class ObjectRow:
     disposed_rule: str | None
 
 
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A file that is not (or no longer) an SQLite database, as opposed to a busy or locked one."""
+    return type(exc) is sqlite3.DatabaseError or "malformed" in str(exc)
+
+
 def rollback(c: sqlite3.Connection) -> None:
     """Undo the open transaction after a failure.
 
@@ -246,6 +252,17 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise IntegrityError(
+                f"The catalog {path} is damaged ({exc}). It holds only derived data: delete "
+                f"{path.name} and its -wal/-shm files, and the next command rebuilds it from the journal."
+            ) from None
+
+    def _open(self, path: Path) -> None:
         self.conn = connect(path, durable=False)
         schema = self._stored_schema()
         if schema is not None and schema != str(SCHEMA_VERSION):

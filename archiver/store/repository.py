@@ -279,7 +279,7 @@ class Repository:
         try:
             info: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ArchiverError(f"{f} is unreadable or corrupt: {exc}.") from None
+            raise IntegrityError(f"{f} is unreadable or corrupt ({exc}): restore it from a backup.") from None
         if info.get("format") != FORMAT_VERSION:
             raise ArchiverError(f"The archive at {path} has format {info.get('format')}; this version reads 1.")
         return info

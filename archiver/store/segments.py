@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archiver.errors import IntegrityError
+
 SEGMENT_MAGIC = b"ARCSEG\x00\x01"
 HEADER = struct.Struct(">8sQ")
 RECORD_MAGIC = b"OBJ\x01"
@@ -36,8 +38,8 @@ CODEC_ZSTD = 1
 CODEC_ZSTD_DICT = 2
 
 
-class SegmentError(Exception):
-    """A segment is malformed at a given place."""
+class SegmentError(IntegrityError):
+    """A segment is missing or malformed at a given place (exit 9, like every integrity failure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +169,16 @@ class SegmentStore:
         self._created = False
 
     def read(self, loc: Location) -> StoredRecord:
-        with open(self.path(loc.segment), "rb") as fh:
-            fh.seek(loc.offset)
-            data = fh.read(loc.length)
+        try:
+            with open(self.path(loc.segment), "rb") as fh:
+                fh.seek(loc.offset)
+                data = fh.read(loc.length)
+        except FileNotFoundError:
+            raise SegmentError(
+                f"segment {loc.segment} is missing: restore it from a backup (`archiver verify` lists what it held)"
+            ) from None
+        except OSError as exc:
+            raise SegmentError(f"segment {loc.segment} cannot be read ({exc.strerror or exc})") from None
         return self._decode(data, loc)
 
     @staticmethod
