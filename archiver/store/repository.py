@@ -294,12 +294,45 @@ class Repository:
         segment_max_bytes: int = 256 * 2**20,
         actor: str = "system",
     ) -> Repository:
+        """Create an archive at ``path`` (absent, or an empty folder).
+
+        It is built in a hidden sibling folder and renamed into place when complete, so an
+        init that is interrupted (Ctrl-C, a full disk) leaves no half-built archive that the
+        next init refuses and every other command calls missing.  A folder holding only
+        ``index/`` (a separate volume mounted there) is built in place, as it cannot be replaced.
+        """
         if (path / "archive.json").exists():
             raise ArchiveExists(f"An archive already exists at {path}; refusing to overwrite it.")
-        if path.exists() and any(p.name not in ("index",) for p in path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise ArchiveExists(f"{path} is a file, not a folder; choose a folder for the archive.")
+        try:
+            leftovers = [p.name for p in path.iterdir()] if path.exists() else []
+        except OSError as exc:
+            raise ArchiverError(f"Cannot read the folder {path}: {exc.strerror or exc}.") from None
+        if any(name != "index" for name in leftovers):
             raise ArchiveExists(f"{path} is not empty; choose an empty or new folder for the archive.")
+        build = path if leftovers else path.parent / f".{path.name}.init-{uuid.uuid4().hex[:12]}"
+        try:
+            build.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ArchiverError(f"Cannot create the archive folder {path}: {exc.strerror or exc}.") from None
+        try:
+            keys = cls._build(build, passphrase, clock=clock, segment_max_bytes=segment_max_bytes, actor=actor)
+            if build != path:
+                os.rename(build, path)  # atomic; replaces an empty folder
+                fsync_dir(path.parent)
+        except BaseException:
+            if build != path:
+                shutil.rmtree(build, ignore_errors=True)
+            raise
+        return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
+
+    @classmethod
+    def _build(
+        cls, path: Path, passphrase: str, *, clock: Clock, segment_max_bytes: int, actor: str
+    ) -> Keys:
+        """Write a complete new archive into the (empty) folder ``path``; returns its keys."""
         archive_id = str(uuid.uuid4())
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.chmod(0o700)  # the catalog and index hold derived plaintext: owner only
         for sub in ("keys", "segments", "journal"):
             (path / sub).mkdir(exist_ok=True, mode=0o700)
@@ -314,17 +347,20 @@ class Repository:
         fsync_dir(path / "keys")
         fsync_dir(path)
         repo = cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
-        repo.segments.active()
-        with repo.transaction(actor) as tx:
-            tx.event(
-                "init",
-                {
-                    "archive_id": archive_id,
-                    "format": FORMAT_VERSION,
-                    "public_key": base64.b64encode(keys.public_key).decode(),
-                },
-            )
-        return repo
+        try:
+            repo.segments.active()
+            with repo.transaction(actor) as tx:
+                tx.event(
+                    "init",
+                    {
+                        "archive_id": archive_id,
+                        "format": FORMAT_VERSION,
+                        "public_key": base64.b64encode(keys.public_key).decode(),
+                    },
+                )
+        finally:
+            repo.close()
+        return keys
 
     @classmethod
     def open(

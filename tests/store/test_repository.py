@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from archiver.errors import ArchiveExists, ArchiveNotFound, IntegrityError, PassphraseError
+from archiver.errors import ArchiveExists, ArchiveNotFound, ArchiverError, IntegrityError, PassphraseError
 from archiver.model import ProvenanceRow, Tags
 from archiver.store.journal import canonical, encode_frame, record_hash
 from archiver.store.objects import message_id_of
@@ -452,3 +452,30 @@ def test_a_fresh_process_appends_after_an_intact_journal(repo: Repository, tmp_p
     with r2.transaction() as tx:
         tx.put_raw(msg(3), prov(3), Tags())
     assert r2.verify(full=True).ok
+
+
+def test_an_interrupted_init_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archiver.store.repository as R
+
+    real = R.create_keyfile
+
+    def interrupted(*args: Any, **kw: Any) -> Any:
+        real(*args, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "create_keyfile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Repository.create(tmp_path / "a", PW)
+    assert list(tmp_path.iterdir()) == [], "no half-built archive, no hidden build folder"
+    monkeypatch.setattr(R, "create_keyfile", real)
+    (tmp_path / "a").mkdir()  # an empty folder made by the admin is fine too
+    Repository.create(tmp_path / "a", PW).close()
+    assert Repository.open(tmp_path / "a", PW).verify().ok
+
+
+def test_init_on_a_file_or_an_uncreatable_folder_is_a_sentence(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ArchiveExists, match="is a file"):
+        Repository.create(tmp_path / "f", PW)
+    with pytest.raises(ArchiverError, match="Cannot create the archive folder"):
+        Repository.create(tmp_path / "f" / "sub", PW)
