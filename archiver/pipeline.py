@@ -57,6 +57,8 @@ class IngestSummary:
     duplicates: int = 0
     parse_errors: int = 0
     failed: int = 0
+    #: sources that failed as a whole (a server unreachable, a login refused): exit 11.
+    source_errors: int = 0
     bytes: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -203,6 +205,7 @@ def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSumm
         yield from batches
     except ConnectorError as exc:
         summary.failed += 1
+        summary.source_errors += 1
         summary.failures.append({"location": getattr(connector, "name", ""), "reason": str(exc)})
         log.error("source failed", source=getattr(connector, "name", ""), error=str(exc))
 
@@ -318,6 +321,7 @@ def _commit(
         fs = summary.folders.setdefault(_folder_key(batch), FolderSummary())
         for f in batch.failures:
             summary.failed += 1
+            summary.source_errors += f.whole
             fs.failed += 1
             if len(summary.failures) < MAX_LISTED_FAILURES:  # all are logged; the summary lists the first ones
                 summary.failures.append({"location": f.location, "reason": f.reason})

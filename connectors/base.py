@@ -61,6 +61,9 @@ class SourceFailure:
     location: str
     reason: str
     permanent: bool = True
+    #: a whole account, mailbox or source could not be read (unreachable, login refused),
+    #: not one message or folder: `sync` then exits 11, the source error code.
+    whole: bool = False
 
 
 @dataclass(frozen=True, slots=True)

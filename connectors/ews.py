@@ -386,7 +386,11 @@ class EwsConnector:
         what = f"Mailbox {mailbox}" + (f", folder {path}" if path else "")
         log.warning("ews failure at %s: %s", where, exc)
         return Batch(
-            failures=[SourceFailure(where, f"{what}: {exc}", permanent=not isinstance(exc, TransientError))],
+            failures=[
+                SourceFailure(
+                    where, f"{what}: {exc}", permanent=not isinstance(exc, TransientError), whole=not path
+                )
+            ],
             account=mailbox,
             folder=path,
         )

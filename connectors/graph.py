@@ -190,7 +190,7 @@ class GraphConnector:
             where = f"{self.name}:{mailbox.label}"
             log.warning("graph mailbox failed", extra={"source": self.name, "mailbox": mailbox.label})
             yield Batch(
-                failures=[SourceFailure(where, f"Mailbox {mailbox.label}: {exc}", _permanent(exc))],
+                failures=[SourceFailure(where, f"Mailbox {mailbox.label}: {exc}", _permanent(exc), whole=True)],
                 account=mailbox.label,
             )
             return

@@ -255,6 +255,7 @@ class ImapConnector:
                             location=f"imap://{quote(account.username, safe='')}@{self.server.host}",
                             reason=str(exc),
                             permanent=not isinstance(exc, TransientError),
+                            whole=True,
                         )
                     ],
                     account=account.username,

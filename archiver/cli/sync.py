@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from archiver.cli.common import actor, open_archive, print_json, progress_bar, wants_json
-from archiver.cli.ingest_output import report
+from archiver.cli.ingest_output import exit_code, report
 from archiver.errors import ConfigError
 from archiver.pipeline import IngestSummary, ingest
 from archiver.sources import build_connector
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
                 results[src.name] = ingest(archive, connector, actor=actor(), progress=update, event="sync")
     if wants_json(args):
         print_json({name: s.as_json() for name, s in results.items()})
-        return 1 if any(s.failed for s in results.values()) else 0
+        return max((exit_code(s) for s in results.values()), default=0)
     code = 0
     for name, s in results.items():
         code = max(code, report(args, s, f"sync {name}"))

@@ -101,9 +101,9 @@ def test_wrong_password_reported_other_accounts_continue(
     bad.password = "wrong"
     add_imap_source(config_file, dovecot, [bad, good])
     r = initialised("sync", "--json")
-    assert r.code == 1
+    assert r.code == 11  # an account that cannot be read at all is a source error
     summary = r.json()["dove"]  # type: ignore[index]
-    assert summary["imported"] == 1 and summary["failed"] == 1
+    assert summary["imported"] == 1 and summary["failed"] == 1 and summary["source_errors"] == 1
     assert f"Login refused for account {bad.username!r}" in summary["failures"][0]["reason"]
 
 
@@ -169,3 +169,22 @@ def test_killed_cli_sync_resumes_nothing_lost_nothing_duplicated(
         assert isinstance(shown, dict) and len(shown["provenance"]) == 1  # no duplicate provenance
         assert cli("show", sha256(m), "--raw").raw == m
     assert cli("verify").code == 0
+
+
+def test_an_unreachable_server_exits_with_the_source_code(initialised: Callable[..., CliResult], config_file: Path) -> None:
+    """README: exit 11 when a source cannot be read at all (here nothing listens on the port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    cfg = yaml.safe_load(config_file.read_text())
+    os.environ["IMAP_TEST_PW_NOBODY"] = "x"
+    cfg["sources"] = [{"name": "gone", "type": "imap", "host": "127.0.0.1", "port": port, "tls": "none", "retries": 0,
+                       "accounts": [{"username": "nobody", "password_env": "IMAP_TEST_PW_NOBODY"}]}]  # fmt: skip
+    config_file.write_text(yaml.safe_dump(cfg))
+    r = initialised("sync", "--json")
+    summary = r.json()["gone"]  # type: ignore[index]
+    assert summary["failed"] >= 1 and summary["imported"] == 0, summary
+    assert r.code == 11, (r.code, summary)
+    assert initialised("sync").code == 11
