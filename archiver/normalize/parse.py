@@ -16,7 +16,8 @@ dropping text.  So:
   (``mailparser.dates.parse_mail_date``, strict, with reasons; the lenient stdlib parser only
   rescues what it refuses) and its forensic address-list scanner
   (``mailparser.utils.get_addresses``: recovers mailboxes from broken lists that the stdlib
-  turns into fragments), falling back to ``email.utils.getaddresses`` when it finds nothing;
+  turns into fragments), with ``email.utils.getaddresses`` for the entries it refuses (see
+  ``_with_dropped``) or when it finds nothing;
 * if the stdlib parse itself fails, the whole message goes through ``mailparser`` as a second
   opinion, and if that fails too, the result is the headers we could read plus a lossy decode of
   the bytes.
@@ -37,10 +38,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
-from email.header import decode_header
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
-from email.policy import compat32
+from email.policy import Compat32, compat32
 from functools import lru_cache
 from typing import TypedDict
 
@@ -50,7 +51,7 @@ from mailparser.utils import get_addresses
 from archiver.model import Address, Attachment, ParsedMessage
 from archiver.normalize import tnef
 from archiver.normalize.attachments import extract_text
-from archiver.normalize.text import clean_text, decode_bytes, html_to_text
+from archiver.normalize.text import clean_text, decode_bytes, html_to_text, normalize_charset
 
 __all__ = ["decode_header_value", "parse_message"]
 
@@ -72,6 +73,10 @@ _MAX_EMBED_DEPTH = 8
 #: the longest body taken from inside a winmail.dat (characters).
 _MAX_TNEF_BODY_CHARS = 10_000_000
 _MAX_REFERENCES = 500
+#: parts looked at for the charsets a message declares (see ``_DeclaredCharsets``).
+_MAX_CHARSET_PARTS = 50
+#: codecs the raw-header fallback covers already (see ``_header_codec``).
+_HEADER_FALLBACK_CODECS = frozenset({"ascii", "cp1252", "iso8859-1", "latin-1"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MSGID = re.compile(r"<[^<>\s]*>")
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r?\n")
@@ -85,8 +90,64 @@ def _unfold(value: str) -> str:
     return _FOLD.sub("", value) if "\n" in value else value
 
 
-def _header_str(value: object) -> str:
-    """A compat32 header value as str; 8-bit bytes (kept as surrogates) decoded as utf-8/cp1252."""
+class _DeclaredCharsets:
+    """The charsets a message declares for its text, for raw 8-bit bytes in its headers.
+
+    Headers have no charset of their own; a client that writes raw bytes there (instead of
+    RFC 2047 encoded words) writes them in the charset it uses for the body, so that is the
+    best guess after UTF-8.  Looked up only when a header needs it (rare), then kept.
+    """
+
+    __slots__ = ("_found", "_msg")
+
+    def __init__(self, msg: Message) -> None:
+        self._msg = msg
+        self._found: tuple[str, ...] | None = None
+
+    def codecs(self) -> tuple[str, ...]:
+        if self._found is None:
+            found: list[str] = []
+            try:
+                for index, part in enumerate(self._msg.walk()):
+                    if index >= _MAX_CHARSET_PARTS:
+                        break
+                    if part.get_content_maintype() != "text":
+                        continue
+                    codec = normalize_charset(part.get_content_charset())
+                    if codec is not None and codec not in found and _header_codec(codec):
+                        found.append(codec)
+            except Exception:  # a guess for a fallback: a broken part only costs the guess
+                pass
+            self._found = tuple(found)
+        return self._found
+
+
+def _header_codec(codec: str) -> bool:
+    """Whether a declared charset is worth trying on raw header bytes that are not UTF-8.
+
+    Not UTF-8/ASCII (already tried), nor cp1252/latin-1 (the last fallback reads stray bytes as
+    cp1252 anyway, and keeps UTF-8 runs), nor UTF-7/16/32 (which "decode" any bytes into noise).
+    """
+    return codec not in _HEADER_FALLBACK_CODECS and not codec.startswith("utf")
+
+
+def _decode_8bit(data: bytes, charsets: _DeclaredCharsets | None) -> str:
+    """Raw 8-bit header bytes: UTF-8, else the first charset the message declares that reads
+    them without error, else UTF-8 with each stray byte read as cp1252."""
+    try:
+        return clean_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    for codec in charsets.codecs() if charsets is not None else ():
+        try:
+            return clean_text(data.decode(codec))
+        except (UnicodeError, LookupError, ValueError):
+            continue
+    return decode_bytes(data, "utf-8")[0]
+
+
+def _header_str(value: object, charsets: _DeclaredCharsets | None = None) -> str:
+    """A compat32 header value as str; 8-bit bytes (kept as surrogates) decoded by ``_decode_8bit``."""
     text = value if isinstance(value, str) else str(value)
     if len(text) > _MAX_HEADER_CHARS:
         text = text[:_MAX_HEADER_CHARS]
@@ -96,7 +157,7 @@ def _header_str(value: object) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             # raw 8-bit header bytes: the parser kept them as surrogate escapes.
-            text = decode_bytes(text.encode("utf-8", "surrogateescape"), "utf-8")[0]
+            text = _decode_8bit(text.encode("utf-8", "surrogateescape"), charsets)
     return text
 
 
@@ -119,23 +180,25 @@ def _decode_run(run: str) -> str:
     return "".join(out)
 
 
-def decode_header_value(value: object) -> str:
+def decode_header_value(value: object, charsets: _DeclaredCharsets | None = None) -> str:
     """Decode RFC 2047 encoded words and raw 8-bit bytes in a header value; never raises.
 
     Each run of encoded words goes through ``email.header.decode_header`` on its own (so text
     between runs is never round-tripped through its raw-unicode-escape bytes), and each word is
     decoded with its charset through ``decode_bytes``' fallback chain: an unknown or wrong
-    charset label costs accuracy, not text.
+    charset label costs accuracy, not text.  Raw 8-bit bytes are read as UTF-8, else in one of
+    the message's ``charsets``.
     """
-    text = _header_str(value)
+    text = _header_str(value, charsets)
     if "=?" not in text:
         return clean_text(text)
     return clean_text(_ENCODED_RUN.sub(lambda m: _decode_run(m.group(0)), text))
 
 
 _ADDR_SPEC = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9.\-]+"
-#: a plain comma-separated list of bare addresses (most of Enron): no need for a full scan.
-_PLAIN_LIST = re.compile(rf"\s*{_ADDR_SPEC}\s*(?:,\s*{_ADDR_SPEC}\s*)*,?\s*")
+#: a plain list of bare addresses (most of Enron), comma- or (Outlook) semicolon-separated:
+#: no need for a full scan.
+_PLAIN_LIST = re.compile(rf"\s*{_ADDR_SPEC}\s*(?:[,;]\s*{_ADDR_SPEC}\s*)*[,;]?\s*")
 #: nothing, or an empty group such as "undisclosed-recipients: ;" -- not an unreadable header.
 _EMPTY_GROUP = re.compile(r"[\s,;]*|[^:<>@,]*:[\s;]*")
 
@@ -144,18 +207,18 @@ _EMPTY_GROUP = re.compile(r"[\s,;]*|[^:<>@,]*:[\s;]*")
 def _parse_address_list(raw: str) -> tuple[tuple[Address, ...], bool]:
     """(addresses, readable) for one unfolded address-list value; cached (lists repeat a lot)."""
     if _PLAIN_LIST.fullmatch(raw):
-        addrs = (a.strip().lower() for a in raw.split(","))
+        addrs = (a.strip().lower() for a in (raw.replace(";", ",") if ";" in raw else raw).split(","))
         return tuple(Address(addr=a) for a in addrs if a), True
     pairs: list[tuple[str, str]] = []
+    dropped: list[dict[str, object]] = []
     try:
-        pairs = [(n, a) for n, a in get_addresses(raw) if a]
+        pairs = [(n, a) for n, a in get_addresses(raw, defects=dropped) if a]
     except Exception:  # mail-parser is a second opinion here; the stdlib below still runs
         pairs = []
     if not pairs:
-        try:
-            pairs = [(n, a) for n, a in email.utils.getaddresses([raw]) if a.strip()]
-        except Exception:
-            pairs = []
+        pairs = _stdlib_addresses(raw)
+    elif any(not d.get("recovered") for d in dropped):
+        pairs = _with_dropped(pairs, raw)
     result: list[Address] = []
     for display, addr in pairs:
         addr = clean_text(addr.strip().strip("<>").strip().lower())
@@ -164,9 +227,41 @@ def _parse_address_list(raw: str) -> tuple[tuple[Address, ...], bool]:
     return tuple(result), bool(result) or _EMPTY_GROUP.fullmatch(raw) is not None
 
 
-def _addresses(values: Sequence[object], name: str, errors: list[str]) -> tuple[Address, ...]:
+def _stdlib_addresses(raw: str) -> list[tuple[str, str]]:
+    try:
+        return [(n, a) for n, a in email.utils.getaddresses([raw]) if a.strip()]
+    except Exception:
+        return []
+
+
+def _with_dropped(found: list[tuple[str, str]], raw: str) -> list[tuple[str, str]]:
+    """mail-parser's mailboxes plus those it refused, as the stdlib reads them.
+
+    mail-parser's scanner refuses every list entry that is not a valid RFC 5322 mailbox, and
+    real mail has plenty that still name a recipient: ``j..doe@enron.com``, ``<.bill@enron.com>``,
+    and whole lists separated by ``;`` (read as group ends: only the last entry is kept).  The
+    stdlib reads those, so its mailboxes (``local@domain``; its fragments of broken entries have no
+    ``@`` or an empty side) are added.  When they include everything mail-parser found, the
+    stdlib's list is taken as it is, in header order; otherwise the new ones follow mail-parser's.
+    Only lists with a refused entry come here, so the common case costs nothing more.
+    """
+    extra = [(n, a) for n, a in _stdlib_addresses(raw) if _is_mailbox(a)]
+    seen = {a.strip().lower() for _, a in found}
+    if seen <= {a.strip().lower() for _, a in extra}:
+        return extra
+    return found + [(n, a) for n, a in extra if a.strip().lower() not in seen]
+
+
+def _is_mailbox(addr: str) -> bool:
+    local, at, domain = addr.strip().rpartition("@")
+    return bool(at and local.strip("<> ") and domain.strip("<> "))
+
+
+def _addresses(
+    values: Sequence[object], name: str, errors: list[str], charsets: _DeclaredCharsets
+) -> tuple[Address, ...]:
     """Parse one address field (all its occurrences); tolerate groups, garbage and encoded words."""
-    raw = ", ".join(_header_str(v) for v in values)
+    raw = ", ".join(_header_str(v, charsets) for v in values)
     if not raw.strip():
         return ()
     addresses, readable = _parse_address_list(raw)
@@ -186,23 +281,38 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+#: a 12-hour clock time ("4:12:06 PM"); the stdlib would read the AM/PM as an unknown zone.
+_TWELVE_HOUR = re.compile(r"\b(\d{1,2})(:\d{1,2}(?::\d{1,2})?)\s*([AaPp])\.?[Mm]\b\.?")
+#: the date ends in a zone that does mean UTC, perhaps followed by a comment ("+0000 (GMT)").
+_UTC_ZONE = re.compile(r"(?:[+-]0000|\b(?:GMT|UTC?|Z))(?:\s*\([^()]*\))*\s*$", re.IGNORECASE)
+
+
 def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple[datetime, bool]:
+    """The Date header in UTC and whether it fell back to ``received`` (flagged in ``errors``).
+
+    A date read with a zone that is unknown ("CEST", "GMT+1", "+-0500"), or missing, is
+    read as UTC (what RFC 5322 section 4.3 says of unknown zones) and kept, but flagged: its
+    hour may be off by the sender's offset.
+    """
     if raw is None or not raw.strip():
         errors.append("missing Date header")
         return received, True
     value: datetime | None = None
+    zone_known = True
     try:
-        value = parse_mail_date(raw).value
+        result = parse_mail_date(raw)
+        value = result.value
+        # mail-parser reads any unknown alphabetic zone (and "PM") as UTC and says nothing: offset 0
+        # is checked against the zone tokens that do mean UTC (a short regex, for offset 0 only).
+        if value is not None and result.timezone == "+0.0" and not _UTC_ZONE.search(raw):
+            lenient, zone_known = _lenient_date(raw)
+            if lenient is not None and _TWELVE_HOUR.search(raw):
+                value = lenient
     except Exception:
         value = None
     if value is None:
-        # mail-parser is strict (no missing zone, 1-digit hours, "GMT+1"); the stdlib is lenient.
-        try:
-            value = email.utils.parsedate_to_datetime(raw)
-        except Exception:
-            value = None
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        # mail-parser is strict (no missing zone, 1-digit hours, AM/PM, "GMT+1"); the stdlib is lenient.
+        value, zone_known = _lenient_date(raw)
     shown = raw.strip()[:80]
     if value is None:
         errors.append(f"bad date: {shown!r}")
@@ -215,31 +325,91 @@ def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple
     if value < _EPOCH or value > received + timedelta(days=2):
         errors.append(f"bad date: {shown!r} (out of range)")
         return received, True
+    if not zone_known:
+        errors.append(f"date without a known zone, read as UTC: {shown!r}")
     return value, False
+
+
+def _lenient_date(raw: str) -> tuple[datetime | None, bool]:
+    """(date, whether its zone was known) by the stdlib's lenient parser, 12-hour times made 24-hour.
+
+    The stdlib takes the token after the time as the zone, so in "06:50:21 PM -0400" it reads
+    "PM" as an unknown zone and drops the "-0400", and "4:12:06 PM" becomes 04:12: the AM/PM
+    is folded into the hour first.  An unknown or missing zone is read as UTC and reported.
+    """
+    twelve = _TWELVE_HOUR.search(raw)
+    if twelve is not None:
+        hour = int(twelve.group(1))
+        if 1 <= hour <= 12:
+            hour = hour % 12 + (12 if twelve.group(3) in "Pp" else 0)
+        raw = f"{raw[: twelve.start()]}{hour:02d}{twelve.group(2)}{raw[twelve.end() :]}"
+    try:
+        value = email.utils.parsedate_to_datetime(raw)  # naive when the zone is unknown or missing
+    except Exception:
+        return None, False
+    if value.tzinfo is not None:
+        return value, True
+    return value.replace(tzinfo=UTC), _UTC_ZONE.search(raw) is not None
 
 
 # --- body -------------------------------------------------------------------------------------
 
 
+def _holds_text(text: str) -> bool:
+    """``bool(text.strip())`` without copying a large part."""
+    return bool(text) and not text.isspace()
+
+
+class _FoldedBoundaryError(Exception):
+    """A multipart part whose boundary parameter was folded, so compat32 found none of its parts."""
+
+
+#: where a body part sits among multipart/alternative choices: (alternative number, child index)
+#: for each multipart/alternative above it, outermost first.
+_AltPath = tuple[tuple[int, int], ...]
+
+
+#: an inline text part: (is it HTML, its text, where it sits among alternatives).  A plain
+#: tuple: it is built for every body part, and a NamedTuple costs a Python-level call.
+_BodyPart = tuple[bool, str, _AltPath]
+
+
 class _Walker:
     """Collects body text, HTML and attachments from a parsed message tree (iteratively)."""
 
-    def __init__(self, max_attachment_text_chars: int, errors: list[str], embed_depth: int = 0) -> None:
+    def __init__(
+        self,
+        max_attachment_text_chars: int,
+        errors: list[str],
+        embed_depth: int = 0,
+        charsets: _DeclaredCharsets | None = None,
+        split_folded: bool = True,
+    ) -> None:
         self.max_text = max_attachment_text_chars
         self.errors = errors
         self.embed_depth = embed_depth
-        self.plain: list[str] = []
+        self.charsets = charsets
+        #: raise _FoldedBoundaryError on a multipart left unsplit by a folded boundary (see _walk).
+        self.split_folded = split_folded
+        #: the inline text/plain and text/html parts, in message order.
+        self.body: list[_BodyPart] = []
+        #: the inline HTML parts (the first is ParsedMessage.body_html).
         self.html: list[str] = []
+        #: multipart/alternative parts seen so far (each is numbered in _AltPath by this count).
+        self.alternatives = 0
         self.attachments: list[Attachment] = []
         #: bodies found inside winmail.dat parts, used when the message has no other body.
         self.tnef_bodies: list[str] = []
         self.defects: set[str] = set()
 
     def walk(self, root: Message) -> None:
-        stack: list[Message] = [root]
+        """Read every part; raises ``_FoldedBoundaryError`` if a multipart's boundary was folded."""
+        if self.charsets is None:
+            self.charsets = _DeclaredCharsets(root)
+        stack: list[tuple[Message, _AltPath]] = [(root, ())]
         seen = 0
         while stack:
-            part = stack.pop()
+            part, path = stack.pop()
             seen += 1
             if seen > _MAX_PARTS:
                 self.errors.append(f"more than {_MAX_PARTS} MIME parts; the rest were not read")
@@ -253,9 +423,17 @@ class _Walker:
             if part.is_multipart():
                 payload = part.get_payload()
                 if isinstance(payload, list):
-                    stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+                    children = [p for p in payload if isinstance(p, Message)]
+                    if ctype == "multipart/alternative":
+                        alt = self.alternatives
+                        self.alternatives += 1
+                        stack.extend((p, (*path, (alt, i))) for i, p in reversed(list(enumerate(children))))
+                    else:
+                        stack.extend((p, path) for p in reversed(children))
                 continue
-            self._leaf(part, ctype)
+            if self.split_folded and ctype.startswith("multipart/") and _has_folded_boundary(part):
+                raise _FoldedBoundaryError
+            self._leaf(part, ctype, path)
 
     @staticmethod
     def _is_attachment(part: Message) -> bool:
@@ -273,7 +451,7 @@ class _Walker:
                 # them, or compat32 would turn them into U+FFFD.
                 part = Message()
                 for key, value in params.items():
-                    part[key] = _header_str(value)
+                    part[key] = _header_str(value, self.charsets)
             name = part.get_filename()
         except Exception:
             return ""
@@ -298,11 +476,14 @@ class _Walker:
             self.errors.append(problem)
         return text.replace("\r\n", "\n") if "\r" in text else text
 
-    def _leaf(self, part: Message, ctype: str) -> None:
+    def _leaf(self, part: Message, ctype: str, path: _AltPath = ()) -> None:
         payload = self._payload(part)
         if ctype in ("text/plain", "text/html") and not self._is_attachment(part):
             text = self._decode(part, payload)
-            (self.plain if ctype == "text/plain" else self.html).append(text)
+            is_html = ctype == "text/html"
+            self.body.append((is_html, text, path))
+            if is_html:
+                self.html.append(text)
             return
         filename = self._filename(part)
         if ctype in _ATTACHMENT_TEXT_TYPES and self.max_text > 0:
@@ -356,12 +537,13 @@ class _Walker:
         filename = self._filename(part)
         if isinstance(inner, Message):
             data = message_bytes(inner)
-            subject = decode_header_value(_raw_headers(inner).get("subject", [""])[0])
+            inner_charsets = _DeclaredCharsets(inner)
+            subject = decode_header_value(_raw_headers(inner).get("subject", [""])[0], inner_charsets)
             subject = " ".join(subject.split())
             if not filename and subject:
                 filename = f"{subject[:100]}.eml"
             if self.embed_depth < _MAX_EMBED_DEPTH and self.max_text > 0:
-                sub = _Walker(self.max_text, self.errors, self.embed_depth + 1)
+                sub = _Walker(self.max_text, self.errors, self.embed_depth + 1, inner_charsets, self.split_folded)
                 sub.walk(inner)
                 text = f"{subject}\n\n{sub.body_text()}".strip()[: self.max_text]
         else:
@@ -378,23 +560,91 @@ class _Walker:
         )
 
     def body_text(self) -> str:
-        """The text parts, else the HTML parts as text, else a body found inside winmail.dat.
+        """The inline text parts as a mail client shows them, else a body found inside winmail.dat.
 
-        Each is taken only when it holds text: Outlook in rich-text mode may send an empty
-        text part next to the winmail.dat that carries the real body.
+        Every inline text/plain and text/html part counts, in order (a multipart/mixed of an
+        HTML body and a plain-text footer shows both), except an HTML part that has a plain-text
+        alternative with text in it: there the plain text is what we index best.  Only parts
+        that hold text count: Outlook in rich-text mode may send an empty text part next to the
+        winmail.dat that carries the real body, and some senders an empty plain alternative.
         """
-        if self.plain:
-            text = "\n\n".join(t.strip("\n") for t in self.plain if t.strip())
-            if text or not self.tnef_bodies:
-                return text
-        if self.html:
-            text = "\n\n".join(html_to_text(h) for h in self.html if h)
-            if text.strip() or not self.tnef_bodies:
-                return text
+        texts: list[str] = []
+        for is_html, text, _path in self._shown() if self.alternatives else self.body:
+            if not text or text.isspace():
+                continue
+            if not is_html:
+                texts.append(text.strip("\n"))
+            elif rendered := html_to_text(text):
+                texts.append(rendered)
+        if texts or not self.tnef_bodies:
+            return "\n\n".join(texts)
         return "\n\n".join(t.strip() for t in self.tnef_bodies)
+
+    def _shown(self) -> list[_BodyPart]:
+        """The body parts without the HTML parts that have a plain-text alternative with text.
+
+        An HTML part and a plain part are alternatives of each other when they sit in different
+        children of one multipart/alternative (at any depth).  Plain parts are always kept (two
+        plain alternatives both count, as before).  Only called for messages with alternatives.
+        """
+        #: alternative -> indexes of its children that hold a plain part with text.
+        plain_in: dict[int, set[int]] = {}
+        for is_html, text, path in self.body:
+            if path and not is_html and _holds_text(text):
+                for alt, index in path:
+                    plain_in.setdefault(alt, set()).add(index)
+        if not plain_in:
+            return self.body
+        return [
+            (is_html, text, path)
+            for is_html, text, path in self.body
+            if not is_html or not any(plain_in.get(alt, set()) - {index} for alt, index in path)
+        ]
 
 
 # --- whole message ----------------------------------------------------------------------------
+
+
+class _UnfoldingPolicy(Compat32):
+    """compat32, except that header values are unfolded when read (RFC 5322 section 2.2.3).
+
+    compat32 keeps the line break of a folded header in the value, so a folded boundary
+    parameter (``boundary="simple<CRLF> boundary"``) never matches a delimiter line and the
+    whole multipart becomes one opaque part.  ``policy.default`` unfolds but parses 4-5x slower,
+    so this policy is used only to parse again a message in which that happened.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str | Header:  # type: ignore[override]  # as Compat32
+        if "\n" in value or "\r" in value:
+            value = _LINE_BREAK.sub("", value)
+        return super().header_fetch_parse(name, value)
+
+
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+_UNFOLDING = _UnfoldingPolicy()
+
+
+def _has_folded_boundary(part: Message) -> bool:
+    """A multipart part that compat32 left unsplit because its boundary parameter was folded."""
+    try:
+        boundary = part.get_boundary()
+    except Exception:
+        return False
+    return isinstance(boundary, str) and ("\n" in boundary or "\r" in boundary)
+
+
+def _mime_trees(data: bytes) -> Iterator[Message]:
+    """The compat32 parse of ``data``, and the unfolding re-parse if ``_walk`` would take that."""
+    msg = BytesParser(policy=compat32).parsebytes(data)
+    yield msg
+    if any(
+        p.get_content_maintype() == "multipart" and not p.is_multipart() and _has_folded_boundary(p) for p in msg.walk()
+    ):
+        try:
+            unfolded = BytesParser(policy=_UNFOLDING).parsebytes(data)
+        except RecursionError:  # _walk keeps the compat32 parse then
+            return
+        yield unfolded
 
 
 def part_bytes(part: Message) -> tuple[bytes, str]:
@@ -425,11 +675,12 @@ def attachment_payloads(raw: bytes) -> Iterator[bytes]:
     The web's attachment download finds a part by the SHA-256 in the catalog; it gets
     the candidates here, from the same parser and the same :func:`part_bytes` and
     :func:`message_bytes` as the walk that computed the hashes, so the two cannot drift
-    apart.  (It yields a few more candidates than there are attachments: body parts, and
-    the parts inside embedded messages.)  The files inside a winmail.dat come from
-    :func:`tnef.unpack`, as for the walk.
+    apart.  (It yields a few more candidates than there are attachments: body parts, the
+    parts inside embedded messages, and, for a message with a folded boundary parameter,
+    the parts of both parses, as the walk may hash either.)  The files inside a winmail.dat
+    come from :func:`tnef.unpack`, as for the walk.
     """
-    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+    for part in (part for tree in _mime_trees(raw) for part in tree.walk()):
         if part.get_content_type().startswith("message/"):
             payload = part.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else None
@@ -487,9 +738,13 @@ class _Fields(TypedDict):
     explicit_matter: str
 
 
-def _fields(msg: Message, received: datetime, matter_header: str, errors: list[str]) -> _Fields:
+def _fields(
+    msg: Message, received: datetime, matter_header: str, errors: list[str], charsets: _DeclaredCharsets | None = None
+) -> _Fields:
     """Everything ParsedMessage takes from the header block."""
     raw = _raw_headers(msg)
+    if charsets is None:
+        charsets = _DeclaredCharsets(msg)
 
     def get_all(name: str) -> list[str]:
         return raw.get(name, [])
@@ -498,10 +753,10 @@ def _fields(msg: Message, received: datetime, matter_header: str, errors: list[s
         values = raw.get(name)
         return values[0] if values else None
 
-    raw_id = _header_str(first("message-id") or "")
+    raw_id = _header_str(first("message-id") or "", charsets)
     message_ids = _message_ids(raw_id)
-    reply_ids = _message_ids(_header_str(first("in-reply-to") or ""))
-    refs = " ".join(_header_str(v) for v in get_all("references"))
+    reply_ids = _message_ids(_header_str(first("in-reply-to") or "", charsets))
+    refs = " ".join(_header_str(v, charsets) for v in get_all("references"))
     date_raw = first("date")
     date, date_is_fallback = _parse_date(None if date_raw is None else _header_str(date_raw), received, errors)
     wanted = set(_SHOWN_HEADERS)
@@ -513,7 +768,7 @@ def _fields(msg: Message, received: datetime, matter_header: str, errors: list[s
         key = name.lower()
         if key not in wanted:
             continue
-        decoded = decode_header_value(value).strip()
+        decoded = decode_header_value(value, charsets).strip()
         headers.append((clean_text(name), decoded[:_MAX_SHOWN_HEADER_CHARS]))
         if key == matter_key and not explicit:
             explicit = " ".join(decoded.split())
@@ -521,11 +776,11 @@ def _fields(msg: Message, received: datetime, matter_header: str, errors: list[s
         message_id=clean_text(message_ids[0] if message_ids else raw_id.strip()),
         in_reply_to=clean_text(reply_ids[0]) if reply_ids else "",
         references=tuple(clean_text(r) for r in _unique(_message_ids(refs))[-_MAX_REFERENCES:]),
-        from_=_addresses(get_all("from"), "From", errors),
-        to=_addresses(get_all("to"), "To", errors),
-        cc=_addresses(get_all("cc"), "Cc", errors),
-        bcc=_addresses(get_all("bcc"), "Bcc", errors),
-        subject=" ".join(decode_header_value(first("subject") or "").split()),
+        from_=_addresses(get_all("from"), "From", errors, charsets),
+        to=_addresses(get_all("to"), "To", errors, charsets),
+        cc=_addresses(get_all("cc"), "Cc", errors, charsets),
+        bcc=_addresses(get_all("bcc"), "Bcc", errors, charsets),
+        subject=" ".join(decode_header_value(first("subject") or "", charsets).split()),
         date=date,
         date_is_fallback=date_is_fallback,
         headers=tuple(headers),
@@ -564,9 +819,9 @@ def _parse_stdlib(
             body_text=_lossy(body, max_parse_bytes),
             parse_errors=tuple(errors),
         )
-    fields = _fields(msg, received, matter_header, errors)
-    walker = _Walker(max_text, errors)
-    walker.walk(msg)
+    charsets = _DeclaredCharsets(msg)
+    fields = _fields(msg, received, matter_header, errors, charsets)
+    walker = _walk(msg, data, max_text, errors, charsets)
     errors.extend(_defect_note(walker.defects))
     return ParsedMessage(
         **fields,
@@ -577,6 +832,29 @@ def _parse_stdlib(
     )
 
 
+def _walk(msg: Message, data: bytes, max_text: int, errors: list[str], charsets: _DeclaredCharsets) -> _Walker:
+    """Walk the parsed message; parse it again with unfolded headers if a boundary was folded.
+
+    The check costs nothing in the common case: the walk raises only on a multipart part that
+    compat32 could not split (rare in itself) whose boundary contains a line break.
+    """
+    mark = len(errors)
+    walker = _Walker(max_text, errors, charsets=charsets)
+    try:
+        walker.walk(msg)
+        return walker
+    except _FoldedBoundaryError:
+        del errors[mark:]
+    walker = _Walker(max_text, errors, charsets=charsets, split_folded=False)
+    try:
+        unfolded = BytesParser(policy=_UNFOLDING).parsebytes(data)
+    except RecursionError:  # once split, the parts nest deeper than the stdlib parser can go
+        errors.append("folded boundary parameter: MIME nesting too deep to split the parts")
+        unfolded = msg
+    walker.walk(unfolded)
+    return walker
+
+
 def _parse_with_mailparser(data: bytes, received: datetime, errors: list[str]) -> ParsedMessage:
     """Second opinion when the stdlib path failed: mail-parser's own walk (subject, body, date)."""
     import mailparser  # imported lazily: only this rare path needs the full parser
@@ -585,7 +863,7 @@ def _parse_with_mailparser(data: bytes, received: datetime, errors: list[str]) -
     raw_date = parsed.message.get("date") if parsed.message is not None else None
     date, fallback = _parse_date(None if raw_date is None else _header_str(raw_date), received, errors)
     body = "\n\n".join(str(t) for t in (parsed.text_plain or []))
-    if not body:
+    if not _holds_text(body):  # an empty text part does not hide the HTML (see _Walker.body_text)
         body = "\n\n".join(html_to_text(str(t)) for t in (parsed.text_html or []))
     return ParsedMessage(
         message_id=clean_text(str(parsed.message_id or "")).strip(),
