@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -393,6 +394,22 @@ def _format_validation_error(path: Path | None, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _paths_with_nul(value: Any, loc: str) -> Iterator[str]:
+    """Where (``sources.0.paths.1``) a path holds a NUL character ("\\0" in YAML).
+
+    The operating system cannot take such a path: every file call on it raises ValueError
+    ("embedded null byte"), a traceback in whatever command touches it first.
+    """
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _paths_with_nul(getattr(value, name), f"{loc}.{name}" if loc else name)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _paths_with_nul(item, f"{loc}.{i}")
+    elif isinstance(value, Path) and "\0" in str(value):
+        yield loc
+
+
 def parse_config(data: Any, origin: Path | None = None) -> Config:
     """Validate an already-loaded mapping; relative paths resolve against ``origin``'s folder."""
     if not isinstance(data, dict):
@@ -402,6 +419,10 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
         cfg = Config.model_validate({**data, "origin": origin})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(origin, exc)) from None
+    bad = list(_paths_with_nul(cfg, ""))
+    if bad:
+        lines = [f"  {loc}: a path cannot contain a NUL character" for loc in bad]
+        raise ConfigError("\n".join([f"The configuration in {origin or 'config'} is invalid:", *lines]))
     archive = cfg.archive
     updates: dict[str, Any] = {}
     if not archive.path.is_absolute():
@@ -460,6 +481,8 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError(f"Configuration file {p} does not exist.") from None
     except OSError as exc:
         raise ConfigError(f"Cannot read configuration file {p}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Configuration file {p} {_not_utf8(exc)}; save it as UTF-8.") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -470,16 +493,32 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     return parse_config(data, p.resolve())
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """The end of a sentence saying a file is not UTF-8, and where; a UTF-16 byte order mark is named."""
+    hint = "it looks like UTF-16; " if exc.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    return f"is not UTF-8 text ({hint}byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def read_passphrase(cfg: ArchiveConfig) -> str:
     """The archive passphrase from the environment or the passphrase file."""
     value = os.environ.get(cfg.passphrase_env)
     if value:
+        try:
+            value.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates; the key derivation needs UTF-8
+        except UnicodeEncodeError:
+            raise PassphraseError(
+                f"The environment variable {cfg.passphrase_env} is not UTF-8 text; set it to the passphrase as UTF-8."
+            ) from None
         return value
     if cfg.passphrase_file is not None:
         try:
             first = cfg.passphrase_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise PassphraseError(f"Cannot read the passphrase file {cfg.passphrase_file}: {exc.strerror}.") from None
+        except UnicodeDecodeError as exc:
+            raise PassphraseError(
+                f"The passphrase file {cfg.passphrase_file} {_not_utf8(exc)}; write the passphrase as UTF-8 text."
+            ) from None
         if first and first[0]:
             return first[0]
     raise PassphraseError(

@@ -8,6 +8,8 @@ layer can use it.
 
 from __future__ import annotations
 
+import errno
+
 
 class ArchiverError(Exception):
     """Something went wrong; the message says what and what to do about it."""
@@ -86,3 +88,20 @@ class SourceError(ArchiverError):
     """A mail source could not be read."""
 
     exit_code = 11
+
+
+class OutputError(ArchiverError):
+    """Standard output (or error) could not be written: a full disk, a closed pipe.
+
+    Raised by the CLI's printing helpers (archiver/cli/common.py) so that cli/main.py can tell
+    a failed write of the output from any other OSError and handle it in one place.
+    """
+
+    def __init__(self, exc: OSError) -> None:
+        self.errno = exc.errno
+        super().__init__(f"Cannot write the output: {exc.strerror or exc}.")
+
+    @property
+    def closed_pipe(self) -> bool:
+        """The reader went away (`archiver journal | head -1`): not worth a message."""
+        return self.errno == errno.EPIPE

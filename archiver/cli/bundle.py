@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archiver.cli.common import console, print_json, wants_json
+from archiver.cli.common import print_json, say, wants_json
 from archiver.errors import IntegrityError, UsageError
 
 
@@ -46,9 +46,9 @@ def run_verify(args: argparse.Namespace) -> int:
         print_json(report.as_dict())
     else:
         for line in report.problems:
-            console.print(f"PROBLEM: {line}", markup=False)
+            say(f"PROBLEM: {line}")
         for line in report.notes:
-            console.print(f"note: {line}", markup=False)
+            say(f"note: {line}")
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items())
-        console.print(("OK: " if report.ok else f"FAILED ({len(report.problems)} problems): ") + counts, markup=False)
+        say(("OK: " if report.ok else f"FAILED ({len(report.problems)} problems): ") + counts)
     return 0 if report.ok else IntegrityError.exit_code

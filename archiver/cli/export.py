@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archiver.cli.common import actor, console, open_archive, print_json, progress_bar, wants_json
+from archiver.cli.common import actor, open_archive, print_json, progress_bar, say, wants_json
+from archiver.policies.holds import parse_matter_ref
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -32,6 +33,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from archiver.export.bundle import export_bundle, select_ids, select_matter, select_query
 
+    if args.matter is not None:
+        # Checked as `hold add --matter` and `matter close` check theirs: the same sentence and
+        # exit code (10) for the same mistake, and spaces around the '/' dropped as there.
+        client, matter = parse_matter_ref(args.matter)
+        args.matter = f"{client}/{matter}"
     with open_archive(args) as archive:
         if args.query is not None:
             selection = select_query(archive, args.query)
@@ -62,11 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(summary)
         return 0
-    console.print(
-        f"Wrote {result.path}: {result.exported} message(s), Bates {result.bates_first}..{result.bates_last}.",
-        markup=False,
-    )
+    say(f"Wrote {result.path}: {result.exported} message(s), Bates {result.bates_first}..{result.bates_last}.")
     for item in result.not_exported:
-        console.print(f"  not exported: {item['id']}: {item['reason']}", markup=False)
-    console.print(f"Signing key fingerprint: {result.fingerprint}", markup=False)
+        say(f"  not exported: {item['id']}: {item['reason']}")
+    say(f"Signing key fingerprint: {result.fingerprint}")
     return 0

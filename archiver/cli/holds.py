@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from archiver.cli.common import actor, console, open_archive, print_json, wants_json
+from archiver.cli.common import actor, open_archive, print_json, say, wants_json
 from archiver.policies import holds as H
 
 
@@ -40,7 +40,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def _show(h: H.Hold) -> None:
     state = "active" if h.active else f"released {h.released_at} by {h.released_by}"
-    console.print(f"{h.case}: {h.kind} {h.value} — {h.reason} (placed {h.placed_at} by {h.placed_by}; {state})")
+    say(f"{h.case}: {h.kind} {h.value} — {h.reason} (placed {h.placed_at} by {h.placed_by}; {state})")
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({"holds": [h.to_json() for h in holds]})
     elif not holds:
-        console.print("No holds." if args.all else "No active holds.")
+        say("No holds." if args.all else "No active holds.")
     else:
         for h in holds:
             _show(h)

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from archiver.archive import Archive
-from archiver.cli.common import actor, config_of, console, print_json, wants_json
+from archiver.cli.common import actor, config_of, print_json, say, wants_json
+from archiver.errors import ArchiverError
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -16,13 +17,23 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_of(args)
-    with Archive.init(cfg, actor=actor()) as archive:
-        keys = archive.repo.require_keys()
-        info = {"path": str(archive.repo.path), "archive_id": archive.repo.archive_id, "fingerprint": keys.fingerprint}
+    path = cfg.archive.path
+    try:
+        with Archive.init(cfg, actor=actor()) as archive:
+            keys = archive.repo.require_keys()
+            info = {
+                "path": str(archive.repo.path),
+                "archive_id": archive.repo.archive_id,
+                "fingerprint": keys.fingerprint,
+            }
+    except OSError as exc:
+        # Repository.create reports a file or a folder it cannot create as such; this is for what
+        # fails while it builds (a full or read-only disk), which it cleans up and passes on.
+        raise ArchiverError(f"Cannot create the archive at {path}: {exc.strerror or exc}.") from None
     if wants_json(args):
         print_json(info)
     else:
-        console.print(f"Created archive {info['archive_id']} at {info['path']}")
-        console.print(f"Signing key fingerprint: {info['fingerprint']}")
-        console.print("Keep the passphrase safe: without it the archive cannot be read.")
+        say(f"Created archive {info['archive_id']} at {info['path']}")
+        say(f"Signing key fingerprint: {info['fingerprint']}")
+        say("Keep the passphrase safe: without it the archive cannot be read.")
     return 0

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.cli.common import console, open_archive, wants_json
+from archiver.cli.common import open_archive, say, wants_json, write_out
 from archiver.errors import UsageError
 from archiver.store.journal import JournalError, canonical
 from archiver.store.repository import Repository
@@ -37,7 +36,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--type", action="append", default=[], metavar="TYPE", help="record type (repeatable), e.g. export")
     p.add_argument("--actor", help="only records by this actor (e.g. web:alice, cli:root, system)")
-    p.add_argument("--id", dest="oid", metavar="ID", help="only records that name this message id")
+    p.add_argument(
+        "--id",
+        dest="oid",
+        metavar="ID",
+        help="only records that name this message (its id, or a unique prefix of at least 8 digits, as for show)",
+    )
     p.add_argument("--after", metavar="YYYY-MM-DD", help="records at or after this date (UTC)")
     p.add_argument("--before", metavar="YYYY-MM-DD", help="records before this date (UTC)")
     p.add_argument("--since-seq", type=int, default=0, metavar="N", help="records with seq >= N")
@@ -66,7 +70,13 @@ def _names(data: Any, oid: str) -> bool:
 
 
 def records(repo: Repository, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-    """The committed records that pass the filters."""
+    """The committed records that pass the filters.
+
+    ``--id`` is resolved as `show` and `name` resolve theirs (Repository.resolve): a unique
+    prefix or an upper-case id finds the same records as the full id, whereas records store
+    only the full lower-case form.
+    """
+    oid = None if args.oid is None else repo.resolve(args.oid)
     after, before = _day(args.after, "--after"), _day(args.before, "--before")
     types = set(args.type)
     head = repo.catalog.head()
@@ -86,7 +96,7 @@ def records(repo: Repository, args: argparse.Namespace) -> Iterator[dict[str, An
             when = str(rec.get("time", ""))
             if (after is not None and when < after) or (before is not None and when >= before):
                 continue
-            if args.oid is not None and not _names(rec.get("data"), args.oid):
+            if oid is not None and not _names(rec.get("data"), oid):
                 continue
             yield rec
             shown += 1
@@ -110,21 +120,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--limit and --since-seq take a number of 0 or more.")
     with open_archive(args, need_keys=False) as archive:
         if wants_json(args):
-            out = sys.stdout.buffer
             for rec in records(archive.repo, args):
-                out.write(canonical(rec) + b"\n")
-            out.flush()
+                write_out(canonical(rec) + b"\n", flush=False)
+            write_out(b"")
             return 0
         n = 0
         for rec in records(archive.repo, args):
             n += 1
-            console.print(
+            say(
                 f"{rec['seq']:>7}  {rec['time'][:19]}Z  {rec['type']:<14} {rec['actor']:<16} "
-                f"{_summary(rec.get('data') or {})}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                f"{_summary(rec.get('data') or {})}"
             )
         if n == 0:
-            console.print("no matching journal records")
+            say("no matching journal records")
     return 0

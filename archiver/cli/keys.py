@@ -6,7 +6,7 @@ import argparse
 import base64
 from typing import Any
 
-from archiver.cli.common import console, open_archive, print_json, wants_json
+from archiver.cli.common import open_archive, print_json, say, wants_json
 from archiver.crypto.keys import fingerprint
 
 
@@ -30,5 +30,5 @@ def run_show(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         for k, v in info.items():
-            console.print(f"{k}: {v}")
+            say(f"{k}: {v}")
     return 0

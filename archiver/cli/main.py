@@ -8,11 +8,13 @@ sees a traceback for a mistake of theirs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from archiver import __version__
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, OutputError
 from archiver.memory import limit_malloc_arenas
 
 COMMAND_MODULES = (
@@ -83,27 +85,91 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of standard output went away (`archiver journal | head -1`): what a
+#: process killed by SIGPIPE reports, as `cat` or `grep` would in the same pipeline (README).
+BROKEN_PIPE_EXIT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every way it can end is turned into an exit code here, never a traceback.
+
+    Everything, argument parsing included, runs inside the handlers: building the parser
+    imports every command (a noticeable fraction of a second), and a Ctrl-C then must say
+    "interrupted" like any other, not print a KeyboardInterrupt traceback.
+    """
+    try:
+        return _run(argv)
+    except OutputError as exc:
+        _drop_stdout()
+        if exc.closed_pipe:
+            return BROKEN_PIPE_EXIT
+        _error(str(exc))
+        return exc.exit_code
+    except ArchiverError as exc:
+        from archiver.cli.common import visible  # loaded already: every command imports it
+
+        _error(visible(str(exc)))  # a message may quote mail (a subject, a folder name)
+        _settle_stdout()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; everything committed so far is kept.")
+        _settle_stdout()
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from archiver.cli.common import write_out
+
     limit_malloc_arenas()  # before tantivy or any worker thread allocates (archiver/memory.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
+        write_out("")  # --help and --version output, flushed while a failure can still be reported
         return int(exc.code or 0)
+    except OSError as exc:  # argparse printing its help or usage; it reads no files
+        raise OutputError(exc) from None
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    result = args.func(args)
+    write_out("")  # anything still buffered (a plain print): its failure is reported here, not at exit
+    return int(result or 0)
+
+
+def _error(message: str) -> None:
+    """``archiver: message`` on standard error; if standard error itself is gone, nothing is left to tell."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"archiver: {message}", file=sys.stderr, flush=True)
+
+
+def _settle_stdout() -> None:
+    """Flush standard output before exit, dropping it if that fails (see :func:`_drop_stdout`)."""
+    if sys.stdout is None:  # closed before the process started (`>&-`)
+        return
     try:
-        result = args.func(args)
-        return int(result or 0)
-    except ArchiverError as exc:
-        print(f"archiver: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("archiver: interrupted; everything committed so far is kept.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null after it failed.
+
+    Output the failed write left buffered is otherwise written again when the interpreter
+    exits, which fails the same way and prints "Exception ignored ... BrokenPipeError" and
+    exits 120 instead of the code chosen here.  (The Python documentation's advice for SIGPIPE.)
+    """
+    if sys.stdout is None:  # closed before the process started (`>&-`)
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (stdout replaced in-process): nothing to protect
+        pass
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from archiver.cli.common import actor, console, open_archive, print_json, progress_bar, wants_json
+from archiver.cli.common import actor, open_archive, print_json, progress_bar, say, wants_json
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def run_reindex(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({"indexed": count, "processed": summary.processed})
     else:
-        console.print(f"reindexed {summary.processed} messages; the index holds {count}")
+        say(f"reindexed {summary.processed} messages; the index holds {count}")
     return 0
 
 
@@ -34,7 +34,7 @@ def run_retag(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({"processed": summary.processed, "changed": summary.changed, "failed": summary.failed})
     else:
-        console.print(f"retagged {summary.processed} messages, {summary.changed} changed")
+        say(f"retagged {summary.processed} messages, {summary.changed} changed")
         for f in summary.failed:
-            console.print(f"could not read: {f}")
+            say(f"could not read: {f}")
     return 1 if summary.failed else 0

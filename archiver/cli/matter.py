@@ -6,7 +6,7 @@ import argparse
 from datetime import date
 from typing import Any
 
-from archiver.cli.common import actor, console, open_archive, print_json, wants_json
+from archiver.cli.common import actor, open_archive, print_json, say, wants_json
 from archiver.clock import system_clock
 from archiver.errors import UsageError
 from archiver.policies import matters as M
@@ -34,9 +34,9 @@ def _print(state: dict[str, Any], args: argparse.Namespace) -> None:
         return
     where = f"{state['client']}/{state['matter']}"
     if state["state"] == "closed":
-        console.print(f"{where}: closed on {state['closed_on']} ({state['messages']} messages)")
+        say(f"{where}: closed on {state['closed_on']} ({state['messages']} messages)")
     else:
-        console.print(f"{where}: open ({state['messages']} messages)")
+        say(f"{where}: open ({state['messages']} messages)")
 
 
 def run_close(args: argparse.Namespace) -> int:

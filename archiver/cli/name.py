@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from archiver.archive import received_of
-from archiver.cli.common import console, open_archive, print_json, wants_json
+from archiver.cli.common import open_archive, print_json, say, wants_json
 from archiver.policies.naming import NamingPolicy, fields_of
 
 
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({"id": oid, "name": name, "template": policy.template})
     else:
-        console.print(name, markup=False, highlight=False)
+        say(name)
     return 0

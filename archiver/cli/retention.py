@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.markup import escape
 
-from archiver.cli.common import actor, config_of, console, err_console, open_archive, print_json, wants_json
+from archiver.cli.common import actor, config_of, open_archive, print_json, say, wants_json
 from archiver.clock import system_clock
 from archiver.errors import ArchiverError, IntegrityError, PolicyError, UsageError
 from archiver.policies import apply as retention
@@ -69,13 +68,13 @@ def _as_of(text: str) -> datetime:
 
 
 def _print_items(title: str, items: list[retention.PlanItem], limit: int) -> None:
-    console.print(f"[bold]{title}[/]: {len(items)}")
+    say((title, "bold"), f": {len(items)}")
     for it in items[:limit]:
         subject = (it.subject or "(no subject)")[:60]
-        console.print(f"  {it.id[:16]}  {it.date[:10] or '-':10}  {it.rule:20}  {escape(subject)}")
-        console.print(f"      {escape(it.reason)}")
+        say(f"  {it.id[:16]}  {it.date[:10] or '-':10}  {it.rule:20}  {subject}")
+        say(f"      {it.reason}")
     if len(items) > limit:
-        console.print(f"  … and {len(items) - limit} more (use --json for all)")
+        say(f"  … and {len(items) - limit} more (use --json for all)")
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -85,11 +84,11 @@ def run_plan(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(p.to_json())
         return 0
-    console.print(f"Retention plan as of {now.isoformat()} (rules {p.rules_file}, {p.rules_fingerprint[:12]})")
+    say(f"Retention plan as of {now.isoformat()} (rules {p.rules_file}, {p.rules_fingerprint[:12]})")
     if not Path(p.rules_file).exists():
-        console.print(f"note: there is no rules file at {p.rules_file}, so every message is kept.")
+        say(f"note: there is no rules file at {p.rules_file}, so every message is kept.")
     c = p.counts
-    console.print(
+    say(
         f"{c['messages']} messages: {c['dispose']} to dispose, {c['review']} to review, "
         f"{c['hold']} under hold ({c['held_past_end']} past their retention), {c['keep']} kept "
         f"({c['waiting']} waiting for a matter to close)"
@@ -99,7 +98,7 @@ def run_plan(args: argparse.Namespace) -> int:
     _print_items("Kept by holds although due", p.held, args.limit)
     for h in p.holds:
         if h.active:
-            console.print(f"hold {h.case!r}: {h.kind} {h.value} (placed {h.placed_at[:10]} by {h.placed_by})")
+            say(f"hold {h.case!r}: {h.kind} {h.value} (placed {h.placed_at[:10]} by {h.placed_by})")
     return 0
 
 
@@ -114,13 +113,13 @@ def run_apply(args: argparse.Namespace) -> int:
         print_json({**cert.to_json(), "path": str(cert.path)})
         return 0
     counts = cert.body["counts"]
-    console.print(
+    say(
         f"Disposed of {cert.disposed} messages; {counts.get('review', 0)} await review, "
         f"{counts.get('held_past_end', 0)} are kept by holds although due."
     )
     for rule, n in sorted(counts.get("by_rule", {}).items()):
-        console.print(f"  {rule}: {n}")
-    console.print(f"Certificate: {cert.path}")
+        say(f"  {rule}: {n}")
+    say(f"Certificate: {cert.path}")
     return 0
 
 
@@ -132,7 +131,7 @@ def run_review(args: argparse.Namespace) -> int:
         return 0
     _print_items("Awaiting review", items, 10**9)
     if items:
-        console.print("Approve with: archiver retention approve ID... --rule RULE")
+        say("Approve with: archiver retention approve ID... --rule RULE")
     return 0
 
 
@@ -142,8 +141,8 @@ def run_approve(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({**cert.to_json(), "path": str(cert.path)})
         return 0
-    console.print(f"Disposed of {cert.disposed} reviewed messages under rule {args.rule!r}.")
-    console.print(f"Certificate: {cert.path}")
+    say(f"Disposed of {cert.disposed} reviewed messages under rule {args.rule!r}.")
+    say(f"Certificate: {cert.path}")
     return 0
 
 
@@ -156,10 +155,8 @@ def run_rules(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json({**info, "rules": rules.canonical()})
         return 0
-    console.print(
-        f"# journalled at {info['time']} by {info['actor']} (record {info['seq']}, {info['fingerprint'][:12]})"
-    )
-    console.print(escape(yaml.safe_dump(rules.canonical(), sort_keys=False, allow_unicode=True)))
+    say(f"# journalled at {info['time']} by {info['actor']} (record {info['seq']}, {info['fingerprint'][:12]})")
+    say(yaml.safe_dump(rules.canonical(), sort_keys=False, allow_unicode=True))
     return 0
 
 
@@ -186,10 +183,10 @@ def run_certificate_verify(args: argparse.Namespace) -> int:
         print_json({"ok": not problems, "problems": problems, "disposed": body.get("counts", {}).get("disposed")})
     elif problems:
         for p in problems:
-            err_console.print(f"[red]PROBLEM[/]: {escape(p)}")
-        console.print("FAILED")
+            say(("PROBLEM", "red"), f": {p}", err=True)
+        say("FAILED")
     else:
-        console.print(
+        say(
             f"OK: certificate of {body['counts']['disposed']} disposals at {body.get('finished_at')} "
             f"signed by {body.get('public_key_fingerprint')}"
         )

@@ -7,7 +7,7 @@ import getpass
 import sys
 from typing import Any
 
-from archiver.cli.common import config_of
+from archiver.cli.common import config_of, write_out
 from archiver.config import parse_listen
 from archiver.errors import UsageError
 
@@ -55,11 +55,27 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_hash_password(_args: argparse.Namespace) -> int:
     from archiver.web.auth import hash_password
 
+    not_utf8 = UsageError(
+        "The password is not UTF-8 text, so it could never be typed into the login form; nothing was printed."
+    )
     if sys.stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != first:
+        try:
+            first = getpass.getpass("Password: ")
+            again = getpass.getpass("Again: ")
+        except UnicodeDecodeError:
+            raise not_utf8 from None
+        if again != first:
             raise UsageError("The two passwords differ; nothing was printed.")
     else:
-        first = sys.stdin.readline().rstrip("\r\n")
-    print(hash_password(first))
+        # Bytes, decoded here: the text layer of stdin either raises on invalid UTF-8 or (C locale)
+        # passes it on as surrogates that fail later, when the hash is computed.
+        try:
+            first = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise not_utf8 from None
+    try:
+        first.encode("utf-8")
+    except UnicodeEncodeError:  # a terminal in a non-UTF-8 locale passes undecodable bytes as surrogates
+        raise not_utf8 from None
+    write_out(hash_password(first) + "\n")
     return 0

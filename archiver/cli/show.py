@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from rich.markup import escape
-
 from archiver.archive import received_of
-from archiver.cli.common import console, open_archive, print_json, wants_json
+from archiver.cli.common import open_archive, print_json, say, wants_json, write_out
 from archiver.errors import NotFoundError
 
 
@@ -29,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
             return NotFoundError.exit_code
         raw = archive.repo.read_raw(oid)  # a disposed message: says when and under which rule
         if args.raw:
-            sys.stdout.buffer.write(raw)
-            sys.stdout.buffer.flush()
+            write_out(raw)
             return 0
         parsed = archive.parse(raw, received_of(info["ingested_at"], info["provenance"]))
     if wants_json(args):
@@ -45,23 +41,23 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    out = console
-    out.print(f"[bold]id[/]: {oid}")
+    # Headers and body are the sender's text: printed literally (say), escape sequences made visible.
+    say(("id", "bold"), f": {oid}")
     for name, value in parsed.headers:
-        out.print(f"[bold]{name}[/]: {escape(value)}")
-    out.print(
-        f"[bold]Archived-Date[/]: {parsed.date.isoformat()}{' (fallback: bad or missing Date)' if parsed.date_is_fallback else ''}"
-    )
-    out.print(f"[bold]Client[/]: {info['client']}  [bold]Matters[/]: {', '.join(info['matters']) or '-'}")
+        say((name, "bold"), f": {value}")
+    fallback = " (fallback: bad or missing Date)" if parsed.date_is_fallback else ""
+    say(("Archived-Date", "bold"), f": {parsed.date.isoformat()}{fallback}")
+    say(("Client", "bold"), f": {info['client']}  ", ("Matters", "bold"), f": {', '.join(info['matters']) or '-'}")
     for p in info["provenance"]:
         where = " ".join(x for x in (p["source"], p["account"], p["folder"], p["uid"] and f"uid={p['uid']}") if x)
-        out.print(f"[bold]Provenance[/]: {escape(where)} {escape(p['location'])}")
+        say(("Provenance", "bold"), f": {where} {p['location']}")
     for a in parsed.attachments:
-        out.print(f"[bold]Attachment[/]: {escape(a.filename or '(unnamed)')} {a.content_type} {a.size} bytes")
+        say(("Attachment", "bold"), f": {a.filename or '(unnamed)'} {a.content_type} {a.size} bytes")
     if parsed.parse_errors:
-        out.print(
-            f"[yellow]Parse problems[/]: {escape('; '.join(parsed.parse_errors))} (the original is stored byte-exact)"
+        say(
+            ("Parse problems", "yellow"),
+            f": {'; '.join(parsed.parse_errors)} (the original is stored byte-exact)",
         )
-    out.print()
-    out.print(escape(parsed.body_text), markup=True)
+    say()
+    say(parsed.body_text)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from archiver.cli.common import console, open_archive, print_json, wants_json
+from archiver.cli.common import open_archive, print_json, say, wants_json
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json(stats)
         return 0
-    console.print(f"messages: {stats['messages']} ({stats['raw_bytes']:,} raw bytes), disposed: {stats['disposed']}")
-    console.print(f"copies (provenance rows): {stats['copies']}, with parse problems: {stats['parse_errors']}")
-    console.print(f"indexed: {stats['indexed']}, dates: {stats['oldest']} .. {stats['newest']}")
-    console.print("disk: " + ", ".join(f"{k} {v:,}" for k, v in disk.items()))
-    console.print(f"store / raw: {stats['store_ratio']}, index / raw: {stats['index_ratio']}")
-    console.print("clients: " + ", ".join(f"{k} {v}" for k, v in stats["clients"].items()))
-    console.print("sources: " + ", ".join(f"{k} {v}" for k, v in stats["sources"].items()))
-    console.print(f"journal records: {stats['journal_records']}")
+    say(f"messages: {stats['messages']} ({stats['raw_bytes']:,} raw bytes), disposed: {stats['disposed']}")
+    say(f"copies (provenance rows): {stats['copies']}, with parse problems: {stats['parse_errors']}")
+    say(f"indexed: {stats['indexed']}, dates: {stats['oldest']} .. {stats['newest']}")
+    say("disk: " + ", ".join(f"{k} {v:,}" for k, v in disk.items()))
+    say(f"store / raw: {stats['store_ratio']}, index / raw: {stats['index_ratio']}")
+    say("clients: " + ", ".join(f"{k} {v}" for k, v in stats["clients"].items()))
+    say("sources: " + ", ".join(f"{k} {v}" for k, v in stats["sources"].items()))
+    say(f"journal records: {stats['journal_records']}")
     return 0

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.table import Table
-
-from archiver.cli.common import console, print_json, wants_json
+from archiver.cli.common import PlainTable, console, print_json, say, wants_json
 from archiver.config import Config, load_config
 from archiver.daemon.lock import daemon_running
 from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, read_state, sync_job_id
@@ -92,15 +90,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     d = report["daemon"]
     if d["running"]:
-        console.print(f"daemon: running (pid {d.get('pid')}, since {d.get('started_at')}, http {d.get('listen')})")
+        say(f"daemon: running (pid {d.get('pid')}, since {d.get('started_at')}, http {d.get('listen')})")
     elif d.get("stopped_at") or d.get("started_at"):
-        console.print(f"daemon: not running (last stopped {d.get('stopped_at') or 'unknown, it did not stop cleanly'})")
+        say(f"daemon: not running (last stopped {d.get('stopped_at') or 'unknown, it did not stop cleanly'})")
     else:
-        console.print("daemon: not running (never started on this archive)")
+        say("daemon: not running (never started on this archive)")
     reload = report["reload"]
     if reload and not reload.get("ok"):
-        console.print(f"last reload REFUSED at {reload.get('at')}: {reload.get('error')}")
-    table = Table("source", "type", "last sync", "result", "errors", "last error", "next run", box=None)
+        say(f"last reload REFUSED at {reload.get('at')}: {reload.get('error')}")
+    table = PlainTable("source", "type", "last sync", "result", "errors", "last error", "next run", box=None)
     for s in report["sources"]:
         r = s["last_result"] or {}
         result = (
@@ -126,5 +124,5 @@ def run(args: argparse.Namespace) -> int:
         j = report[name]
         last = j.get("last_end") or "never"
         outcome = "error: " + str(j["last_error"]) if j.get("last_error") else ("ok" if j.get("last_end") else "")
-        console.print(f"{name}: last {last} {outcome}; next {j.get('next_run') or '-'}")
+        say(f"{name}: last {last} {outcome}; next {j.get('next_run') or '-'}")
     return 0

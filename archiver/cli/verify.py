@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from archiver.cli.common import actor, console, err_console, open_archive, print_json, progress_bar, wants_json
+from archiver.cli.common import actor, open_archive, print_json, progress_bar, say, wants_json
 from archiver.errors import IntegrityError
 
 
@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
         print_json({"ok": report.ok, "problems": report.problems, "notes": report.notes, "counts": report.counts})
     else:
         for p in report.problems:
-            err_console.print(f"[red]PROBLEM[/]: {p}", markup=True, highlight=False)
+            say(("PROBLEM", "red"), f": {p}", err=True)
         for n in report.notes:
-            console.print(f"note: {n}")
+            say(f"note: {n}")
         counts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in report.counts.items())
-        console.print(("OK" if report.ok else "FAILED") + f" ({counts})")
+        say(("OK" if report.ok else "FAILED") + f" ({counts})")
     return 0 if report.ok else IntegrityError.exit_code
