@@ -415,6 +415,10 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"The configuration in {origin or 'config'} must be a mapping with an 'archive' key.")
     base = origin.parent if origin else Path.cwd()
+    section = data.get("archive")
+    if isinstance(section, dict) and isinstance(section.get("path"), str) and not section["path"].strip():
+        # Path("") would be "." (the config file's folder): an empty value is a mistake.
+        raise ConfigError(f"The configuration in {origin or 'config'} is invalid:\n  archive.path: must not be empty")
     try:
         cfg = Config.model_validate({**data, "origin": origin})
     except ValidationError as exc:
@@ -423,28 +427,26 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
     if bad:
         lines = [f"  {loc}: a path cannot contain a NUL character" for loc in bad]
         raise ConfigError("\n".join([f"The configuration in {origin or 'config'} is invalid:", *lines]))
+    def anchored(p: Path) -> Path:
+        """``~`` expanded, and a relative path taken relative to the config file's folder."""
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
     archive = cfg.archive
-    updates: dict[str, Any] = {}
-    if not archive.path.is_absolute():
-        updates["path"] = (base / archive.path).resolve()
-    if archive.passphrase_file is not None and not archive.passphrase_file.is_absolute():
-        updates["passphrase_file"] = (base / archive.passphrase_file).resolve()
-    if updates:
-        cfg = cfg.model_copy(update={"archive": archive.model_copy(update=updates)})
-    rules = cfg.retention.rules_file
-    if not rules.is_absolute():
-        cfg = cfg.model_copy(
-            update={"retention": cfg.retention.model_copy(update={"rules_file": (base / rules).resolve()})}
-        )
+    updates: dict[str, Any] = {"path": anchored(archive.path)}
+    if archive.passphrase_file is not None:
+        updates["passphrase_file"] = anchored(archive.passphrase_file)
+    cfg = cfg.model_copy(update={"archive": archive.model_copy(update=updates)})
+    cfg = cfg.model_copy(
+        update={"retention": cfg.retention.model_copy(update={"rules_file": anchored(cfg.retention.rules_file)})}
+    )
     for key in ("users_file", "session_secret_file", "export_dir"):
         value = getattr(cfg.web, key)
-        if value is not None and not value.is_absolute():
-            cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={key: (base / value).resolve()})})
+        if value is not None:
+            cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={key: anchored(value)})})
     # Relative paths of file sources are relative to the config file, not the daemon's folder.
     sources = [
-        s.model_copy(update={"paths": [p if p.expanduser().is_absolute() else (base / p).resolve() for p in s.paths]})
-        if isinstance(s, FilesSource)
-        else s
+        s.model_copy(update={"paths": [anchored(p) for p in s.paths]}) if isinstance(s, FilesSource) else s
         for s in cfg.sources
     ]
     if sources != cfg.sources:

@@ -36,6 +36,7 @@ import base64
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -55,6 +56,8 @@ __all__ = ["FilesConnector", "detect_format"]
 
 #: how much of a file is looked at to decide what it is.
 #: files up to this size are read in one go (the sniffed sample is the message).
+log = logging.getLogger(__name__)
+
 _READ_WHOLE_BYTES = 1 << 20
 _SNIFF_BYTES = 128 * 1024
 #: mbox lines longer than this are read in pieces.
@@ -168,6 +171,11 @@ def _looks_like_headers(sample: bytes) -> bool:
         if line.split(b":", 1)[0].strip().lower() in _KNOWN_HEADERS:
             return True
     return False
+
+
+def _is_archive(path: Path) -> bool:
+    """An archiver archive folder (``archive.json`` next to ``segments/`` and ``journal/``)."""
+    return (path / "archive.json").is_file() and (path / "segments").is_dir() and (path / "journal").is_dir()
 
 
 def _is_maildir(path: Path) -> bool:
@@ -596,7 +604,9 @@ class FilesConnector:
             yield from out.failure("", str(root), f"cannot read: {exc.strerror or exc}", permanent=False)
             return
         if stat.S_ISDIR(st.st_mode):
-            if _is_maildir(root):
+            if _is_archive(root):
+                yield from out.failure("", str(root), "this is an archiver archive folder, not mail")
+            elif _is_maildir(root):
                 yield from self._maildir(root, "", cps, out)
             else:
                 yield from self._directory(root, "", cps, out, {(st.st_dev, st.st_ino)})
@@ -637,6 +647,11 @@ class FilesConnector:
                     yield from out.failure(rel, str(child), "folder already imported (symbolic link loop)")
                     continue
                 seen.add(ident)
+                if _is_archive(child):
+                    # `import .` next to (or above) the archive: its segments and journal are
+                    # not mail, and reading them would only list hundreds of failures.
+                    log.info("skipped an archive folder: %s", child)
+                    continue
                 if _is_maildir(child):
                     yield from self._maildir(child, child_rel, cps, out)
                 else:

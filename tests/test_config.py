@@ -101,3 +101,12 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     keys = set(re.findall(r"^\s*(?:#\s*)?(?:- )?([a-z_]+):", text, flags=re.M))
     missing = _field_names(Config) - keys
     assert not missing, f"config.example.yaml does not document: {sorted(missing)}"
+
+
+def test_home_is_expanded_and_an_empty_archive_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = parse_config({"archive": {"path": "~/arch", "passphrase_file": "~/pw"}}, tmp_path / "c.yaml")
+    assert cfg.archive.path == tmp_path / "home" / "arch"
+    assert cfg.archive.passphrase_file == tmp_path / "home" / "pw"
+    with pytest.raises(ConfigError, match=r"archive\.path: must not be empty"):
+        parse_config({"archive": {"path": " "}}, tmp_path / "c.yaml")

@@ -557,3 +557,20 @@ def test_search_says_when_stored_messages_are_not_indexed(imported: Callable[...
     r = imported("search", "client:acme", "--json")
     assert r.code == 0 and "3 stored messages are not in the search index yet" in r.err
     assert imported("search", "client:acme").err.count("not in the search index") == 1
+
+
+def test_import_skips_the_archive_folder_and_refuses_an_empty_path(
+    initialised: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`import .` from the folder holding the archive imports the mail, not the archive's files."""
+    mail = tmp_path / "mail"
+    shutil.copytree(SAMPLE_MAILDIR, mail)
+    monkeypatch.chdir(tmp_path)  # holds archive/ (the test config's) and mail/
+    r = initialised("import", ".", "--json")  # the config file is the one thing that is not mail
+    s = r.json()
+    assert isinstance(s, dict) and s["imported"] > 0
+    assert [Path(f["location"]).name for f in s["failures"]] == ["archiver.yaml"], s["failures"]
+    own = initialised("import", str(tmp_path / "archive"), "--json")
+    assert own.code == 1 and "archiver archive folder" in own.out
+    empty = initialised("import", "")
+    assert empty.code == 2 and "empty path" in empty.err
