@@ -338,7 +338,7 @@ class Archive:
         with the number of stored messages the index has not reached (a partial index must
         not pass for a complete answer)."""
         result = self.index.search(query, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
-        behind = self.repo.catalog.unindexed_count()
+        behind = self.repo.catalog.indexed_count(indexed=False)
         return replace(result, unindexed=behind) if behind else result
 
     def describe(self, oid: str) -> dict[str, Any]:

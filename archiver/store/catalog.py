@@ -27,6 +27,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,9 +218,16 @@ class ObjectRow:
     disposed_rule: str | None
 
 
-def is_damage(exc: sqlite3.DatabaseError) -> bool:
-    """A file that is not (or no longer) an SQLite database, as opposed to a busy or locked one."""
-    return type(exc) is sqlite3.DatabaseError or "malformed" in str(exc)
+@contextmanager
+def reporting_damage(message: str) -> Iterator[None]:
+    """Turn SQLite's "file is not a database" (not a busy or locked one) into an IntegrityError
+    saying ``message`` (``{exc}`` stands for SQLite's words): exit 9 and what to do, not a traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError and "malformed" not in str(exc):
+            raise
+        raise IntegrityError(message.format(exc=exc)) from None
 
 
 def rollback(c: sqlite3.Connection) -> None:
@@ -252,15 +260,11 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
+        with reporting_damage(
+            f"The catalog {path} is damaged ({{exc}}). It holds only derived data: delete "
+            f"{path.name} and its -wal/-shm files, and the next command rebuilds it from the journal."
+        ):
             self._open(path)
-        except sqlite3.DatabaseError as exc:
-            if not is_damage(exc):
-                raise
-            raise IntegrityError(
-                f"The catalog {path} is damaged ({exc}). It holds only derived data: delete "
-                f"{path.name} and its -wal/-shm files, and the next command rebuilds it from the journal."
-            ) from None
 
     def _open(self, path: Path) -> None:
         self.conn = connect(path, durable=False)
@@ -555,14 +559,6 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def unindexed_count(self) -> int:
-        """Live messages not indexed yet (the partial index ``message_rows_unindexed`` makes it cheap)."""
-        return int(
-            self.conn.execute(
-                "SELECT COUNT(*) FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
-                "WHERE m.indexed = 0 AND o.disposed_at IS NULL"
-            ).fetchone()[0]
-        )
 
     def indexed_live_ids(self) -> Iterator[str]:
         """Live ids the catalog marks as indexed (to check against the index itself)."""
@@ -572,12 +568,14 @@ class Catalog:
         ):
             yield oid
 
-    def indexed_count(self) -> int:
-        """How many live messages the catalog marks as indexed (the index should hold as many)."""
+    def indexed_count(self, indexed: bool = True) -> int:
+        """Live messages the catalog marks as indexed (the index should hold as many), or with
+        ``indexed=False`` those not indexed yet (the partial index ``message_rows_unindexed``
+        answers that; the flag is written into the SQL, as a bound value would hide it)."""
         return int(
             self.conn.execute(
                 "SELECT COUNT(*) FROM message_rows m JOIN object_rows o ON o.ingest_seq = m.obj "
-                "WHERE m.indexed = 1 AND o.disposed_at IS NULL"
+                f"WHERE m.indexed = {int(indexed)} AND o.disposed_at IS NULL"
             ).fetchone()[0]
         )
 

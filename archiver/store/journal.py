@@ -165,6 +165,19 @@ def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes
             raise JournalError(f"the journal frame at byte {start} is incomplete", torn=True)
 
 
+def _frame_at(data: bytes, at: int) -> tuple[bytes, bytes] | None:
+    """(content, bytes after it) of a frame that decodes completely from ``data[at:]``, else None.
+
+    For scans that must guess where a frame starts (a damaged frame hides the next one's start).
+    """
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        content = dobj.decompress(data[at:])
+    except zstandard.ZstdError:
+        return None
+    return (content, dobj.unused_data) if dobj.eof else None
+
+
 def _zero_tail(fh: BinaryIO) -> bool:
     """True when the file ends in zero bytes: the mark of a write a crash cut short.
 
@@ -333,13 +346,9 @@ class Journal:
         if at < 0:
             return None  # a frame larger than the window: verify checks it
         while at >= 0:
-            dobj = zstandard.ZstdDecompressor().decompressobj()
-            try:
-                content = dobj.decompress(data[at:])
-            except zstandard.ZstdError:
-                content = b""
-            if dobj.eof and not dobj.unused_data:
-                return self._tail_record_problem(content.rstrip(b"\n").rpartition(b"\n")[2], head)
+            frame = _frame_at(data, at)
+            if frame is not None and not frame[1]:  # decodes, and ends exactly at the head
+                return self._tail_record_problem(frame[0].rstrip(b"\n").rpartition(b"\n")[2], head)
             at = data.rfind(_MAGIC, 0, at)
         return f"the journal's last committed transaction (ending at byte {head.offset}) is damaged"
 
@@ -386,12 +395,8 @@ class Journal:
             data = fh.read()
         at = data.find(_MAGIC)
         while at >= 0:
-            dobj = zstandard.ZstdDecompressor().decompressobj()
-            try:
-                content = dobj.decompress(data[at:])
-            except zstandard.ZstdError:
-                content = b""
-            if dobj.eof and any(_is_commit(raw) for raw in content.splitlines()):
+            frame = _frame_at(data, at)
+            if frame is not None and any(_is_commit(raw) for raw in frame[0].splitlines()):
                 return True
             at = data.find(_MAGIC, at + 1)
         return False

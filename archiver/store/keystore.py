@@ -15,13 +15,11 @@ used as they are: they cannot be rebuilt, so they are never rewritten to convert
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from archiver.errors import IntegrityError
-from archiver.store.catalog import connect, in_chunks, is_damage, rollback
+from archiver.store.catalog import connect, in_chunks, reporting_damage, rollback
 
 #: the layout of new keystores
 SCHEMA = "CREATE TABLE IF NOT EXISTS keys(id BLOB PRIMARY KEY, wrapped BLOB NOT NULL) WITHOUT ROWID"
@@ -39,15 +37,11 @@ def _raw_id(oid: str) -> bytes | None:
 class Keystore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
+        with reporting_damage(
+            f"The keystore {path} is damaged ({{exc}}): restore it from a backup. It holds every "
+            "message's data key; without it no message can be read."
+        ):
             self._open(path)
-        except sqlite3.DatabaseError as exc:
-            if not is_damage(exc):
-                raise
-            raise IntegrityError(
-                f"The keystore {path} is damaged ({exc}): restore it from a backup. It holds every "
-                "message's data key; without it no message can be read."
-            ) from None
 
     def _open(self, path: Path) -> None:
         self.conn = connect(path)

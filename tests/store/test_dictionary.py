@@ -195,7 +195,9 @@ def test_import_trains_between_batches_and_workers_read_it_back(tmp_path: Path, 
         summary = ingest(archive, FilesConnector("t", [tmp_path / "mail"], batch_size=60))
         assert summary.imported == 300
         used = codecs(archive.repo)
-        assert archive.repo.current_dictionary() == 2  # at 30 and at 4 x 30 messages
+        # Due at 30 and at 4 x 30 messages; the second is only started once the first is built,
+        # which on a loaded machine can be after the last group: then there is one.
+        assert archive.repo.current_dictionary() in (1, 2)
         with_dict = sum(1 for c in used.values() if c == CODEC_ZSTD_DICT)
         assert 0 < with_dict < 300
         archive.reindex()
