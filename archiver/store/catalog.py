@@ -218,6 +218,10 @@ class ObjectRow:
     disposed_rule: str | None
 
 
+#: catalog ``meta`` key set while disposed messages' keys may still exist (see apply_records).
+SHRED_PENDING = "shred_pending"
+
+
 @contextmanager
 def reporting_damage(message: str) -> Iterator[None]:
     """Turn SQLite's "file is not a database" (not a busy or locked one) into an IntegrityError
@@ -295,6 +299,9 @@ class Catalog:
         self.conn.close()
 
     # -- meta and head -------------------------------------------------------
+    def disposed_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM object_rows WHERE disposed_at IS NOT NULL")]
+
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -327,6 +334,10 @@ class Catalog:
                 ingested = {r["data"]["id"]: r["seq"] for r in records if r["type"] == "ingest"}
                 _put_metadata(c, metadata, ingested)
             apply_records(c, records)
+            if any(r["type"] == "dispose" for r in records):
+                # Cleared once the keys are destroyed (repository step 5); a crash in between
+                # leaves it set, and recovery destroys them then (Repository.recover).
+                self.set_meta(SHRED_PENDING, "1")
             commits = [r for r in records if r["type"] == "commit"]
             if commits:
                 self.set_meta("segment", str(commits[-1]["data"]["segment"]))

@@ -60,7 +60,7 @@ from archiver.errors import (
 from archiver.locking import flock_within
 from archiver.model import ParsedMessage, ProvenanceRow, Tags
 from archiver.store import dictionary as D
-from archiver.store.catalog import SCHEMA, Catalog, ObjectRow, apply_records, connect
+from archiver.store.catalog import SCHEMA, SHRED_PENDING, Catalog, ObjectRow, apply_records, connect
 from archiver.store.journal import (
     GENESIS,
     Head,
@@ -256,9 +256,10 @@ class Repository:
         self._lock_depth = 0
         #: the journal offset whose last transaction this process has checked or written.
         self._tail_checked = -1
-        if self.catalog.head().offset != self.journal.size():
-            # A crash left the catalog behind the journal (or an uncommitted tail), or the
-            # catalog was lost and is rebuilt from the journal: recover before anyone reads.
+        if self.catalog.head().offset != self.journal.size() or self.catalog.get_meta(SHRED_PENDING):
+            # A crash left the catalog behind the journal (or an uncommitted tail, or the keys of
+            # disposed messages), or the catalog was lost and is rebuilt from the journal:
+            # recover before anyone reads.
             # Unless a writer holds the lock: then the catalog is behind only because that
             # writer is between its journal write and its catalog commit, and it will catch
             # up itself; a reader must not wait for a whole import to finish.
@@ -484,6 +485,7 @@ class Repository:
         # 5. disposal: the tombstones are committed; now the keys go (recovery redoes this step)
         if tx.disposed:
             self.keystore.destroy(tx.disposed)
+            self.catalog.set_meta(SHRED_PENDING, "")
 
     def _check_tail(self) -> None:
         """Refuse to append after a damaged last transaction (checked once per head this
@@ -531,9 +533,12 @@ class Repository:
             if committed:
                 self.catalog.apply_records(committed, new_head)
                 actions.append(f"applied {len(committed)} committed journal records to the catalog")
-                shredded = [r["data"]["id"] for r in committed if r["type"] == "dispose"]
-                if shredded and self.keystore.destroy(shredded):
-                    actions.append(f"destroyed the keys of {len(shredded)} disposed messages")
+        if self.catalog.get_meta(SHRED_PENDING):
+            # Disposals committed (now or before a crash) whose keys were not destroyed yet.
+            destroyed = self.keystore.destroy(self.catalog.disposed_ids())
+            self.catalog.set_meta(SHRED_PENDING, "")
+            if destroyed:
+                actions.append(f"destroyed the keys of {destroyed} disposed messages")
         actions.extend(self._cut_uncommitted())
         return actions
 

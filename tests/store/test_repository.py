@@ -479,3 +479,25 @@ def test_init_on_a_file_or_an_uncreatable_folder_is_a_sentence(tmp_path: Path) -
         Repository.create(tmp_path / "f", PW)
     with pytest.raises(ArchiverError, match="Cannot create the archive folder"):
         Repository.create(tmp_path / "f" / "sub", PW)
+
+
+def test_a_crash_between_the_dispose_commit_and_the_key_deletion_is_finished_by_recovery(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver.store.keystore import Keystore
+
+    with repo.transaction() as tx:
+        gone = tx.put_raw(msg(2), prov(2), Tags())
+
+    def crash(self: Keystore, ids: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Keystore, "destroy", crash)
+    with pytest.raises(KeyboardInterrupt), repo.transaction("officer") as tx:
+        tx.dispose(gone, rule="six-years")
+    monkeypatch.undo()
+    assert repo.keystore.get(gone) is not None, "the crash came after the catalog commit, before step 5"
+    repo.close()
+    r2 = Repository.open(tmp_path / "a", None)  # any open recovers, a reader's too
+    assert r2.keystore.get(gone) is None
+    assert r2.verify().ok
