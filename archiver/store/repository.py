@@ -232,6 +232,10 @@ def _copy_key(oid: str, pd: dict[str, Any]) -> tuple[str, ...]:
     return (oid, pd["source"], pd["account"], pd["folder"], pd["uid"], pd["location"])
 
 
+#: present in an archive folder while ``init`` builds it in place (see Repository.create).
+INIT_MARKER = ".init-incomplete"
+
+
 class Repository:
     """An opened archive folder."""
 
@@ -297,33 +301,47 @@ class Repository:
     ) -> Repository:
         """Create an archive at ``path`` (absent, or an empty folder).
 
-        It is built in a hidden sibling folder and renamed into place when complete, so an
-        init that is interrupted (Ctrl-C, a full disk) leaves no half-built archive that the
-        next init refuses and every other command calls missing.  A folder holding only
-        ``index/`` (a separate volume mounted there) is built in place, as it cannot be replaced.
+        A new folder is built as a hidden sibling and renamed into place when complete, so an
+        interrupted init (Ctrl-C, a full disk) leaves nothing behind.  An existing folder (made
+        by the admin with its own owner and ACLs, a symbolic link, a mount point, or one holding
+        only ``index/`` on its own volume) cannot be replaced that way: it is built in place,
+        behind a marker file that every other command reports and that lets the next init
+        clear the unfinished build and start again.
         """
-        if (path / "archive.json").exists():
+        marker = path / INIT_MARKER
+        if (path / "archive.json").exists() and not marker.exists():
             raise ArchiveExists(f"An archive already exists at {path}; refusing to overwrite it.")
         if path.exists() and not path.is_dir():
             raise ArchiveExists(f"{path} is a file, not a folder; choose a folder for the archive.")
         try:
-            leftovers = [p.name for p in path.iterdir()] if path.exists() else []
+            if marker.exists():  # an init here was interrupted: clear what it built
+                for p in path.iterdir():
+                    if p.name not in ("index", INIT_MARKER):
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            leftovers = [p.name for p in path.iterdir() if p.name != INIT_MARKER] if path.exists() else []
         except OSError as exc:
             raise ArchiverError(f"Cannot read the folder {path}: {exc.strerror or exc}.") from None
         if any(name != "index" for name in leftovers):
             raise ArchiveExists(f"{path} is not empty; choose an empty or new folder for the archive.")
-        build = path if leftovers else path.parent / f".{path.name}.init-{uuid.uuid4().hex[:12]}"
+        in_place = path.exists()
+        build = path if in_place else path.parent / f".{path.name}.init-{uuid.uuid4().hex[:12]}"
         try:
             build.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if in_place:
+                marker.touch()
+                fsync_dir(path)
         except OSError as exc:
             raise ArchiverError(f"Cannot create the archive folder {path}: {exc.strerror or exc}.") from None
         try:
             keys = cls._build(build, passphrase, clock=clock, segment_max_bytes=segment_max_bytes, actor=actor)
-            if build != path:
-                os.rename(build, path)  # atomic; replaces an empty folder
+            if in_place:
+                marker.unlink()
+                fsync_dir(path)
+            else:
+                os.rename(build, path)  # atomic
                 fsync_dir(path.parent)
         except BaseException:
-            if build != path:
+            if not in_place:
                 shutil.rmtree(build, ignore_errors=True)
             raise
         return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
@@ -372,6 +390,8 @@ class Repository:
         clock: Clock = system_clock,
         segment_max_bytes: int = 256 * 2**20,
     ) -> Repository:
+        if (path / INIT_MARKER).exists():
+            raise ArchiveNotFound(f"The init of the archive at {path} was interrupted; run `archiver init` again.")
         cls.read_info(path)
         keys = unlock_keyfile(path / "keys" / "master.json", passphrase) if passphrase is not None else None
         return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)

@@ -501,3 +501,29 @@ def test_a_crash_between_the_dispose_commit_and_the_key_deletion_is_finished_by_
     r2 = Repository.open(tmp_path / "a", None)  # any open recovers, a reader's too
     assert r2.keystore.get(gone) is None
     assert r2.verify().ok
+
+
+def test_init_in_an_existing_folder_or_through_a_link_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin-made folder (own owner, ACLs, a mount point) or a symbolic link to one is built in
+    place; an interrupted build there is reported by other commands and cleared by the next init."""
+    import archiver.store.repository as R
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    real = R.create_keyfile
+
+    def interrupted(*args: Any, **kw: Any) -> Any:
+        real(*args, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "create_keyfile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Repository.create(tmp_path / "link", PW)
+    monkeypatch.setattr(R, "create_keyfile", real)
+    (tmp_path / "real" / "archive.json").write_text("{}")  # as if the build got that far
+    with pytest.raises(ArchiveNotFound, match="interrupted"):
+        Repository.open(tmp_path / "link", PW)
+    Repository.create(tmp_path / "link", PW).close()
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "archive.json").exists()
+    assert not (tmp_path / "real" / R.INIT_MARKER).exists()
+    assert Repository.open(tmp_path / "link", PW).verify().ok
