@@ -142,6 +142,14 @@ class MessageIndex:
         S.register_tokenizers(index)
         return cls(path, index, heap_mb=heap_mb, lock_timeout=lock_timeout, hits=hits)
 
+    @classmethod
+    def in_memory(cls, *, heap_mb: int = 64) -> MessageIndex:
+        """An index that lives in memory only, with the archive's schema and tokenizers: for
+        checking a few messages against queries without writing their words anywhere."""
+        index = tantivy.Index(S.build_schema())
+        S.register_tokenizers(index)
+        return cls(Path(":memory:"), index, heap_mb=heap_mb, lock_timeout=10.0, hits=None)
+
     def close(self) -> None:
         """Release the writer (uncommitted changes are discarded) and forget the index."""
         if self._writer is not None:

@@ -11,8 +11,11 @@ against the messages themselves:
 * each message due is decrypted (authenticated against its id) and parsed again;
 * its sender, recipients and (unless it is the received-time fallback) date must equal the
   catalog's: a custodian hold or a date rule decided on other values would be wrong;
-* a fresh index of those messages alone must match every standing query hold and query
-  rule exactly as the archive's index did.
+* a fresh index of those messages alone (in memory) must match every standing query hold
+  and query rule exactly as the archive's index did.  A difference withholds the message
+  whichever way it goes; it can also come from the index's own limits (a multi-word prefix
+  expands to at most 50 words per index segment) or from attachment text extraction that
+  ran out of time once and not the other: both keep mail, never dispose of it.
 
 A message failing any of these is kept, not disposed, and named with the reason; `reindex`
 rewrites the metadata and the index from the store, after which the next run decides afresh.
@@ -22,15 +25,12 @@ The cost is one decryption and parse per message disposed of, spread over the wo
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archiver.index.store import MessageIndex
 from archiver.model import ParsedMessage
-from archiver.policies.holds import matching
 from archiver.store.catalog import metadata_row
 
 if TYPE_CHECKING:
@@ -56,12 +56,13 @@ def confirm(archive: Archive, ids: Sequence[str], queries: Sequence[str]) -> Con
     out = Confirmation()
     if not ids:
         return out
-    with archive.workers() as workers, tempfile.TemporaryDirectory(prefix="archiver-confirm-") as tmp:
-        for n, start in enumerate(range(0, len(ids), CHUNK)):
+    # What the archive's index matches, once for all chunks (one search per query).
+    indexed = {q: set(archive.index.matching_ids(q)) for q in queries}
+    with archive.workers() as workers:
+        for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             parsed = {oid: p for oid, p, _err in archive.reparse(chunk, workers) if p is not None}
-            fresh = _fresh_matches(archive, Path(tmp) / str(n), parsed, queries)
-            indexed = {q: matching(archive, q, chunk) for q in queries}
+            fresh = _fresh_matches(archive, parsed, queries)
             for oid in chunk:
                 p = parsed.get(oid)
                 why = "it could not be decrypted and parsed" if p is None else _difference(archive, oid, p)
@@ -99,13 +100,15 @@ def _difference(archive: Archive, oid: str, p: ParsedMessage) -> str | None:
     return f"the catalog's {', '.join(wrong)} differ from the message itself (`archiver reindex` rewrites them)"
 
 
-def _fresh_matches(
-    archive: Archive, path: Path, parsed: Mapping[str, ParsedMessage], queries: Sequence[str]
-) -> dict[str, set[str]]:
-    """What each query matches in an index of just these freshly parsed messages."""
+def _fresh_matches(archive: Archive, parsed: Mapping[str, ParsedMessage], queries: Sequence[str]) -> dict[str, set[str]]:
+    """What each query matches in an index of just these freshly parsed messages.
+
+    In memory: these are the words of messages about to be shredded, which must not be left in
+    a temporary folder by a crash.
+    """
     if not queries:
         return {}
-    index = MessageIndex.open(path, heap_mb=archive.cfg.index.heap_mb)
+    index = MessageIndex.in_memory()
     try:
         index.add(archive.docs_for(list(parsed.items())))
         index.commit()

@@ -52,7 +52,7 @@ _LEVEL: Final = 3
 _CHUNK: Final = 1 << 20
 _MAGIC: Final = zstandard.FRAME_HEADER
 #: how far before the head a writer looks for the start of the last committed frame.
-_TAIL_WINDOW: Final = 16 << 20
+_TAIL_WINDOW: Final = 2 << 20
 #: this many zero bytes at the end of the file mark a torn write (see _zero_tail).
 _ZERO_TAIL: Final = 16
 
@@ -153,9 +153,7 @@ def _read_frame(fh: BinaryIO, buf: bytes, start: int) -> tuple[bytes, int, bytes
             out.append(dobj.decompress(data))
         except zstandard.ZstdError as exc:
             # A write cut short by a crash can also leave the file's last blocks zero-filled.
-            raise JournalError(
-                f"the journal frame at byte {start} is damaged ({exc})", torn=_zero_tail(fh)
-            ) from None
+            raise JournalError(f"the journal frame at byte {start} is damaged ({exc})", torn=_zero_tail(fh)) from None
         fed += len(data)
         if dobj.eof:
             rest = dobj.unused_data
@@ -329,9 +327,9 @@ class Journal:
         """What is wrong with the last applied transaction (the one ending at ``head``), or None.
 
         Writers check it before appending: damage there (bit rot, an edit) would otherwise be
-        buried under new, validly chained records.  The frame is found by trying the frame
-        starts in the last few MiB before ``head.offset`` until one decodes to exactly there;
-        its last record must be a commit whose hash is the head's.
+        buried under new, validly chained records.  The frames of the last ``_TAIL_WINDOW``
+        bytes before ``head.offset`` must decode, the last ending exactly there with a commit
+        record whose hash is the head's.
         """
         if head.offset == 0:
             return None
@@ -342,15 +340,28 @@ class Journal:
         if not self.compressed:
             last = data.rstrip(b"\n").rpartition(b"\n")[2]
             return self._tail_record_problem(last, head)
-        at = data.rfind(_MAGIC)
-        if at < 0:
-            return None  # a frame larger than the window: verify checks it
-        while at >= 0:
-            frame = _frame_at(data, at)
-            if frame is not None and not frame[1]:  # decodes, and ends exactly at the head
-                return self._tail_record_problem(frame[0].rstrip(b"\n").rpartition(b"\n")[2], head)
-            at = data.rfind(_MAGIC, 0, at)
-        return f"the journal's last committed transaction (ending at byte {head.offset}) is damaged"
+        # Find a frame boundary: the first place in the window where a whole frame decodes (a
+        # magic number inside compressed data does not decode to a checksummed frame), then
+        # walk frame by frame to the head, where the last one must end exactly.
+        at = data.find(_MAGIC)
+        frame = None
+        while at >= 0 and (frame := _frame_at(data, at)) is None:
+            at = data.find(_MAGIC, at + 1)
+        if frame is None:
+            # Nothing decodes: damage, unless the window began inside one frame larger than it
+            # (then left to verify, which reads the whole journal).
+            return (
+                None
+                if start > 0
+                else f"the journal's last committed transaction (ending at byte {head.offset}) is damaged"
+            )
+        while frame[1]:
+            end = len(data) - len(frame[1])
+            nxt = _frame_at(data, end)
+            if nxt is None:
+                return f"the journal's committed transaction at byte {start + end} is damaged"
+            frame = nxt
+        return self._tail_record_problem(frame[0].rstrip(b"\n").rpartition(b"\n")[2], head)
 
     @staticmethod
     def _tail_record_problem(raw: bytes, head: Head) -> str | None:

@@ -527,3 +527,38 @@ def test_init_in_an_existing_folder_or_through_a_link_keeps_it(tmp_path: Path, m
     assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "archive.json").exists()
     assert not (tmp_path / "real" / R.INIT_MARKER).exists()
     assert Repository.open(tmp_path / "link", PW).verify().ok
+
+
+def _big_checkpoints(repo: Repository, n: int, size: int) -> None:
+    """Transactions whose journal frames are about ``size`` bytes each (random hex compresses to half)."""
+    import secrets
+
+    for i in range(n):
+        with repo.transaction() as tx:
+            tx.checkpoint(f"big:{i}", secrets.token_hex(size))
+
+
+def test_the_tail_check_finds_damage_in_a_journal_larger_than_its_window(repo: Repository, tmp_path: Path) -> None:
+    _big_checkpoints(repo, 12, 200_000)  # about 2.4 MB of frames, more than the window
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    start = repo.journal.size()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    repo.close()
+    f = journal_file(tmp_path / "a")
+    data = bytearray(f.read_bytes())
+    data[start + (len(data) - start) // 2] ^= 0x10
+    f.write_bytes(bytes(data))
+    r2 = Repository.open(tmp_path / "a", PW)
+    with pytest.raises(IntegrityError, match=r"damaged|altered"), r2.transaction() as tx:
+        tx.put_raw(msg(3), prov(3), Tags())
+
+
+def test_a_last_frame_larger_than_the_window_is_not_taken_for_damage(repo: Repository, tmp_path: Path) -> None:
+    _big_checkpoints(repo, 1, 3_000_000)  # one frame of about 3 MB
+    repo.close()
+    r2 = Repository.open(tmp_path / "a", PW)
+    with r2.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    assert r2.verify().ok
