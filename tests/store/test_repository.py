@@ -440,7 +440,7 @@ def test_writers_refuse_to_append_after_a_damaged_last_transaction(repo: Reposit
     data[start + (len(data) - start) // 2] ^= 0x10
     f.write_bytes(bytes(data))
     r2 = Repository.open(tmp_path / "a", PW)  # the catalog is intact: it has applied that frame
-    with pytest.raises(IntegrityError, match="last committed transaction"), r2.transaction() as tx:
+    with pytest.raises(IntegrityError, match=r"committed transaction.* is damaged"), r2.transaction() as tx:
         tx.put_raw(msg(3), prov(3), Tags())
     assert f.read_bytes() == bytes(data)
     assert not r2.catalog.has_object(message_id_of(msg(3)))
