@@ -454,7 +454,8 @@ def test_a_fresh_process_appends_after_an_intact_journal(repo: Repository, tmp_p
     assert r2.verify(full=True).ok
 
 
-def test_an_interrupted_init_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupted_init(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run an init that a Ctrl-C stops just after the key file is written."""
     import archiver.store.repository as R
 
     real = R.create_keyfile
@@ -463,11 +464,15 @@ def test_an_interrupted_init_leaves_nothing_behind(tmp_path: Path, monkeypatch: 
         real(*args, **kw)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(R, "create_keyfile", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        Repository.create(tmp_path / "a", PW)
+    with monkeypatch.context() as m:
+        m.setattr(R, "create_keyfile", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            Repository.create(path, PW)
+
+
+def test_an_interrupted_init_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _interrupted_init(tmp_path / "a", monkeypatch)
     assert list(tmp_path.iterdir()) == [], "no half-built archive, no hidden build folder"
-    monkeypatch.setattr(R, "create_keyfile", real)
     (tmp_path / "a").mkdir()  # an empty folder made by the admin is fine too
     Repository.create(tmp_path / "a", PW).close()
     assert Repository.open(tmp_path / "a", PW).verify().ok
@@ -510,16 +515,7 @@ def test_init_in_an_existing_folder_or_through_a_link_keeps_it(tmp_path: Path, m
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    real = R.create_keyfile
-
-    def interrupted(*args: Any, **kw: Any) -> Any:
-        real(*args, **kw)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(R, "create_keyfile", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        Repository.create(tmp_path / "link", PW)
-    monkeypatch.setattr(R, "create_keyfile", real)
+    _interrupted_init(tmp_path / "link", monkeypatch)
     (tmp_path / "real" / "archive.json").write_text("{}")  # as if the build got that far
     with pytest.raises(ArchiveNotFound, match="interrupted"):
         Repository.open(tmp_path / "link", PW)
