@@ -20,7 +20,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,8 +91,9 @@ class Plan:
     held: list[PlanItem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     holds: list[Hold] = field(default_factory=list)
-    #: the queries of the standing holds and rules (what confirm.confirm re-checks).
-    queries: list[str] = field(default_factory=list)
+    #: what the index answered to each query of the standing holds and rules (query -> ids):
+    #: confirm.confirm checks the messages due against the same queries on their own.
+    index_matches: dict[str, set[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -280,7 +281,7 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     sync_rules(archive, rules, actor=actor)
     _reconcile_index(archive)
     archive.catch_up()
-    if _queries(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
+    if _has_queries(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
         raise PolicyError(
             f"Message {left[0][:12]} (and perhaps others) could not be indexed, so the query holds and "
             "rules cannot be checked against it: nothing was decided. Run `archiver verify --full` and "
@@ -289,12 +290,10 @@ def _prepare(archive: Archive, actor: str) -> RuleSet:
     return rules
 
 
-def _queries(archive: Archive, rules: RuleSet) -> list[str]:
-    """The search queries of the standing holds and of the retention rules."""
+def _has_queries(archive: Archive, rules: RuleSet) -> bool:
+    """Do any standing holds or retention rules select messages by search query?"""
     holds = list_holds(archive.repo.catalog, active_only=True)
-    return [h.value for h in holds if h.kind == "query"] + [
-        r.match.query for r in rules.rules if r.match.query is not None
-    ]
+    return any(h.kind == "query" for h in holds) or any(r.match.query is not None for r in rules.rules)
 
 
 def _check_journal_state(archive: Archive) -> None:
@@ -326,6 +325,10 @@ class HoldCheck:
         self.holds = list_holds(archive.repo.catalog, active_only=True)
         self._ids = {h.case: _matching(archive, h.value, ids, lenient) for h in self.holds if h.kind == "query"}
 
+    def query_matches(self) -> dict[str, set[str]]:
+        """The ids the index matched for each query hold, by query."""
+        return {h.value: self._ids[h.case] for h in self.holds if h.kind == "query"}
+
     def covering(self, oid: str, client: str, matters: Sequence[str], addresses: Collection[str]) -> list[Hold]:
         return [
             h
@@ -353,14 +356,21 @@ def evaluate(
     *,
     holds: HoldCheck | None = None,
     lenient: bool = False,
+    answers: dict[str, set[str]] | None = None,
 ) -> Iterator[tuple[_Loaded, Outcome]]:
     """The retention decision for every live message (or those in ``ids``), holds included.
 
     The one place a decision is made: the plan, approvals and the web's message page all
     come here.  ``holds`` reuses a HoldCheck made for the same ``ids``; ``lenient`` as there.
+    ``answers`` receives what the index matched for each hold and rule query, for a disposal
+    to re-check the messages against (confirm.confirm) without searching again.
     """
     check = holds if holds is not None else HoldCheck(archive, ids, lenient=lenient)
-    qrules = {r.name: _matching(archive, r.match.query, ids, lenient) for r in rules.rules if r.match.query is not None}
+    by_query = {q: _matching(archive, q, ids, lenient) for r in rules.rules if (q := r.match.query) is not None}
+    qrules = {r.name: by_query[r.match.query] for r in rules.rules if r.match.query is not None}
+    if answers is not None:
+        answers.update(check.query_matches())
+        answers.update(by_query)
     closed = matter_closures(archive.repo.catalog)
     for loaded in iter_records(archive, qrules, ids):
         rec = loaded.record
@@ -387,9 +397,8 @@ def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
     rules = _prepare(archive, actor)
     plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
     plan.holds = list_holds(archive.repo.catalog)
-    plan.queries = _queries(archive, rules)
     counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
-    for loaded, out in evaluate(archive, rules, now):
+    for loaded, out in evaluate(archive, rules, now, answers=plan.index_matches):
         counts["messages"] += 1
         counts[out.decision.value] += 1
         if out.end is None and _waiting(out):
@@ -467,7 +476,7 @@ def _dispose(
     kind: str,
     rules_fingerprint: str,
     counts: dict[str, int],
-    queries: Sequence[str],
+    index_matches: Mapping[str, Collection[str]],
 ) -> Certificate:
     """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate.
 
@@ -476,7 +485,7 @@ def _dispose(
     """
     repo = archive.repo
     started = iso(repo.clock())
-    confirmation = confirm(archive, [it.id for it in items], queries)
+    confirmation = confirm(archive, [it.id for it in items], index_matches)
     for oid, why in confirmation.kept:
         _log.warning("disposal_withheld", id=oid, reason=why)
     due = set(confirmation.due)
@@ -566,7 +575,7 @@ def apply(archive: Archive, now: datetime, actor: str = "system") -> Certificate
             kind="retention",
             rules_fingerprint=p.rules_fingerprint,
             counts=counts,
-            queries=p.queries,
+            index_matches=p.index_matches,
         )
 
 
@@ -587,7 +596,10 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
         if rules.rule(rule) is None:
             raise PolicyError(f"There is no retention rule named {rule!r} in {rules_path(archive)}.")
         wanted = [archive.repo.resolve(i) for i in ids]
-        found = {loaded.record.id: (loaded, out) for loaded, out in evaluate(archive, rules, now, wanted)}
+        answers: dict[str, set[str]] = {}
+        found = {
+            loaded.record.id: (loaded, out) for loaded, out in evaluate(archive, rules, now, wanted, answers=answers)
+        }
         problems = []
         items = []
         for oid in dict.fromkeys(wanted):
@@ -615,7 +627,7 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
             kind="review-approved",
             rules_fingerprint=rules.fingerprint,
             counts={"approved": len(items)},
-            queries=_queries(archive, rules),
+            index_matches=answers,
         )
 
 

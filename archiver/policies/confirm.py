@@ -25,7 +25,7 @@ The cost is one decryption and parse per message disposed of, spread over the wo
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,13 +51,16 @@ class Confirmation:
     kept: list[tuple[str, str]] = field(default_factory=list)
 
 
-def confirm(archive: Archive, ids: Sequence[str], queries: Sequence[str]) -> Confirmation:
-    """Which of ``ids`` (all due for disposal) the messages themselves confirm; see the module docstring."""
+def confirm(archive: Archive, ids: Sequence[str], indexed: Mapping[str, Collection[str]]) -> Confirmation:
+    """Which of ``ids`` (all due for disposal) the messages themselves confirm; see the module docstring.
+
+    ``indexed`` is what the archive's index answered to each hold and rule query when the
+    plan was made (apply.evaluate's ``answers``): the same queries are run on the messages alone.
+    """
     out = Confirmation()
     if not ids:
         return out
-    # What the archive's index matches, once for all chunks (one search per query).
-    indexed = {q: set(archive.index.matching_ids(q)) for q in queries}
+    queries = list(indexed)
     with archive.workers() as workers:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
