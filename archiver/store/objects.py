@@ -7,6 +7,7 @@ parallel; the single writer then only appends.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ class SealedObject(Compact):
 
 def message_id_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+_MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def is_message_id(text: str) -> bool:
+    """Whether ``text`` has the form of a message id: a SHA-256 as 64 lowercase hex digits."""
+    return _MESSAGE_ID.fullmatch(text) is not None
 
 
 def seal(

@@ -30,7 +30,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -71,7 +70,7 @@ from archiver.store.journal import (
     record_hash,
 )
 from archiver.store.keystore import Keystore
-from archiver.store.objects import SealedObject, dictionary_from, message_id_of, seal, unseal
+from archiver.store.objects import SealedObject, dictionary_from, is_message_id, message_id_of, seal, unseal
 from archiver.store.segments import Location, SegmentError, SegmentStore, StoredRecord, fsync_dir
 
 FORMAT_VERSION = 1
@@ -879,13 +878,12 @@ class Repository:
         if last_commit is None:
             return
         active, end = int(last_commit["segment"]), int(last_commit["end"])
-        if self.catalog.segment_end() != (active, end):
+        recorded = self.catalog.segment_end()
+        if recorded != (active, end):
             # Recovery cuts segment bytes past this copy (checked against the journal first).
             report.problem(
-                "catalog: the committed segment end it records (segment {}, byte {}) is not the last "
-                "commit's (segment {active}, byte {end}); the catalog was edited".format(
-                    *self.catalog.segment_end(), active=active, end=end
-                )
+                f"catalog: the committed segment end it records (segment {recorded[0]}, byte {recorded[1]}) "
+                f"is not the last commit's (segment {active}, byte {end}); the catalog was edited"
             )
         # One lookup per stored record: without this index each is a scan of every object.
         fresh.execute("CREATE INDEX IF NOT EXISTS verify_by_location ON object_rows(segment, offset)")
@@ -936,7 +934,7 @@ class Repository:
                 if missing <= 20:
                     report.problem(f"The data key of message {oid} is missing: it cannot be decrypted.")
             have.discard(oid)
-        junk = sorted(k for k in have if not _HEX_ID.fullmatch(k))
+        junk = sorted(k for k in have if not is_message_id(k))
         for k in junk[:20]:
             report.problem(f"The keystore has a row for {k[:70]!r}, which is not a message id: it was edited.")
         if len(have) > len(junk):
@@ -992,8 +990,6 @@ class Repository:
                 tick("decrypt", n)
         report.counts["decrypted"] = n
 
-
-_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 _COMPARED: dict[str, tuple[str, ...]] = {
     "objects": (

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from archiver.index.store import highlight_html
 from archiver.model import Attachment, ParsedMessage, SearchHit
 from archiver.normalize.parse import attachment_payloads
 from archiver.store.audit import GroupCommit
+from archiver.store.objects import is_message_id
 from archiver.web import policy
 from archiver.web.access import Scope
 from archiver.web.filters import MATCH_ALL
 
-_ID = re.compile(r"^[0-9a-f]{64}$")
 #: longest query text written to the journal (a 1 MB query is an attack, not an audit need).
 _MAX_LOGGED = 2000
 
@@ -214,7 +213,7 @@ class WebArchive:
     def _check(self, scope: Scope, oid: str) -> str:
         """The id when it names a message the scope may see; Hidden otherwise (call under lock)."""
         oid = oid.strip().lower()
-        if not _ID.match(oid) or not self._visible(scope, [oid]):
+        if not is_message_id(oid) or not self._visible(scope, [oid]):
             raise Hidden(f"No message with id {oid[:64]} in the archive.")
         return oid
 
@@ -270,7 +269,7 @@ class WebArchive:
         with self.lock:
             oid = self._check(scope, oid)
             info, raw = self._content(oid)
-        parsed = self._parse(info, raw, attachment_text=False) if _ID.match(sha256) else None
+        parsed = self._parse(info, raw, attachment_text=False) if is_message_id(sha256) else None
         meta = next((a for a in (parsed.attachments if parsed else ()) if a.sha256 == sha256), None)
         if raw is None or meta is None:
             raise Hidden(f"Message {oid} has no attachment {sha256[:64]}.")
