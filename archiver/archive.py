@@ -8,7 +8,6 @@ which also repairs an index left behind by a crash.
 
 from __future__ import annotations
 
-import json
 import shutil
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from archiver.index.store import IndexSchemaError, MessageIndex
 from archiver.logging import get_logger
 from archiver.model import HitDisplay, IndexDoc, ParsedMessage, SearchResult, Tags
 from archiver.normalize.tagging import Tagger
-from archiver.store.catalog import metadata_row
+from archiver.store.catalog import metadata_differences
 from archiver.store.repository import Repository, VerifyReport
 from archiver.workers import ParseOptions, Workers, parse_with, reopen
 
@@ -43,6 +42,21 @@ class MaintenanceSummary:
     changed: int = 0
     failed: list[str] = field(default_factory=list)
 
+
+#: the ``messages`` columns ``verify --full`` checks against a fresh parse (not the date or the parse
+#: errors, which depend on when the message arrived and on the parser's time budgets).
+_PARSED_FIELDS = (
+    "message_id",
+    "in_reply_to",
+    "refs",
+    "from_addr",
+    "from_name",
+    "to_addrs",
+    "cc_addrs",
+    "bcc_addrs",
+    "subject",
+    "attachments",
+)
 
 #: tags decided in the current pass: Message-ID -> object id -> tags (see Archive.parent_tags).
 LocalTags = Mapping[str, Mapping[str, Tags]]
@@ -370,21 +384,7 @@ class Archive:
         stored = self.repo.catalog.message(oid)
         if stored is None:
             return []
-        fresh = metadata_row(oid, self.parse(raw, self.repo.clock()))
-        expected = {
-            "message_id": fresh[1],
-            "in_reply_to": fresh[2],
-            "refs": json.loads(fresh[3]),
-            "from_addr": fresh[6],
-            "from_name": fresh[7],
-            "to_addrs": json.loads(fresh[8]),
-            "cc_addrs": json.loads(fresh[9]),
-            "bcc_addrs": json.loads(fresh[10]),
-            "subject": fresh[11],
-            "attachments": [(a["filename"], a["size"], a["sha256"]) for a in json.loads(fresh[12])],
-        }
-        stored["attachments"] = [(a["filename"], a["size"], a["sha256"]) for a in stored["attachments"]]
-        wrong = sorted(k for k, v in expected.items() if stored.get(k) != v)
+        wrong = metadata_differences(stored, self.parse(raw, self.repo.clock()), _PARSED_FIELDS)
         if not wrong:
             return []
         return [

@@ -24,23 +24,21 @@ The cost is one decryption and parse per message disposed of, spread over the wo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from archiver.index.store import MessageIndex
 from archiver.model import ParsedMessage
-from archiver.store.catalog import metadata_row
+from archiver.store.catalog import metadata_differences
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
 
 #: messages decrypted, parsed and indexed together.
 CHUNK = 500
-#: the ``messages`` columns a disposal decision may rest on, by position in :func:`metadata_row`.
-_ADDRESS_COLUMNS = {"from_addr": 6, "to_addrs": 8, "cc_addrs": 9, "bcc_addrs": 10}
-_DATE, _DATE_FALLBACK = 4, 5
+#: the ``messages`` columns a disposal decision may rest on (custodian holds, date rules).
+_DECIDING_FIELDS = ("from_addr", "to_addrs", "cc_addrs", "bcc_addrs", "date")
 
 
 @dataclass
@@ -87,17 +85,10 @@ def confirm(archive: Archive, ids: Sequence[str], indexed: Mapping[str, Collecti
 
 def _difference(archive: Archive, oid: str, p: ParsedMessage) -> str | None:
     """What the catalog says of this message that a fresh parse does not (None: nothing)."""
-    stored: Mapping[str, Any] | None = archive.repo.catalog.message(oid)
+    stored = archive.repo.catalog.message(oid)
     if stored is None:
         return "the catalog has no metadata for it"
-    fresh = metadata_row(oid, p)
-    wrong = [
-        name
-        for name, i in _ADDRESS_COLUMNS.items()
-        if (json.loads(fresh[i]) if isinstance(stored[name], list) else fresh[i]) != stored[name]
-    ]
-    if not fresh[_DATE_FALLBACK] and fresh[_DATE] != stored["date"]:
-        wrong.append("date")
+    wrong = metadata_differences(stored, p, _DECIDING_FIELDS)
     if not wrong:
         return None
     return f"the catalog's {', '.join(wrong)} differ from the message itself (`archiver reindex` rewrites them)"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -570,7 +570,6 @@ class Catalog:
         ).fetchall()
         return [r[0] for r in rows]
 
-
     def indexed_live_ids(self) -> Iterator[str]:
         """Live ids the catalog marks as indexed (to check against the index itself)."""
         for (oid,) in self.conn.execute(
@@ -812,6 +811,44 @@ def _metadata_values(p: ParsedMessage) -> tuple[Any, ...]:
         p.subject,
         _attachments(p),
         list(p.parse_errors),
+    )
+
+
+#: the columns of a ``messages`` row after the id, in :func:`_metadata_values` order.
+METADATA_COLUMNS = (
+    "message_id",
+    "in_reply_to",
+    "refs",
+    "date",
+    "date_fallback",
+    "from_addr",
+    "from_name",
+    "to_addrs",
+    "cc_addrs",
+    "bcc_addrs",
+    "subject",
+    "attachments",
+    "parse_errors",
+)
+
+
+def metadata_differences(stored: Mapping[str, Any], p: ParsedMessage, fields: Iterable[str]) -> list[str]:
+    """Which ``fields`` of a stored ``messages`` row (:meth:`Catalog.message`) a fresh parse gives otherwise.
+
+    For checks of the catalog against the messages themselves (``verify --full``, the last
+    check before a disposal).  Attachments compare by name, size and digest; ``date`` only
+    when the fresh date is the message's own, not the received-time fallback.
+    """
+    fresh = dict(zip(METADATA_COLUMNS, _metadata_values(p), strict=True))
+
+    def comparable(name: str, value: Any) -> Any:
+        return [(a["filename"], a["size"], a["sha256"]) for a in value or ()] if name == "attachments" else value
+
+    return sorted(
+        name
+        for name in fields
+        if not (name == "date" and fresh["date_fallback"])
+        and comparable(name, fresh[name]) != comparable(name, stored.get(name))
     )
 
 
