@@ -12,8 +12,7 @@ Output goes through here so that three rules hold in one place rather than at ea
   (archiver/errors.py), which ``cli/main.py`` turns into one line or, for a closed pipe, a quiet exit.
 
 Commands print with :func:`say` (one line of literal parts, optionally styled) and
-:class:`PlainTable`; code that builds Rich markup itself passes every value through
-:func:`literal`.
+:class:`PlainTable`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, RenderableType
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.style import StyleType
 from rich.table import Table
@@ -58,15 +56,6 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
 
 
-def literal(text: object) -> str:
-    """``text`` made safe to put inside a Rich markup string: shown as it is, controls visible.
-
-    For code that builds markup itself (``f"[bold]{literal(subject)}[/]"``); without it a
-    ``[/x]`` in mail raises MarkupError and ``[red]`` restyles the line.
-    """
-    return escape(visible(str(text)))
-
-
 def plain(text: object, style: StyleType = "") -> Text:
     """A Rich Text that shows ``text`` as it is (never markup or emoji), controls made visible."""
     return Text(visible(str(text)), style=style)
@@ -76,7 +65,7 @@ class SafeConsole(Console):
     """A Rich console that never passes control characters through and reports write errors.
 
     Every string Rich renders (printed, or a table cell) goes through :meth:`render_str`, so
-    code that still prints markup strings (cli/search.py) is covered as well.  Rich's own
+    code that prints a markup string is covered as well.  Rich's own
     reaction to a closed pipe is ``SystemExit(1)``, while ``--json`` output raised
     BrokenPipeError; both now become an :class:`OutputError` for main.py to handle once.
     """

@@ -121,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     with open_archive(args, need_keys=False) as archive:
         if wants_json(args):
             for rec in records(archive.repo, args):
-                write_out(canonical(rec) + b"\n", flush=False)
-            write_out(b"")
+                write_out(canonical(rec) + b"\n", flush=False)  # flushed by main at the end
             return 0
         n = 0
         for rec in records(archive.repo, args):

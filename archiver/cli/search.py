@@ -6,11 +6,10 @@ A query may start with '-' (``archiver search -draft`` is NOT draft): see :func:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 from typing import Any
 
-from archiver.cli.common import console, open_archive, print_json, wants_json
+from archiver.cli.common import open_archive, print_json, say, wants_json
 from archiver.model import SearchHit
 
 
@@ -104,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         result = archive.search(args.query, limit=args.limit, offset=args.offset, sort=args.sort)
     if result.unindexed:
         # On stderr in both modes: --json stays one object per result on stdout.
-        print(
+        say(
             f"note: {result.unindexed} stored messages are not in the search index yet (an import was "
             "interrupted?); the results may lack them until the next import or sync, or `archiver reindex`.",
-            file=sys.stderr,
+            err=True,
         )
     if wants_json(args):
         for h in result.hits:
@@ -115,24 +114,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for h in result.hits:
         tags = h.client + (f" [{', '.join(h.matters)}]" if h.matters else "")
-        subject = _esc(h.subject or "(no subject)")
-        console.print(
-            f"[bold]{h.date.strftime('%Y-%m-%d %H:%M')}[/]  {_esc(h.from_)}  {subject}  "
-            f"[cyan]{_esc(tags)}[/]  [dim]{h.id[:12]}[/]"
+        say(
+            (h.date.strftime("%Y-%m-%d %H:%M"), "bold"),
+            f"  {_words(h.from_)}  {_words(h.subject or '(no subject)')}  ",
+            (_words(tags), "cyan"),
+            "  ",
+            (h.id[:12], "dim"),
         )
         if h.snippet:
-            console.print(f"    [dim]{_esc(_shorten(h.snippet, 200))}[/]")
+            say("    ", (_shorten(h.snippet, 200), "dim"))
     shown = len(result.hits)
-    console.print(f"{result.total} matching message(s){'' if shown == result.total else f', {shown} shown'}")
+    say(f"{result.total} matching message(s){'' if shown == result.total else f', {shown} shown'}")
     return 0
 
 
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(" ".join(text.split()))
+def _words(text: str) -> str:
+    """``text`` on one line: runs of whitespace (line breaks in a subject) become one space."""
+    return " ".join(text.split())
 
 
 def _shorten(text: str, n: int) -> str:
-    text = " ".join(text.split())
+    text = _words(text)
     return text if len(text) <= n else text[: n - 1] + "…"

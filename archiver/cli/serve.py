@@ -66,6 +66,10 @@ def run_hash_password(_args: argparse.Namespace) -> int:
             raise not_utf8 from None
         if again != first:
             raise UsageError("The two passwords differ; nothing was printed.")
+        try:
+            first.encode("utf-8")
+        except UnicodeEncodeError:  # a terminal in a non-UTF-8 locale passes undecodable bytes as surrogates
+            raise not_utf8 from None
     else:
         # Bytes, decoded here: the text layer of stdin either raises on invalid UTF-8 or (C locale)
         # passes it on as surrogates that fail later, when the hash is computed.
@@ -73,9 +77,5 @@ def run_hash_password(_args: argparse.Namespace) -> int:
             first = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise not_utf8 from None
-    try:
-        first.encode("utf-8")
-    except UnicodeEncodeError:  # a terminal in a non-UTF-8 locale passes undecodable bytes as surrogates
-        raise not_utf8 from None
     write_out(hash_password(first) + "\n")
     return 0

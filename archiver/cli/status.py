@@ -29,8 +29,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def collect(cfg: Config) -> dict[str, Any]:
     """The status report as data (the --json output)."""
-    # here, not at the top: the job runner (scheduler, metrics, connectors) is not CLI start-up work
-
     path = cfg.archive.path
     Repository.read_info(path)
     pid = daemon_running(path)
