@@ -25,16 +25,13 @@ and a size must fit the index's unsigned 64-bit field (MAX_SIZE).
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
-import tantivy
-
 from archiver.errors import QueryError
-from archiver.index.schema import mail_analyzer
+from archiver.index.schema import ADDRESS_ROLES, LABEL_QUERY_FIELDS, word_analyzer
 
 #: fields a word or phrase can be scoped to; aliases map to these.
 TEXT_FIELDS = (
@@ -53,10 +50,6 @@ TEXT_FIELDS = (
     "message-id",
 )
 SPECIAL_FIELDS = ("after", "before", "has")
-#: fields holding an address, searched by address/domain or by display-name words.
-ROLE_FIELDS = ("from", "to", "cc", "bcc")
-#: fields compared as one whole lower-cased value (a prefix is a prefix of that value).
-LABEL_FIELDS = ("client", "matter", "source", "folder", "message-id", "id")
 FIELD_ALIASES = {"msgid": "message-id", "messageid": "message-id", "attachments": "attachment"}
 KNOWN_FIELDS = (*TEXT_FIELDS, *SPECIAL_FIELDS, "size")
 HAS_VALUES = ("attachment", "attachments")
@@ -409,7 +402,7 @@ class _Parser:
         stem = text[:-1]
         if not any(ch.isalnum() for ch in stem):
             raise self.error(f"'{text}' at column {pos + 1}: a prefix needs a letter or digit before '*'", pos)
-        if field in LABEL_FIELDS or (field in ROLE_FIELDS and is_address_value(stem)):
+        if field in LABEL_QUERY_FIELDS or (field in ADDRESS_ROLES and is_address_value(stem)):
             # A prefix of a whole value: a label, an address or a domain (without the '@' that
             # marks a domain).
             if len(stem.strip().lstrip("@")) < MIN_PREFIX:
@@ -496,11 +489,6 @@ class _Parser:
         return SizeCompare(t.name, int(digits) * _SIZE_UNITS[unit], t.pos)  # type: ignore[arg-type]
 
 
-@functools.cache
-def _analyzer() -> tantivy.TextAnalyzer:
-    return mail_analyzer()
-
-
 def _analyzed(text: str) -> list[str]:
     """``text``'s words as the index has them (schema.mail_analyzer: split, long words dropped, folded)."""
-    return list(_analyzer().analyze(text))
+    return list(word_analyzer().analyze(text))

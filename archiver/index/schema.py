@@ -28,6 +28,7 @@ Matching rules, decided here once for indexing and querying alike:
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import tantivy
@@ -82,6 +83,15 @@ WORD_FIELDS: Final = (
     F_ATT_TEXT,
 )
 ADDR_FIELDS: Final = tuple(addr_field(r) for r in ADDRESS_ROLES)
+#: query fields compared as one whole lower-cased value (``client:acme``), and their index fields.
+LABEL_QUERY_FIELDS: Final = {
+    "client": F_CLIENT,
+    "matter": F_MATTER,
+    "source": F_SOURCE,
+    "folder": F_FOLDER,
+    "message-id": F_MESSAGE_ID,
+    "id": F_ID,
+}
 #: every field of the schema; an index on disk with other fields needs a reindex.
 ALL_FIELDS: Final = (
     F_ID,
@@ -140,6 +150,13 @@ def mail_analyzer() -> tantivy.TextAnalyzer:
         .filter(tantivy.Filter.ascii_fold())
         .build()
     )
+
+
+@functools.cache
+def word_analyzer() -> tantivy.TextAnalyzer:
+    """One :func:`mail_analyzer` shared by query parsing and translation (the words a query
+    looks for must be the words the index holds)."""
+    return mail_analyzer()
 
 
 def label_analyzer() -> tantivy.TextAnalyzer:

@@ -39,16 +39,6 @@ from archiver.index.query import (
 
 Occur = tantivy.Occur
 _ROLES = frozenset(S.ADDRESS_ROLES)
-_LABEL_FIELDS = {
-    "client": S.F_CLIENT,
-    "matter": S.F_MATTER,
-    "source": S.F_SOURCE,
-    "folder": S.F_FOLDER,
-    "message-id": S.F_MESSAGE_ID,
-    "id": S.F_ID,
-}
-
-
 def regex_literal(text: str) -> str:
     """Escape text for tantivy's regex syntax: every non-alphanumeric char as ``\\x{..}``."""
     return "".join(ch if ch.isalnum() else f"\\x{{{ord(ch):x}}}" for ch in text)
@@ -59,7 +49,7 @@ class Translator:
 
     def __init__(self, schema: tantivy.Schema) -> None:
         self.schema = schema
-        self.analyzer = S.mail_analyzer()
+        self.analyzer = S.word_analyzer()
 
     def translate(self, parsed: ParsedQuery) -> tantivy.Query:
         return _Run(self, parsed).node(parsed.root)
@@ -160,7 +150,7 @@ class _Run:
             text = self.words(S.F_ATT_TEXT, t)
             assert name is not None and text is not None
             return self.any_of([name, text])
-        return self.label(_LABEL_FIELDS[t.field], t)
+        return self.label(S.LABEL_QUERY_FIELDS[t.field], t)
 
     def role(self, role: str, t: Term) -> tantivy.Query:
         value = t.text.strip()
