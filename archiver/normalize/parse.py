@@ -305,14 +305,14 @@ def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple
         # mail-parser reads any unknown alphabetic zone (and "PM") as UTC and says nothing: offset 0
         # is checked against the zone tokens that do mean UTC (a short regex, for offset 0 only).
         if value is not None and result.timezone == "+0.0" and not _UTC_ZONE.search(raw):
-            lenient, zone_known = _lenient_date(raw)
-            if lenient is not None and _TWELVE_HOUR.search(raw):
+            lenient, zone_known, twelve_hour = _lenient_date(raw)
+            if lenient is not None and twelve_hour:
                 value = lenient
     except Exception:
         value = None
     if value is None:
         # mail-parser is strict (no missing zone, 1-digit hours, AM/PM, "GMT+1"); the stdlib is lenient.
-        value, zone_known = _lenient_date(raw)
+        value, zone_known, _twelve = _lenient_date(raw)
     shown = raw.strip()[:80]
     if value is None:
         errors.append(f"bad date: {shown!r}")
@@ -330,8 +330,9 @@ def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple
     return value, False
 
 
-def _lenient_date(raw: str) -> tuple[datetime | None, bool]:
-    """(date, whether its zone was known) by the stdlib's lenient parser, 12-hour times made 24-hour.
+def _lenient_date(raw: str) -> tuple[datetime | None, bool, bool]:
+    """(date, whether its zone was known, whether it had a 12-hour time) by the stdlib's lenient
+    parser, 12-hour times made 24-hour.
 
     The stdlib takes the token after the time as the zone, so in "06:50:21 PM -0400" it reads
     "PM" as an unknown zone and drops the "-0400", and "4:12:06 PM" becomes 04:12: the AM/PM
@@ -346,10 +347,10 @@ def _lenient_date(raw: str) -> tuple[datetime | None, bool]:
     try:
         value = email.utils.parsedate_to_datetime(raw)  # naive when the zone is unknown or missing
     except Exception:
-        return None, False
+        return None, False, twelve is not None
     if value.tzinfo is not None:
-        return value, True
-    return value.replace(tzinfo=UTC), _UTC_ZONE.search(raw) is not None
+        return value, True, twelve is not None
+    return value.replace(tzinfo=UTC), _UTC_ZONE.search(raw) is not None, twelve is not None
 
 
 # --- body -------------------------------------------------------------------------------------
@@ -381,8 +382,8 @@ class _Walker:
         self,
         max_attachment_text_chars: int,
         errors: list[str],
-        embed_depth: int = 0,
-        charsets: _DeclaredCharsets | None = None,
+        embed_depth: int,
+        charsets: _DeclaredCharsets,
         split_folded: bool = True,
     ) -> None:
         self.max_text = max_attachment_text_chars
@@ -393,8 +394,6 @@ class _Walker:
         self.split_folded = split_folded
         #: the inline text/plain and text/html parts, in message order.
         self.body: list[_BodyPart] = []
-        #: the inline HTML parts (the first is ParsedMessage.body_html).
-        self.html: list[str] = []
         #: multipart/alternative parts seen so far (each is numbered in _AltPath by this count).
         self.alternatives = 0
         self.attachments: list[Attachment] = []
@@ -404,8 +403,6 @@ class _Walker:
 
     def walk(self, root: Message) -> None:
         """Read every part; raises ``_FoldedBoundaryError`` if a multipart's boundary was folded."""
-        if self.charsets is None:
-            self.charsets = _DeclaredCharsets(root)
         stack: list[tuple[Message, _AltPath]] = [(root, ())]
         seen = 0
         while stack:
@@ -431,7 +428,7 @@ class _Walker:
                     else:
                         stack.extend((p, path) for p in reversed(children))
                 continue
-            if self.split_folded and ctype.startswith("multipart/") and _has_folded_boundary(part):
+            if self.split_folded and ctype.startswith("multipart/") and _unsplit_folded(part):
                 raise _FoldedBoundaryError
             self._leaf(part, ctype, path)
 
@@ -482,8 +479,6 @@ class _Walker:
             text = self._decode(part, payload)
             is_html = ctype == "text/html"
             self.body.append((is_html, text, path))
-            if is_html:
-                self.html.append(text)
             return
         filename = self._filename(part)
         if ctype in _ATTACHMENT_TEXT_TYPES and self.max_text > 0:
@@ -526,7 +521,7 @@ class _Walker:
             self.errors.append(unpacked.error)
         for name, data in unpacked.files:
             self._attach_file(name, tnef.content_type_of(name), data, None)
-        if unpacked.body.strip():
+        if _holds_text(unpacked.body):
             self.tnef_bodies.append(unpacked.body)
 
     def _embedded(self, part: Message, ctype: str) -> None:
@@ -570,7 +565,7 @@ class _Walker:
         """
         texts: list[str] = []
         for is_html, text, _path in self._shown() if self.alternatives else self.body:
-            if not text or text.isspace():
+            if not _holds_text(text):
                 continue
             if not is_html:
                 texts.append(text.strip("\n"))
@@ -624,8 +619,10 @@ _LINE_BREAK = re.compile(r"\r\n?|\n")
 _UNFOLDING = _UnfoldingPolicy()
 
 
-def _has_folded_boundary(part: Message) -> bool:
+def _unsplit_folded(part: Message) -> bool:
     """A multipart part that compat32 left unsplit because its boundary parameter was folded."""
+    if part.get_content_maintype() != "multipart" or part.is_multipart():
+        return False
     try:
         boundary = part.get_boundary()
     except Exception:
@@ -633,17 +630,20 @@ def _has_folded_boundary(part: Message) -> bool:
     return isinstance(boundary, str) and ("\n" in boundary or "\r" in boundary)
 
 
+def _unfolded(data: bytes) -> Message | None:
+    """``data`` parsed again with unfolded header values; None when the parts, once split,
+    nest deeper than the stdlib parser can go."""
+    try:
+        return BytesParser(policy=_UNFOLDING).parsebytes(data)
+    except RecursionError:
+        return None
+
+
 def _mime_trees(data: bytes) -> Iterator[Message]:
     """The compat32 parse of ``data``, and the unfolding re-parse if ``_walk`` would take that."""
     msg = BytesParser(policy=compat32).parsebytes(data)
     yield msg
-    if any(
-        p.get_content_maintype() == "multipart" and not p.is_multipart() and _has_folded_boundary(p) for p in msg.walk()
-    ):
-        try:
-            unfolded = BytesParser(policy=_UNFOLDING).parsebytes(data)
-        except RecursionError:  # _walk keeps the compat32 parse then
-            return
+    if any(_unsplit_folded(p) for p in msg.walk()) and (unfolded := _unfolded(data)) is not None:
         yield unfolded
 
 
@@ -826,7 +826,7 @@ def _parse_stdlib(
     return ParsedMessage(
         **fields,
         body_text=walker.body_text(),
-        body_html=clean_text(walker.html[0]) if walker.html else "",
+        body_html=clean_text(next((text for is_html, text, _path in walker.body if is_html), "")),
         attachments=tuple(walker.attachments),
         parse_errors=tuple(dict.fromkeys(errors)),
     )
@@ -839,19 +839,17 @@ def _walk(msg: Message, data: bytes, max_text: int, errors: list[str], charsets:
     compat32 could not split (rare in itself) whose boundary contains a line break.
     """
     mark = len(errors)
-    walker = _Walker(max_text, errors, charsets=charsets)
+    walker = _Walker(max_text, errors, 0, charsets)
     try:
         walker.walk(msg)
         return walker
     except _FoldedBoundaryError:
         del errors[mark:]
-    walker = _Walker(max_text, errors, charsets=charsets, split_folded=False)
-    try:
-        unfolded = BytesParser(policy=_UNFOLDING).parsebytes(data)
-    except RecursionError:  # once split, the parts nest deeper than the stdlib parser can go
+    walker = _Walker(max_text, errors, 0, charsets, split_folded=False)
+    unfolded = _unfolded(data)
+    if unfolded is None:
         errors.append("folded boundary parameter: MIME nesting too deep to split the parts")
-        unfolded = msg
-    walker.walk(unfolded)
+    walker.walk(unfolded or msg)
     return walker
 
 
