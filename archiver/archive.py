@@ -78,7 +78,7 @@ class Archive:
             cfg.archive.path,
             read_passphrase(cfg.archive),
             clock=clock,
-            segment_max_bytes=cfg.archive.segment_max_mb * 2**20,
+            segment_max_bytes=_segment_max(cfg),
             actor=actor,
         )
         return cls(cfg, repo)

@@ -76,8 +76,8 @@ class LateParents:
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
         self._on = archive.cfg.tagging.thread_inheritance
-        self._waiting: list[_Waiting] = []
-        self._waiting_ids: set[str] = set()
+        #: by object id, in the order they were stored.
+        self._waiting: dict[str, _Waiting] = {}
         #: Message-IDs the waiting replies refer to.
         self._wanted: set[str] = set()
         #: wanted Message-IDs that were stored after a reply asked for them.
@@ -108,8 +108,7 @@ class LateParents:
             or len(self._wanted) + len(refs) > MAX_REFS
         ):
             return
-        self._waiting.append(_Waiting(oid, own, refs, parsed.message_id, parsed.date))
-        self._waiting_ids.add(oid)
+        self._waiting[oid] = _Waiting(oid, own, refs, parsed.message_id, parsed.date)
         self._wanted.update(refs)
 
     def _probe(self) -> None:
@@ -118,7 +117,7 @@ class LateParents:
         for oid in self._archive.repo.catalog.replies_to(ids, without_matter=True):
             if len(self._earlier) >= MAX_WAITING:
                 return
-            if oid not in self._waiting_ids:  # a reply of this import, already remembered
+            if oid not in self._waiting:  # a reply of this import, already remembered
                 self._earlier[oid] = None
 
     def file(self, actor: str, workers: Workers) -> list[str]:
@@ -136,12 +135,12 @@ class LateParents:
             return []
         self._probe()
         archive = self._archive
-        items = {w.oid: w for w in self._waiting}
+        items = dict(self._waiting)
         answered_by: dict[str, list[str]] = {}  # Message-ID -> ids of the known replies to it
-        for w in self._waiting:
+        for w in self._waiting.values():
             for ref in w.refs:
                 answered_by.setdefault(ref, []).append(w.oid)
-        work = {w.oid for w in self._waiting if any(r in self._arrived for r in w.refs)}
+        work = {w.oid for w in self._waiting.values() if any(r in self._arrived for r in w.refs)}
         queue = list(self._earlier)
         earlier_refs = 0  # references held for earlier replies (their own MAX_REFS budget)
         skipped: set[str] = set()

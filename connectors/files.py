@@ -33,8 +33,8 @@ mboxrd quoting nor honours ``Content-Length`` framing, and it splits on every
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
+import io
 import itertools
 import logging
 import os
@@ -812,12 +812,9 @@ class FilesConnector:
         complete = True
         single = _single_message(data, self.max_message_bytes) if data is not None else None
         try:
-            with contextlib.ExitStack() as stack:
-                if single is not None:
-                    entries: Iterator[_MboxEntry] = iter((single,))
-                else:
-                    fh = stack.enter_context(path.open("rb", buffering=1 << 20))
-                    entries = _iter_mbox(fh, self.max_message_bytes)
+            # A small file is already in memory: the line reader reads it from there.
+            with io.BytesIO(data) if data is not None else path.open("rb", buffering=1 << 20) as fh:
+                entries = iter((single,)) if single is not None else _iter_mbox(fh, self.max_message_bytes)
                 head = list(itertools.islice(entries, 2))
                 folder = parent if len(head) == 1 else rel
                 for entry in itertools.chain(head, entries):

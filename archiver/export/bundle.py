@@ -97,8 +97,7 @@ def select_query(archive: Any, query: str) -> Selection:
     bundle without a word.
     """
     with archive.repo.lock():
-        archive.catch_up()
-    archive.index.reload()
+        archive.catch_up()  # its commits reload the index
     ids = archive.index.matching_ids(query)
     return Selection("query", query, list(dict.fromkeys(ids)))
 

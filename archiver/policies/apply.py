@@ -194,7 +194,7 @@ _PROV_SQL = (
 
 
 @dataclass(frozen=True, slots=True)
-class _Loaded:
+class LoadedMessage:
     record: MessageRecord
     addresses: frozenset[str]
     subject: str
@@ -203,7 +203,7 @@ class _Loaded:
 
 def iter_records(
     archive: Archive, query_rules: dict[str, set[str]], ids: Sequence[str] | None = None
-) -> Iterator[_Loaded]:
+) -> Iterator[LoadedMessage]:
     """Every live message (or those in ``ids``) as a MessageRecord, streaming (a merge join by id)."""
     conn = archive.repo.catalog.conn
     if ids is not None:
@@ -221,7 +221,7 @@ def iter_records(
     )
 
 
-def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, set[str]]) -> Iterator[_Loaded]:
+def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, set[str]]) -> Iterator[LoadedMessage]:
     prov_iter = iter(provs)
     pending = next(prov_iter, None)
     for oid, ingested_at, client, matters_json, date, from_addr, to_j, cc_j, bcc_j, subject in objects:
@@ -267,7 +267,7 @@ def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, 
             copies=tuple(copies),
             query_rules=frozenset(name for name, hit in query_rules.items() if oid in hit),
         )
-        yield _Loaded(record, frozenset(addresses), subject or "", date or "")
+        yield LoadedMessage(record, frozenset(addresses), subject or "", date or "")
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def evaluate(
     holds: HoldCheck | None = None,
     lenient: bool = False,
     answers: dict[str, set[str]] | None = None,
-) -> Iterator[tuple[_Loaded, Outcome]]:
+) -> Iterator[tuple[LoadedMessage, Outcome]]:
     """The retention decision for every live message (or those in ``ids``), holds included.
 
     The one place a decision is made: the plan, approvals and the web's message page all
@@ -378,7 +378,7 @@ def evaluate(
         yield loaded, decide(rec, rules, now, closures=closed, holds=held)
 
 
-def _item(loaded: _Loaded, out: Outcome) -> PlanItem:
+def _item(loaded: LoadedMessage, out: Outcome) -> PlanItem:
     return PlanItem(
         id=out.id,
         decision=out.decision.value,

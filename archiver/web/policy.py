@@ -14,8 +14,9 @@ from typing import Any
 
 from archiver.archive import Archive
 from archiver.clock import iso
-from archiver.policies.apply import HoldCheck, evaluate, iter_records, rules_path
+from archiver.policies.apply import HoldCheck, LoadedMessage, evaluate, iter_records, rules_path
 from archiver.policies.holds import list_holds
+from archiver.policies.retention import Outcome
 from archiver.policies.rules import load_rules
 from archiver.web.access import Scope
 
@@ -43,29 +44,33 @@ def status(archive: Archive, oid: str, info: dict[str, Any]) -> tuple[list[dict[
 
     Both come from ``archiver.policies.apply`` (HoldCheck, evaluate), as a retention run
     would make them, leniently: a hold or rule query that cannot run covers nothing here.
+    The message's record is loaded once, by ``evaluate`` (or alone when the rules cannot be read).
     """
     check = HoldCheck(archive, [oid], lenient=True)
-    loaded = next(iter_records(archive, {}, [oid]), None)
+    loaded: LoadedMessage | None = None
+    decision: dict[str, Any] | None = None
+    if info.get("disposed_at"):  # judged on the tags the catalog still has
+        decision = {"decision": "disposed", "at": info["disposed_at"], "rule": info.get("disposed_rule")}
+    else:
+        try:
+            rules = load_rules(rules_path(archive))
+            found = next(evaluate(archive, rules, archive.repo.clock(), [oid], holds=check, lenient=True), None)
+        except Exception as exc:  # shown, never raised: see the module docstring
+            loaded = next(iter_records(archive, {}, [oid]), None)
+            decision = {"decision": "unknown", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+        else:
+            if found is not None:
+                loaded, decision = found[0], _decision(found[1])
     client: str = str(info.get("client", ""))
     matters: Sequence[str] = list(info.get("matters", []))
     addresses: frozenset[str] = frozenset()
-    if loaded is not None:  # else disposed of: judged on the tags the catalog still has
+    if loaded is not None:
         client, matters, addresses = loaded.record.client, loaded.record.matters, loaded.addresses
     holds = [h.to_json() for h in check.covering(oid, client, matters, addresses)]
-    return holds, _retention(archive, oid, info, check)
+    return holds, decision
 
 
-def _retention(archive: Archive, oid: str, info: dict[str, Any], check: HoldCheck) -> dict[str, Any] | None:
-    if info.get("disposed_at"):
-        return {"decision": "disposed", "at": info["disposed_at"], "rule": info.get("disposed_rule")}
-    try:
-        rules = load_rules(rules_path(archive))
-        found = next(evaluate(archive, rules, archive.repo.clock(), [oid], holds=check, lenient=True), None)
-    except Exception as exc:  # shown, never raised: see the module docstring
-        return {"decision": "unknown", "reason": f"{type(exc).__name__}: {exc}"[:300]}
-    if found is None:
-        return None
-    outcome = found[1]
+def _decision(outcome: Outcome) -> dict[str, Any]:
     return {
         "decision": outcome.decision.value,
         "rule": outcome.rule,
