@@ -40,6 +40,14 @@ class ArchiveConfig(_Strict):
     #: archive reaches 1,000 messages and again at each 4x growth (archiver/store/dictionary.py).
     compression_dictionary: bool = True
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        # Path("") would be "." (the config file's folder): an empty value is a mistake.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
 
 class IngestConfig(_Strict):
     #: parser worker processes; 0 = one per CPU core.
@@ -385,7 +393,7 @@ def _format_validation_error(path: Path | None, exc: ValidationError) -> str:
     lines = [f"The configuration in {where} is invalid:"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = err["msg"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against config.example.yaml)"
         elif err["type"] == "missing":
@@ -415,10 +423,6 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"The configuration in {origin or 'config'} must be a mapping with an 'archive' key.")
     base = origin.parent if origin else Path.cwd()
-    section = data.get("archive")
-    if isinstance(section, dict) and isinstance(section.get("path"), str) and not section["path"].strip():
-        # Path("") would be "." (the config file's folder): an empty value is a mistake.
-        raise ConfigError(f"The configuration in {origin or 'config'} is invalid:\n  archive.path: must not be empty")
     try:
         cfg = Config.model_validate({**data, "origin": origin})
     except ValidationError as exc:
