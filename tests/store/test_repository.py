@@ -33,6 +33,22 @@ def repo(tmp_path: Path) -> Repository:
     return Repository.create(tmp_path / "a", PW)
 
 
+def _two_commits_then(tmp_path: Path, repo: Repository) -> tuple[int, Path]:
+    """Two committed transactions; returns where the second one's frame starts, and the journal file."""
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    start = repo.journal.size()
+    with repo.transaction() as tx:
+        tx.put_raw(msg(2), prov(2), Tags())
+    repo.close()
+    return start, journal_file(tmp_path / "a")
+
+
+def _drop_catalog(tmp_path: Path) -> None:
+    for p in (tmp_path / "a").glob("catalog.sqlite*"):
+        p.unlink()
+
+
 def test_round_trip_and_dedup(repo: Repository) -> None:
     with repo.transaction() as tx:
         ids = [tx.put_raw(msg(i), prov(i), Tags(client="c", matters=("m1",))) for i in range(5)]
@@ -136,8 +152,7 @@ def test_catalog_is_rebuilt_from_journal(repo: Repository, tmp_path: Path) -> No
             tx.put_raw(msg(i), prov(i), Tags(client="acme", matters=("1",)))
         tx.checkpoint("files:x", "1:2")
     repo.close()
-    for f in (tmp_path / "a").glob("catalog.sqlite*"):
-        f.unlink()
+    _drop_catalog(tmp_path)
     r2 = Repository.open(tmp_path / "a", PW)
     assert sorted(r2.catalog.live_ids()) == sorted(message_id_of(msg(i)) for i in range(3))
     assert r2.catalog.checkpoints() == {"files:x": "1:2"}
@@ -166,17 +181,10 @@ def test_journal_records_hold_no_content(repo: Repository) -> None:
 
 def test_torn_final_commit_line_is_uncommitted(repo: Repository, tmp_path: Path) -> None:
     """A commit record cut short before its newline was never acknowledged: recovery drops it."""
-    with repo.transaction() as tx:
-        tx.put_raw(msg(1), prov(1), Tags())
-    good = repo.journal.size()
-    with repo.transaction() as tx:
-        tx.put_raw(msg(2), prov(2), Tags())
-    repo.close()
+    good, f = _two_commits_then(tmp_path, repo)
     # roll the catalog back and tear the last line (the commit record) two bytes short
-    data = journal_file(tmp_path / "a").read_bytes()
-    journal_file(tmp_path / "a").write_bytes(data[:-2])
-    for f in (tmp_path / "a").glob("catalog.sqlite*"):
-        f.unlink()
+    f.write_bytes(f.read_bytes()[:-2])
+    _drop_catalog(tmp_path)
     r2 = Repository.open(tmp_path / "a", PW)
     assert r2.journal.size() == good
     assert not r2.catalog.has_object(message_id_of(msg(2)))
@@ -248,8 +256,7 @@ def test_damaged_committed_frame_is_not_cut_as_a_torn_write(repo: Repository, tm
     data = bytearray(f.read_bytes())
     data[start + 20] ^= 0x40
     f.write_bytes(bytes(data))
-    for p in (tmp_path / "a").glob("catalog.sqlite*"):
-        p.unlink()
+    _drop_catalog(tmp_path)
     r2 = Repository.open(tmp_path / "a", PW)  # rebuilds what it can; the damage stays for verify
     assert journal_file(tmp_path / "a").stat().st_size == len(data), "committed records must never be cut"
     report = r2.verify()
@@ -267,8 +274,7 @@ def test_plain_journal_of_an_older_archive_still_works(repo: Repository, tmp_pat
     folder = tmp_path / "a" / "journal"
     (folder / "journal.jsonl").write_bytes(b"".join(canonical(r) + b"\n" for r in recs))
     (folder / "journal.jsonl.zst").unlink()
-    for p in (tmp_path / "a").glob("catalog.sqlite*"):
-        p.unlink()
+    _drop_catalog(tmp_path)
     r2 = Repository.open(tmp_path / "a", PW)
     with r2.transaction() as tx:
         tx.put_raw(msg(2), prov(2), Tags())
@@ -293,22 +299,6 @@ def test_a_decompressed_copy_next_to_the_journal_is_not_taken_for_it(repo: Repos
         tx.put_raw(msg(2), prov(2), Tags())
     assert r2.verify().ok
     assert (folder / "journal.jsonl").read_bytes().count(b"\n") == 2, "the copy is left alone"
-
-
-def _two_commits_then(tmp_path: Path, repo: Repository) -> tuple[int, Path]:
-    """Two committed transactions; returns where the second one's frame starts, and the journal file."""
-    with repo.transaction() as tx:
-        tx.put_raw(msg(1), prov(1), Tags())
-    start = repo.journal.size()
-    with repo.transaction() as tx:
-        tx.put_raw(msg(2), prov(2), Tags())
-    repo.close()
-    return start, journal_file(tmp_path / "a")
-
-
-def _drop_catalog(tmp_path: Path) -> None:
-    for p in (tmp_path / "a").glob("catalog.sqlite*"):
-        p.unlink()
 
 
 def test_damaged_last_frame_is_not_cut_when_the_catalog_is_missing(repo: Repository, tmp_path: Path) -> None:
