@@ -23,7 +23,7 @@ from archiver.index.store import IndexSchemaError, MessageIndex
 from archiver.logging import get_logger
 from archiver.model import HitDisplay, IndexDoc, ParsedMessage, SearchResult, Tags
 from archiver.normalize.tagging import Tagger
-from archiver.store.catalog import metadata_differences
+from archiver.store.catalog import METADATA_COLUMNS, metadata_differences
 from archiver.store.repository import Repository, VerifyReport
 from archiver.workers import ParseOptions, Workers, parse_with, reopen
 
@@ -45,18 +45,7 @@ class MaintenanceSummary:
 
 #: the ``messages`` columns ``verify --full`` checks against a fresh parse (not the date or the parse
 #: errors, which depend on when the message arrived and on the parser's time budgets).
-_PARSED_FIELDS = (
-    "message_id",
-    "in_reply_to",
-    "refs",
-    "from_addr",
-    "from_name",
-    "to_addrs",
-    "cc_addrs",
-    "bcc_addrs",
-    "subject",
-    "attachments",
-)
+_PARSED_FIELDS = tuple(c for c in METADATA_COLUMNS if c not in ("date", "date_fallback", "parse_errors"))
 
 #: tags decided in the current pass: Message-ID -> object id -> tags (see Archive.parent_tags).
 LocalTags = Mapping[str, Mapping[str, Tags]]

@@ -44,6 +44,14 @@ def _two_commits_then(tmp_path: Path, repo: Repository) -> tuple[int, Path]:
     return start, journal_file(tmp_path / "a")
 
 
+def _flip_a_byte_after(f: Path, start: int) -> bytes:
+    """Flip one bit in the middle of the journal's bytes after ``start`` (its last frame); returns them all."""
+    data = bytearray(f.read_bytes())
+    data[start + (len(data) - start) // 2] ^= 0x10
+    f.write_bytes(bytes(data))
+    return bytes(data)
+
+
 def _drop_catalog(tmp_path: Path) -> None:
     for p in (tmp_path / "a").glob("catalog.sqlite*"):
         p.unlink()
@@ -305,9 +313,7 @@ def test_damaged_last_frame_is_not_cut_when_the_catalog_is_missing(repo: Reposit
     """A flipped byte in the last (committed) frame is not a torn write: with no catalog to say
     whether it was committed, recovery changes nothing and writers refuse, keeping every key."""
     start, f = _two_commits_then(tmp_path, repo)
-    data = bytearray(f.read_bytes())
-    data[start + (len(data) - start) // 2] ^= 0x10
-    f.write_bytes(bytes(data))
+    data = _flip_a_byte_after(f, start)
     segment = (tmp_path / "a" / "segments").iterdir().__next__().read_bytes()
     _drop_catalog(tmp_path)
     r2 = Repository.open(tmp_path / "a", None)  # a reader: no passphrase
@@ -426,9 +432,7 @@ def test_an_interrupt_just_after_commit_is_not_hidden_by_a_failed_rollback(repo:
 def test_writers_refuse_to_append_after_a_damaged_last_transaction(repo: Repository, tmp_path: Path) -> None:
     """Damage to the last applied frame is not buried under new, validly chained records."""
     start, f = _two_commits_then(tmp_path, repo)
-    data = bytearray(f.read_bytes())
-    data[start + (len(data) - start) // 2] ^= 0x10
-    f.write_bytes(bytes(data))
+    data = _flip_a_byte_after(f, start)
     r2 = Repository.open(tmp_path / "a", PW)  # the catalog is intact: it has applied that frame
     with pytest.raises(IntegrityError, match=r"committed transaction.* is damaged"), r2.transaction() as tx:
         tx.put_raw(msg(3), prov(3), Tags())
@@ -526,16 +530,8 @@ def _big_checkpoints(repo: Repository, n: int, size: int) -> None:
 
 def test_the_tail_check_finds_damage_in_a_journal_larger_than_its_window(repo: Repository, tmp_path: Path) -> None:
     _big_checkpoints(repo, 12, 200_000)  # about 2.4 MB of frames, more than the window
-    with repo.transaction() as tx:
-        tx.put_raw(msg(1), prov(1), Tags())
-    start = repo.journal.size()
-    with repo.transaction() as tx:
-        tx.put_raw(msg(2), prov(2), Tags())
-    repo.close()
-    f = journal_file(tmp_path / "a")
-    data = bytearray(f.read_bytes())
-    data[start + (len(data) - start) // 2] ^= 0x10
-    f.write_bytes(bytes(data))
+    start, f = _two_commits_then(tmp_path, repo)
+    _flip_a_byte_after(f, start)
     r2 = Repository.open(tmp_path / "a", PW)
     with pytest.raises(IntegrityError, match=r"damaged|altered"), r2.transaction() as tx:
         tx.put_raw(msg(3), prov(3), Tags())
