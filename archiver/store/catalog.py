@@ -446,14 +446,9 @@ class Catalog:
             )
         return [found[r] for r in rows if r in found]
 
-    def tags_for_message_ids(self, message_ids: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-        """Tags of archived messages with these Message-IDs (thread inheritance), in the order of
-        ``message_ids`` (several messages may share one, then in the order they were stored)."""
-        found = self.tags_by_message_id(message_ids)
-        return [(c, m) for mid in dict.fromkeys(message_ids) for _oid, c, m in found.get(mid, ())]
-
     def tags_by_message_id(self, message_ids: Sequence[str]) -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
-        """:meth:`tags_for_message_ids` by Message-ID, each copy as (object id, client, matters)."""
+        """Tags of archived messages with these Message-IDs (thread inheritance), by Message-ID:
+        each copy as (object id, client, matters), in the order they were stored."""
         found: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
         for chunk, marks in in_chunks(message_ids):
             rows = self.conn.execute(

@@ -228,7 +228,7 @@ def test_message_metadata_reads_back(cat: Catalog) -> None:
         for k in ("refs", "to_addrs", "cc_addrs", "bcc_addrs", "attachments", "parse_errors"):
             expected[k] = json.loads(expected[k])
         assert cat.message(oid(i)) == {**expected, "indexed": 0}
-    assert cat.tags_for_message_ids(["<2@x>", "<9@x>"]) == [("unfiled", ())]
+    assert cat.tags_by_message_id(["<2@x>", "<9@x>"]) == {"<2@x>": [(oid(2), "unfiled", ())]}
     assert cat.stats()["parse_errors"] == 1
     # metadata put later (catch-up) finds the object by id; an unknown id is dropped
     cat.conn.execute("DELETE FROM message_rows WHERE obj=(SELECT ingest_seq FROM object_rows WHERE id=?)", (oid(2),))
