@@ -7,11 +7,17 @@ whatever the number of messages (bench/export.py measures it).  manifest.json is
 last, so it can list the hashes of every other file, and one signature over it then vouches
 for the whole bundle.
 
-Proofs: for each message, the journal records from the ``ingest`` record that stored it up
-to the ``commit`` record (signed checkpoint) that closed its transaction, copied byte for
-byte, plus the journal's ``init`` record and its commit (which name the public key).  A
-verifier recomputes every record hash, follows the ``prev`` links to the commit and checks
-the commit's signature: the message has been in the archive, unchanged, since that time.
+Proofs: for each message, its journal records (the ``ingest`` record that stored it, the
+``copy`` records of its other copies, the ``tag`` records that filed it), each followed by
+the rest of its transaction up to the ``commit`` record (signed checkpoint) that closed it,
+plus the journal's ``init`` record and its commit (which name the public key).  A verifier
+recomputes every record hash, follows the ``prev`` links to the commit and checks the
+commit's signature: the message has been in the archive, unchanged, since that time, and
+the custodian, folder, client and matters in the manifest are the journal's, not an edited
+catalog's.  The other records of those transactions (other messages, other clients,
+connector checkpoints) are shown only as their header and ``data_sha256`` (docs/format.md
+6.2), which is enough to check the chain and says nothing of them; records written before
+record version 2 can only be shown whole.
 
 Disposed messages are never exported (their content is gone) and are listed in
 custody.json with the rule that disposed them; held messages export like any other.
@@ -52,6 +58,7 @@ from archiver.export.verify import (
     MANIFEST_CSV,
     MANIFEST_JSON,
     PROOFS,
+    PROVENANCE_KEYS,
     ROWS_END,
     ROWS_START,
     SIGNATURE,
@@ -62,7 +69,10 @@ from archiver.export.verify import (
 from archiver.model import ParsedMessage
 from archiver.policies.naming import NamingPolicy, UniqueNamer, fields_of
 from archiver.store.catalog import in_chunks
-from archiver.store.journal import canonical
+from archiver.store.journal import canonical, data_digest
+
+#: the journal records about one message that a bundle discloses for it (and the verifier checks).
+_MESSAGE_RECORDS = frozenset({"ingest", "copy", "tag"})
 
 TOOL_NAME = "mail-archiver"
 Progress = Callable[[int, int], None]
@@ -76,6 +86,19 @@ class Selection:
     value: str
     ids: list[str]
     unresolved: list[dict[str, str]] = field(default_factory=list)
+
+
+def proof_form(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as a bundle shows one it does not disclose: its header and ``data_sha256``.
+
+    Version-2 records hash their data through that digest, so the chain through this record
+    still checks (docs/format.md 6.2).  An older record can only be shown whole.
+    """
+    if "v" not in rec:
+        return rec
+    shown = {k: v for k, v in rec.items() if k != "data"}
+    shown["data_sha256"] = data_digest(rec["data"])
+    return shown
 
 
 @dataclass
@@ -235,22 +258,31 @@ class BundleWriter:
         keep.sort()
         return [(oid, seq) for _d, oid, seq in keep], skipped
 
-    def collect_proofs(self, wanted: set[int], out: IO[bytes]) -> dict[int, tuple[int, str]]:
-        """Copy the journal records from each wanted ingest record to its commit; returns seq -> (commit, time)."""
+    def collect_proofs(self, ids: set[str], out: IO[bytes]) -> dict[int, tuple[int, str]]:
+        """Write the proofs of the messages ``ids``; returns ingest seq -> (its commit's seq, ingest time).
+
+        Disclosed whole: the init record and its commit, every commit, and the ``ingest``,
+        ``copy`` and ``tag`` records of ``ids``.  Each disclosed record starts a capture that
+        runs to the end of its transaction, so the chain from it to the signed commit can be
+        checked; the records in between that are not the exported messages' own are reduced
+        to :func:`proof_form` (a bundle must not carry other clients' mail metadata).
+        """
         head = self.repo.catalog.head()
         found: dict[int, tuple[int, str]] = {}
         pending: list[tuple[int, str]] = []
         capturing = False
         for line in self.repo.journal.committed(head):
             rec = line.record
-            seq = rec["seq"]
-            if seq in wanted or seq <= 1:
+            seq, type_ = rec["seq"], rec["type"]
+            data = rec.get("data")
+            own = type_ in _MESSAGE_RECORDS and isinstance(data, dict) and data.get("id") in ids
+            if own or seq <= 1:
                 capturing = True
-                if rec["type"] == "ingest":
+                if type_ == "ingest" and own:
                     pending.append((seq, rec["time"]))
             if capturing:
-                out.write(canonical(rec) + b"\n")
-            if rec["type"] == "commit":
+                out.write(canonical(rec if own or seq <= 1 or type_ == "commit" else proof_form(rec)) + b"\n")
+            if type_ == "commit":
                 for s, t in pending:
                     found[s] = (seq, t)
                 pending = []
@@ -282,6 +314,9 @@ class BundleWriter:
         if not self.out.parent.is_dir():
             raise UsageError(f"The folder {self.out.parent} does not exist.")
         keys = self.repo.require_keys()
+        # The manifest's custodians, folders, clients and matters come from the catalog: a
+        # catalog edited behind the journal's back must stop the export, not be signed.
+        self.repo.require_verified("Nothing was exported")
         planned, skipped = self.plan(selection)
         if not planned:
             raise NotFoundError(
@@ -296,7 +331,7 @@ class BundleWriter:
         ):
             tmp = Path(tmpdir)
             with open(tmp / "proofs", "wb") as pf:
-                proofs = self.collect_proofs({seq for _o, seq in planned}, pf)
+                proofs = self.collect_proofs({oid for oid, _s in planned}, pf)
             rows_f = stack.enter_context(open(tmp / "rows", "w", encoding="utf-8"))
             csv_f = stack.enter_context(open(tmp / "csv", "w", encoding="utf-8-sig", newline=""))
             dat_f = stack.enter_context(open(tmp / "dat", "w", encoding=DAT_ENCODING, newline=""))
@@ -307,6 +342,7 @@ class BundleWriter:
             zf = stack.enter_context(zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True))
             number = 0
             first = last = ""
+            exported: list[str] = []
             for done, (oid, seq) in enumerate(planned, 1):
                 try:
                     raw = self.repo.read_raw(oid)
@@ -317,6 +353,7 @@ class BundleWriter:
                     skipped.append({"id": oid, "reason": "its ingest record is not covered by a signed checkpoint"})
                     continue
                 number += 1
+                exported.append(oid)
                 bates = f"{self.bates_prefix}{number:0{width}d}"
                 first = first or bates
                 last = bates
@@ -366,6 +403,9 @@ class BundleWriter:
                         "not_exported": len(skipped),
                         "bates_first": first,
                         "bates_last": last,
+                        # which messages left the archive, in Bates order: the audit trail must
+                        # answer "who exported message X" after the bundle itself is gone
+                        "ids": exported,
                     },
                 )
             os.replace(partial, self.out)
@@ -404,9 +444,7 @@ class BundleWriter:
             "subject": parsed.subject,
             "client": tags.client,
             "matters": list(tags.matters),
-            "provenance": [
-                {k: p.get(k) or "" for k in ("source", "account", "folder", "uid", "location")} for p in prov
-            ],
+            "provenance": [{k: p.get(k) or "" for k in PROVENANCE_KEYS} for p in prov],
             "size": len(raw),
             "md5": hashlib.md5(raw).hexdigest(),
             "sha1": hashlib.sha1(raw).hexdigest(),

@@ -38,12 +38,15 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-BUNDLE_FORMAT = "archiver-bundle/1"
+BUNDLE_FORMAT = "archiver-bundle/2"
+#: bundles of format 1 prove each message's ingest record only, not its copies and filing.
+FIRST_BUNDLE_FORMAT = "archiver-bundle/1"
 SIGNATURE_CONTEXT = b"archiver/bundle/v1\x00"
 CHECKPOINT_CONTEXT = b"archiver/checkpoint/v1\x00"
 GENESIS = "0" * 64
@@ -111,7 +114,21 @@ def canonical(obj: Any) -> bytes:
 
 
 def record_hash(rec: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})).hexdigest()
+    """The hash a journal record must carry (docs/format.md 6.2); raises KeyError when a field is missing.
+
+    Version 2 (``"v": 2``) hashes the record's header with the SHA-256 of its data, so the
+    proofs can show a record that is not the exported messages' own without its data
+    (``data_sha256`` instead).  Records without ``v`` are version 1 and hash their data
+    whole.  Any other version gives "" and so never matches.
+    """
+    if "v" not in rec:
+        return hashlib.sha256(canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})).hexdigest()
+    if type(rec["v"]) is not int or rec["v"] != 2 or ("data" in rec) == ("data_sha256" in rec):
+        return ""
+    body = {k: rec[k] for k in ("actor", "prev", "seq", "time", "type")}
+    body["data_sha256"] = hashlib.sha256(canonical(rec["data"])).hexdigest() if "data" in rec else rec["data_sha256"]
+    body["v"] = 2
+    return hashlib.sha256(canonical(body)).hexdigest()
 
 
 def checkpoint_message(archive_id: str, seq: int, prev: str, segment: int, end: int) -> bytes:
@@ -264,8 +281,11 @@ def _verify(zf: zipfile.ZipFile, expected_key: bytes | None, report: Report) -> 
     if opened is None:
         return
     manifest, rows = opened
-    if manifest.get("format") != BUNDLE_FORMAT:
-        report.problem(f"manifest.json has format {manifest.get('format')!r}; this verifier reads {BUNDLE_FORMAT}.")
+    if manifest.get("format") not in (FIRST_BUNDLE_FORMAT, BUNDLE_FORMAT):
+        report.problem(
+            f"manifest.json has format {manifest.get('format')!r}; this verifier reads {FIRST_BUNDLE_FORMAT} "
+            f"and {BUNDLE_FORMAT}."
+        )
         return
     if report.archive_id and manifest.get("archive_id") != report.archive_id:
         report.problem("manifest.json names another archive than signature.json.")
@@ -582,12 +602,23 @@ class _Proofs:
     """proofs/journal.jsonl, checked once, then asked per row whether a signed checkpoint covers it.
 
     Only what the per-row checks need is kept of each record (type, hash, time, and the
-    ingested id and size), not the records themselves.
+    ingested id and size), not the records themselves; of the records about an exported
+    message (``ingest``, ``copy``, ``tag``) their provenance and filing too.  Records that
+    are not the exported messages' own come without their data (version 2: header and
+    ``data_sha256``), which is enough to follow the chain through them.
     """
 
-    def __init__(self, recs: dict[int, tuple[str, str, str, Any, Any]], covered: dict[int, int]) -> None:
+    def __init__(
+        self,
+        recs: dict[int, tuple[str, str, str, Any, Any]],
+        covered: dict[int, int],
+        about: dict[str, list[tuple[int, str, dict[str, Any]]]],
+        checks_filing: bool,
+    ) -> None:
         self.recs = recs
         self.covered = covered
+        self.about = about
+        self.checks_filing = checks_filing
 
     @classmethod
     def load(cls, zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report) -> _Proofs | None:
@@ -597,44 +628,47 @@ class _Proofs:
         except ValueError:
             key = b""
         recs: dict[int, tuple[str, str, str, Any, Any]] = {}
+        about: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         commits: dict[int, bool] = {}  # seq -> signature valid
         init_data: dict[str, Any] | None = None  # what recs does not keep of the init record
         try:
-            with zf.open(PROOFS) as fh:
-                for n, line in enumerate(fh, 1):
-                    try:
-                        rec = json.loads(line)
-                        seq = rec["seq"]
-                        ok = isinstance(seq, int) and record_hash(rec) == rec["hash"]
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        report.problem(f"proofs/journal.jsonl line {n} is not a journal record.")
-                        continue
-                    if not ok:
-                        report.problem(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
-                        continue
-                    if seq in recs:
-                        report.problem(f"proofs/journal.jsonl holds record {seq} twice.")
-                    data = rec["data"] if isinstance(rec["data"], dict) else {}
-                    recs[seq] = (
-                        rec["type"],
-                        rec["prev"],
-                        rec["hash"],
-                        rec.get("time"),
-                        (data.get("id"), data.get("size")),
-                    )
-                    if seq == 0:
-                        init_data = data
-                    if rec["type"] == "commit":
-                        try:
-                            sig = base64.b64decode(str(data.get("signature", "")), validate=True)
-                            msg = checkpoint_message(
-                                archive_id, seq, rec["prev"], int(data["segment"]), int(data["end"])
-                            )
-                        except (ValueError, KeyError, TypeError):
-                            sig, msg = b"", b""
-                        commits[seq] = _valid(key, sig, msg)
+            fh = zf.open(PROOFS)
         except KeyError:
             return None
+        with fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    rec = json.loads(line)
+                    seq = rec["seq"]
+                    ok = isinstance(seq, int) and record_hash(rec) == rec["hash"]
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    report.problem(f"proofs/journal.jsonl line {n} is not a journal record.")
+                    continue
+                if not ok:
+                    report.problem(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
+                    continue
+                if seq in recs:
+                    report.problem(f"proofs/journal.jsonl holds record {seq} twice.")
+                shown = rec.get("data")  # absent in a record shown without its data
+                data: dict[str, Any] = shown if isinstance(shown, dict) else {}
+                recs[seq] = (
+                    rec["type"],
+                    rec["prev"],
+                    rec["hash"],
+                    rec.get("time"),
+                    (data.get("id"), data.get("size")),
+                )
+                if rec["type"] in ("ingest", "copy", "tag") and isinstance(data.get("id"), str):
+                    about.setdefault(data["id"], []).append((seq, rec["type"], data))
+                if seq == 0:
+                    init_data = data
+                if rec["type"] == "commit":
+                    try:
+                        sig = base64.b64decode(str(data.get("signature", "")), validate=True)
+                        msg = checkpoint_message(archive_id, seq, rec["prev"], int(data["segment"]), int(data["end"]))
+                    except (ValueError, KeyError, TypeError):
+                        sig, msg = b"", b""
+                    commits[seq] = _valid(key, sig, msg)
         init, first_commit = recs.get(0), recs.get(1)  # (type, prev, hash, ...)
         if (
             init is None
@@ -657,7 +691,7 @@ class _Proofs:
                     report.problem(f"proofs: the signed checkpoint at journal record {seq} has an invalid signature.")
             elif seq + 1 in covered and recs[seq + 1][1] == recs[seq][2]:  # the next record's prev is this hash
                 covered[seq] = covered[seq + 1]
-        return cls(recs, covered)
+        return cls(recs, covered, about, manifest.get("format") != FIRST_BUNDLE_FORMAT)
 
     def check(self, row: dict[str, Any], report: Report) -> None:
         doc, seq = row["doc_id"], row.get("ingest_seq")
@@ -672,10 +706,54 @@ class _Proofs:
             report.problem(f"{doc}: the archive time in the manifest differs from the journal's ingest record.")
         if seq not in self.covered or self.covered[seq] != row.get("commit_seq"):
             report.problem(f"{doc}: no signed checkpoint in the proofs covers its ingest record {seq}.")
+        if self.checks_filing:
+            self._check_filing(doc, row, report)
+
+    def _check_filing(self, doc: str, row: dict[str, Any], report: Report) -> None:
+        """The row's copies, received time, client and matters must be the journal's.
+
+        The writer takes them from the archive's catalog, a copy of the journal that
+        someone with write access to the archive folder could edit; the proofs hold the
+        signed originals: every ``ingest``/``copy`` record of the message (its copies) and
+        every ``tag`` record (its filing, the last one counting).
+        """
+        proven = sorted((s, t, d) for s, t, d in self.about.get(str(row.get("sha256")), ()) if s in self.covered)
+        copies: list[dict[str, Any]] = [_as_dict(d.get("prov")) for _s, t, d in proven if t != "tag"]
+        shown = [{k: p.get(k) or "" for k in PROVENANCE_KEYS} for p in copies]
+        if shown != row.get("provenance"):
+            report.problem(f"{doc}: its copies (custodian, folder, location) differ from the journal's records of them.")
+        received = next((p["internaldate"] for p in copies if p.get("internaldate")), None)
+        if not _same_instant(received, row.get("received")):
+            report.problem(f"{doc}: its received time differs from the journal's record of its first copy.")
+        filed = [d for _s, t, d in proven if t in ("ingest", "tag")]
+        if filed and (filed[-1].get("client"), filed[-1].get("matters")) != (row.get("client"), row.get("matters")):
+            report.problem(f"{doc}: its client and matters differ from the journal's last filing of it.")
 
     def finish(self, report: Report) -> None:
         report.counts["journal_records"] = len(self.recs)
         report.counts["signed_checkpoints"] = sum(1 for s, c in self.covered.items() if s == c)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+#: the provenance fields a manifest row shows of each copy (bundle.py writes them, in this order).
+PROVENANCE_KEYS = ("source", "account", "folder", "uid", "location")
+
+
+def _same_instant(journal: Any, shown: Any) -> bool:
+    """Whether the manifest's ``received`` (or its absence) is the journal's internaldate."""
+    if not journal or not shown:
+        return not journal and not shown
+    try:
+        a = datetime.fromisoformat(str(journal).replace("Z", "+00:00"))
+        b = datetime.fromisoformat(str(shown).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if a.tzinfo is None or b.tzinfo is None:
+        return False
+    return a.replace(microsecond=0) == b.replace(microsecond=0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -303,13 +303,7 @@ def _check_journal_state(archive: Archive) -> None:
     the signed journal; `verify` compares them (and the segments and keys) with it.  An
     edited catalog, say a deleted hold row, must stop a disposal, not steer it.
     """
-    report = archive.repo.verify()
-    if not report.ok:
-        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
-        raise PolicyError(
-            f"Nothing was disposed: the archive does not verify: {report.problems[0]}{more}. "
-            "Run `archiver verify` and resolve it first."
-        )
+    archive.repo.require_verified("Nothing was disposed", PolicyError)
 
 
 class HoldCheck:

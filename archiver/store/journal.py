@@ -9,8 +9,18 @@ never committed and are cut off on recovery.
 
 Record (keys sorted, no spaces, UTF-8)::
 
-    {"actor", "data", "prev", "seq", "time", "type"}  -> hash = sha256(that JSON)
-    the line written is that JSON with "hash" added, then a newline.
+    {"actor", "data", "prev", "seq", "time", "type", "v": 2}
+    hash = sha256 of {"actor", "data_sha256", "prev", "seq", "time", "type", "v": 2},
+           where data_sha256 = sha256 of the canonical JSON of "data"
+    the line written is the record with "hash" added, then a newline.
+
+The record's hash covers its ``data`` through the data's own SHA-256 (record version
+2), so an evidence bundle can prove the chain from an exported message's ingest record
+to a signed commit while showing the other records of that transaction only as their
+header and ``data_sha256``: the other messages' ids, clients and file paths stay out of
+it.  Records written before version 2 have no ``v`` and hash
+``{"actor", "data", "prev", "seq", "time", "type"}``; they are read and verified as
+they are (docs/format.md 6.2).
 
 On disk (``journal/journal.jsonl.zst``) each transaction's lines are one zstd
 frame (with its content checksum), appended after the previous one: the file is
@@ -65,8 +75,32 @@ def canonical(obj: Any) -> bytes:
     return _json(obj).encode("utf-8")
 
 
+#: the record version this code writes (docs/format.md 6.2); records without ``v`` are version 1.
+RECORD_VERSION: Final = 2
+_HEADER_FIELDS: Final = ("actor", "prev", "seq", "time", "type")
+
+
+def data_digest(data: Any) -> str:
+    """SHA-256 of a record's ``data`` in canonical JSON: what a version-2 record's hash covers."""
+    return hashlib.sha256(canonical(data)).hexdigest()
+
+
 def record_hash(rec: dict[str, Any]) -> str:
-    body = {k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")}
+    """The hash a record must carry; raises KeyError when a field it covers is missing.
+
+    A version-2 record may come without ``data`` but with ``data_sha256`` (a bundle's
+    proof of a record it does not disclose).  An unknown version gives "" (no hash
+    matches it): a record cannot be made to verify by relabelling its version.
+    """
+    version = rec.get("v", 1)
+    if version == 1 and "v" not in rec:
+        body = {k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")}
+        return hashlib.sha256(canonical(body)).hexdigest()
+    if type(version) is not int or version != RECORD_VERSION:
+        return ""
+    body = {k: rec[k] for k in _HEADER_FIELDS}
+    body["data_sha256"] = data_digest(rec["data"]) if "data" in rec else rec["data_sha256"]
+    body["v"] = RECORD_VERSION
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
@@ -421,17 +455,28 @@ class Journal:
 def make_record(
     *, seq: int, prev: str, time: str, type: str, actor: str, data: dict[str, Any]
 ) -> tuple[dict[str, Any], bytes]:
-    """A new record and its journal line (``canonical(record) + b"\\n"``).
+    """A new (version-2) record and its journal line (``canonical(record) + b"\\n"``).
 
-    Both the hashed body and the line are the canonical JSON of a dict with fixed
-    top-level keys, which sort as written here, so they are put together around one
-    serialisation of ``data``: the writer, the ingest bottleneck, encodes each record once
-    instead of twice.  tests/store/test_journal.py checks the result against ``canonical``.
+    The hashed body and the line are the canonical JSON of dicts with fixed top-level
+    keys, which sort as written here, so they are put together around one serialisation
+    of ``data``: the writer, the ingest bottleneck, encodes each record once instead of
+    twice.  tests/store/test_journal.py checks the result against ``canonical`` and
+    :func:`record_hash`.
     """
     seq = int(seq)  # a plain int serialises the same in the f-string as in JSON
-    head = f'{{"actor":{_json(actor)},"data":{_json(data)}'
-    tail = f',"prev":{_json(prev)},"seq":{seq},"time":{_json(time)},"type":{_json(type)}}}'
-    digest = hashlib.sha256(f"{head}{tail}".encode()).hexdigest()
-    rec: dict[str, Any] = {"actor": actor, "data": data, "prev": prev, "seq": seq, "time": time, "type": type}
-    rec["hash"] = digest
-    return rec, f'{head},"hash":"{digest}"{tail}\n'.encode()
+    data_json = _json(data)
+    data_sha256 = hashlib.sha256(data_json.encode()).hexdigest()
+    actor_json = _json(actor)
+    rest = f'"prev":{_json(prev)},"seq":{seq},"time":{_json(time)},"type":{_json(type)},"v":{RECORD_VERSION}}}'
+    digest = hashlib.sha256(f'{{"actor":{actor_json},"data_sha256":"{data_sha256}",{rest}'.encode()).hexdigest()
+    rec: dict[str, Any] = {
+        "actor": actor,
+        "data": data,
+        "prev": prev,
+        "seq": seq,
+        "time": time,
+        "type": type,
+        "v": RECORD_VERSION,
+        "hash": digest,
+    }
+    return rec, f'{{"actor":{actor_json},"data":{data_json},"hash":"{digest}",{rest}\n'.encode()

@@ -764,6 +764,21 @@ class Repository:
             shutil.rmtree(workdir, ignore_errors=True)
         return report
 
+    def require_verified(self, refused: str, error: type[Exception] = IntegrityError) -> None:
+        """Raise ``error`` ("<refused>: the archive does not verify: ...") unless :meth:`verify` passes.
+
+        For the commands that act on the catalog's copy of the journal where an edited copy
+        would do harm: a disposal steered by a deleted hold row, an evidence bundle signing a
+        custodian or matter that someone wrote into the catalog.
+        """
+        report = self.verify()
+        if not report.ok:
+            more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+            raise error(
+                f"{refused}: the archive does not verify: {report.problems[0]}{more}. "
+                "Run `archiver verify` and resolve it first."
+            )
+
     def _verify_journal(
         self, report: VerifyReport, fresh: Any, tick: Callable[[str, int], None]
     ) -> dict[str, Any] | None:

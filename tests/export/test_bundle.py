@@ -262,6 +262,7 @@ def test_disposed_messages_are_not_exported_and_export_is_journalled(
     assert len(exports) == 1
     data = exports[0]["data"]
     assert data["case"] == "C1" and data["exported"] == len(rows) and data["not_exported"] == 1
+    assert data["ids"] == [row["sha256"] for row in rows]  # in Bates order
     assert data["manifest_sha256"] == json.loads(zipfile.ZipFile(out).read("signature.json"))["manifest_sha256"]
     assert imported("verify").code == 0
 

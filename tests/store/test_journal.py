@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import pytest
 
-from archiver.store.journal import GENESIS, canonical, make_record, record_hash
+from archiver.store.journal import GENESIS, canonical, data_digest, make_record, record_hash
 
 DATA: list[dict[str, Any]] = [
     {},
@@ -34,3 +35,24 @@ def test_a_changed_field_changes_the_hash() -> None:
     for key, value in (("seq", 2), ("actor", "b"), ("type", "ingest"), ("data", {"x": 2}), ("time", "2027")):
         other, _ = make_record(**{**base, key: value})  # type: ignore[arg-type]
         assert other["hash"] != first["hash"], key
+
+
+def test_a_record_proves_its_link_without_its_data() -> None:
+    """Version 2: the hash covers ``data`` through its SHA-256, so a bundle can show a record
+    of another message as its header and ``data_sha256`` and the chain still checks."""
+    rec, _ = make_record(seq=3, prev=GENESIS, time="2026", type="ingest", actor="a", data={"id": "cd" * 32})
+    assert rec["v"] == 2
+    redacted = {k: v for k, v in rec.items() if k != "data"} | {"data_sha256": data_digest(rec["data"])}
+    assert record_hash(redacted) == rec["hash"]
+    assert record_hash(redacted | {"data_sha256": data_digest({"id": "ef" * 32})}) != rec["hash"]
+    # relabelling the version never makes a record verify
+    assert record_hash(rec | {"v": 3}) == "" and record_hash(rec | {"v": True}) == ""
+    assert record_hash({k: v for k, v in rec.items() if k != "v"}) != rec["hash"]
+
+
+def test_records_written_before_version_2_still_verify() -> None:
+    """Journals written before the record version keep hashing the whole record (docs/format.md 6.2)."""
+    old = {"actor": "system", "data": {"x": 1}, "prev": GENESIS, "seq": 0, "time": "2025", "type": "init"}
+    digest = hashlib.sha256(canonical(old)).hexdigest()
+    assert record_hash(old | {"hash": digest}) == digest
+    assert record_hash(old | {"data": {"x": 2}}) != digest
