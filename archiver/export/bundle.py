@@ -46,7 +46,7 @@ from urllib.parse import quote
 from archiver import __version__
 from archiver.archive import received_of
 from archiver.clock import iso, parse_iso
-from archiver.errors import IntegrityError, NotFoundError, UsageError
+from archiver.errors import ArchiverError, IntegrityError, NotFoundError, UsageError
 from archiver.export.loadfile import ENCODING as DAT_ENCODING
 from archiver.export.loadfile import DatWriter
 from archiver.export.verify import (
@@ -70,6 +70,12 @@ from archiver.model import ParsedMessage
 from archiver.policies.naming import NamingPolicy, UniqueNamer, fields_of
 from archiver.store.catalog import in_chunks
 from archiver.store.journal import canonical, data_digest
+
+#: custody.json of a query export: why it lists no disposed messages (docs/bundles.md section 4).
+QUERY_NOTE = (
+    "A query finds only messages whose text the archive still holds: disposed messages left the "
+    "index with their content, so this selection cannot name them. A --matter export lists them."
+)
 
 #: the journal records about one message that a bundle discloses for it (and the verifier checks).
 _MESSAGE_RECORDS = frozenset({"ingest", "copy", "tag"})
@@ -126,15 +132,29 @@ def select_query(archive: Any, query: str) -> Selection:
 
 
 def select_matter(archive: Any, spec: str) -> Selection:
-    """Every message filed under CLIENT/MATTER (disposed ones too, to list them as not exported)."""
+    """Every message filed under CLIENT/MATTER (disposed ones too, to list them as not exported).
+
+    Names compare case-insensitively, as holds do.  A message that carries the matter but is
+    filed under another client is not exported (matter numbers are not unique across
+    clients, and a bundle must not disclose another client's mail), but it is listed in
+    custody.json with the reason, so a production never leaves a document out unsaid.
+    """
     client, sep, matter = spec.partition("/")
     if not sep or not client or not matter:
         raise UsageError(f"--matter takes CLIENT/MATTER, e.g. acme/10234-0001; got {spec!r}.")
     rows = archive.repo.catalog.conn.execute(
-        "SELECT m.id FROM matters m JOIN tags t ON t.id = m.id WHERE t.client = ? AND m.matter = ? ORDER BY m.id",
-        (client, matter),
+        "SELECT m.id, t.client FROM matters m JOIN tags t ON t.id = m.id "
+        "WHERE m.matter = ? COLLATE NOCASE ORDER BY m.id",
+        (matter.strip(),),
     ).fetchall()
-    return Selection("matter", spec, [r[0] for r in rows])
+    wanted = client.strip().casefold()
+    ids = [oid for oid, owner in rows if owner.casefold() == wanted]
+    elsewhere = [
+        {"id": oid, "reason": f"carries matter {matter.strip()} but is filed under client {owner!r}"}
+        for oid, owner in rows
+        if owner.casefold() != wanted
+    ]
+    return Selection("matter", spec, ids, elsewhere)
 
 
 def select_ids(archive: Any, path: Path) -> Selection:
@@ -240,12 +260,14 @@ class BundleWriter:
         skipped = list(selection.unresolved)
         keep: list[tuple[str, str, int]] = []
         conn = self.repo.catalog.conn
+        known: set[str] = set()
         for chunk, marks in in_chunks(selection.ids):
             for oid, disposed_at, rule, seq, date in conn.execute(
                 "SELECT o.id, o.disposed_at, o.disposed_rule, o.ingest_seq, COALESCE(m.date, '') FROM objects o "
                 f"LEFT JOIN message_rows m ON m.obj = o.ingest_seq WHERE o.id IN ({marks})",
                 chunk,
             ):
+                known.add(oid)
                 if disposed_at:
                     skipped.append(
                         {
@@ -255,6 +277,10 @@ class BundleWriter:
                     )
                 elif seq < head.seq:
                     keep.append((date, oid, seq))
+                else:
+                    skipped.append({"id": oid, "reason": "stored after the export began"})
+        # every selected id is accounted for: selected = exported + not exported
+        skipped.extend({"id": oid, "reason": "not in the archive"} for oid in selection.ids if oid not in known)
         keep.sort()
         return [(oid, seq) for _d, oid, seq in keep], skipped
 
@@ -319,9 +345,11 @@ class BundleWriter:
         self.repo.require_verified("Nothing was exported")
         planned, skipped = self.plan(selection)
         if not planned:
+            reasons = "; ".join(f"{x['id'][:12]}: {x['reason']}" for x in skipped[:3])
+            more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
             raise NotFoundError(
                 "Nothing to export: the selection matched no exportable message"
-                + (f" ({len(skipped)} could not be exported)." if skipped else ".")
+                + (f"; {len(skipped)} could not be exported: {reasons}{more}." if skipped else ".")
             )
         width = max(6, len(str(len(planned))))
         partial = self.out.with_name(self.out.name + ".partial")
@@ -489,7 +517,7 @@ class BundleWriter:
             },
             "bates": {"prefix": self.bates_prefix, "first": first, "last": last},
             "not_exported": skipped,
-        }
+        } | ({"query_note": QUERY_NOTE} if selection.kind == "query" else {})
 
     def _manifest(self, zf: zipfile.ZipFile, rows: Path, count: int, first: str, last: str) -> str:
         header = {
@@ -568,6 +596,13 @@ def export_bundle(
     partial = out.with_name(out.name + ".partial")
     try:
         return writer.write(selection)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        # an unwritable folder, a full disk: one sentence, and nothing was journalled
+        where = exc.filename or out.parent
+        raise ArchiverError(
+            f"Cannot write the bundle {out}: {exc.strerror or exc} ({where}); nothing was exported."
+        ) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

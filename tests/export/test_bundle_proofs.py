@@ -43,6 +43,7 @@ def test_proofs_hold_nothing_of_messages_outside_the_bundle(bundle: Path, config
         assert oid.encode() not in everything
     assert b"globex" not in everything
     assert verify_bundle(str(bundle)).ok
+    assert "disposed messages" in read_json(bundle, "custody.json")["query_note"]
 
 
 def catalog(config_file: Path) -> sqlite3.Connection:
@@ -84,3 +85,48 @@ def test_verifier_checks_copies_and_filing_against_the_journal(
     assert any(p.startswith(f"{doc}: its received time") for p in report.problems), report.problems
     assert any(p.startswith(f"{doc}: its client and matters") for p in report.problems), report.problems
     assert all(p.startswith(f"{doc}:") for p in report.problems), report.problems
+
+
+def test_matter_export_lists_what_carries_the_matter_under_another_client(
+    imported: Cli, config_file: Path, tmp_path: Path
+) -> None:
+    """Names compare as holds compare them (case-insensitive); a message carrying the matter
+    under another client is not disclosed, but custody.json says it exists and why it is absent."""
+    with catalog(config_file) as db:
+        rows = db.execute("SELECT id, client FROM tags t JOIN matters m USING (id) WHERE m.matter = '20871-0003'")
+        owners = dict(rows.fetchall())
+    assert "globex" in owners.values() and "acme" in owners.values(), owners
+    out = tmp_path / "m.zip"
+    r = imported("export", "--matter", "GLOBEX/20871-0003", "--case", "C", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    exported = {row["sha256"] for row in read_json(out, "manifest.json")["messages"]}
+    assert exported == {oid for oid, client in owners.items() if client == "globex"}
+    custody = read_json(out, "custody.json")
+    listed = {x["id"]: x["reason"] for x in custody["not_exported"]}
+    assert set(listed) == {oid for oid, client in owners.items() if client == "acme"}
+    assert all("filed under client 'acme'" in reason for reason in listed.values())
+    c = custody["counts"]
+    assert c["selected"] == c["exported"] + c["not_exported"]
+
+
+def test_unknown_ids_and_nothing_to_export_are_explained(imported: Cli, config_file: Path, tmp_path: Path) -> None:
+    from archiver.export.bundle import Selection, export_bundle
+
+    with Archive.open(load_config(config_file)) as archive:
+        real = archive.repo.catalog.conn.execute("SELECT id FROM objects ORDER BY id LIMIT 1").fetchone()[0]
+        result = export_bundle(archive, Selection("ids", "f", [real, "e" * 64]), case="C", out=tmp_path / "a.zip")
+        assert result.exported == 1 and result.not_exported == [{"id": "e" * 64, "reason": "not in the archive"}]
+        with archive.repo.transaction("test") as tx:
+            tx.dispose(real, rule="test-rule")
+    ids = tmp_path / "ids.txt"
+    ids.write_text(real + "\n")
+    r = imported("export", "--ids", str(ids), "--case", "C", "--out", str(tmp_path / "b.zip"))
+    assert r.code == 8 and "test-rule" in r.err and real[:12] in r.err, r.err
+
+
+def test_an_unwritable_destination_is_one_sentence_and_no_record(imported: Cli) -> None:
+    """/proc refuses new files even to root (the tests may run as root, who passes permission checks)."""
+    r = imported("export", "--query", "client:acme", "--case", "C", "--out", "/proc/bundle.zip")
+    assert r.code == 1 and "Cannot write the bundle /proc/bundle.zip" in r.err, r.err
+    assert "Traceback" not in r.err and "nothing was exported" in r.err
+    assert imported("journal", "--type", "export", "--json").out.strip() in ("", "[]")
