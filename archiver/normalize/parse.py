@@ -287,6 +287,11 @@ _TWELVE_HOUR = re.compile(r"\b(\d{1,2})(:\d{1,2}(?::\d{1,2})?)\s*([AaPp])\.?[Mm]
 _UTC_ZONE = re.compile(r"(?:[+-]0000|\b(?:GMT|UTC?|Z))(?:\s*\([^()]*\))*\s*$", re.IGNORECASE)
 
 
+#: a four-digit year below 1000 ("01 Jan 0000"): the stdlib and mail-parser read the number as a
+#: two-digit year and give 2000, a real-looking date for what is no date at all.
+_ZERO_PADDED_YEAR = re.compile(r"\b\d{1,2}[\s-]+[A-Za-z]{3,9}\.?[\s-]+0\d{3}\b")
+
+
 def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple[datetime, bool]:
     """The Date header in UTC and whether it fell back to ``received`` (flagged in ``errors``).
 
@@ -296,6 +301,9 @@ def _parse_date(raw: str | None, received: datetime, errors: list[str]) -> tuple
     """
     if raw is None or not raw.strip():
         errors.append("missing Date header")
+        return received, True
+    if _ZERO_PADDED_YEAR.search(raw):
+        errors.append(f"bad date: {raw.strip()[:80]!r} (year before 1000)")
         return received, True
     value: datetime | None = None
     zone_known = True

@@ -248,6 +248,17 @@ def test_date_before_1970_falls_back() -> None:
     assert msg.date_is_fallback and msg.date == RECEIVED
 
 
+@pytest.mark.parametrize("year", ["0000", "0001", "0099"])
+def test_a_four_digit_year_below_1000_is_no_date(year: str) -> None:
+    """The parsers read "0000" as a two-digit year and give 2000: a plausible date for none at all."""
+    data = f"From: a@x.example\r\nDate: Sat, 01 Jan {year} 10:00:00 -0500\r\n\r\nx\r\n".encode()
+    msg = parse_message(data, received=RECEIVED)
+    assert msg.date_is_fallback and msg.date == RECEIVED
+    assert any("year before 1000" in e for e in msg.parse_errors)
+    kept = parse_message(b"From: a@x.example\r\nDate: Sat, 01 Jan 2000 10:00:00 -0500\r\n\r\nx\r\n", received=RECEIVED)
+    assert not kept.date_is_fallback and kept.date.year == 2000
+
+
 def test_lenient_date_is_accepted_in_utc() -> None:
     msg = parse("lenient_date.eml")
     assert msg.date == datetime(2002, 5, 7, 15, 38, 27, tzinfo=UTC)
