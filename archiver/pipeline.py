@@ -248,7 +248,7 @@ def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) ->
     """Hash every message; send the ones not yet stored to the workers for parsing and sealing
     (compressed with dictionary number ``dictionary``, 0 for none)."""
     hashed = [[(i, message_id_of(msg.data)) for i, msg in enumerate(b.messages)] for b in group]
-    stored = repo.catalog.existing([oid for pairs in hashed for _i, oid in pairs])
+    stored = repo.catalog.existing([oid for pairs in hashed for _i, oid in pairs], live=True)
     tasks: list[tuple[bytes, str, Any, int]] = []
     seen: set[str] = set()
     now = repo.clock()
@@ -278,7 +278,7 @@ def _commit(
     by_id = {sealed.id: (parsed, sealed, tags) for parsed, sealed, tags in results}
     # The batches were checked against the catalog before the previous group committed.
     if by_id:
-        committed_meanwhile = repo.catalog.existing(list(by_id))
+        committed_meanwhile = repo.catalog.existing(list(by_id), live=True)
         by_id = {k: v for k, v in by_id.items() if k not in committed_meanwhile}
     local_tags: dict[str, dict[str, Tags]] = {}
     new_docs: dict[str, tuple[int, ParsedMessage, Tags, list[dict[str, Any]]]] = {}

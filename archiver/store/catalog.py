@@ -176,6 +176,15 @@ CREATE TABLE IF NOT EXISTS retention_rules(
     time TEXT NOT NULL,
     actor TEXT NOT NULL
 );
+-- segment records of disposed messages that were stored again later (_forget_disposed):
+-- verify still finds their ingest record for them
+CREATE TABLE IF NOT EXISTS superseded(
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    record_sha256 BLOB NOT NULL,
+    PRIMARY KEY(segment, offset)
+) WITHOUT ROWID;
 """
 
 #: journal record types that are kept in the events table (audit trail queries).
@@ -374,15 +383,20 @@ class Catalog:
                 out[row[0]] = ObjectRow(*row)
         return out
 
-    def existing(self, ids: Sequence[str]) -> set[str]:
-        """Which of these ids are stored (one query per 500 ids instead of one per message)."""
+    def existing(self, ids: Sequence[str], *, live: bool = False) -> set[str]:
+        """Which of these ids are stored (one query per 500 ids instead of one per message);
+        ``live``: only those not disposed of (a disposed message arriving again is stored again)."""
         found: set[str] = set()
+        where = " AND disposed_at IS NULL" if live else ""
         for chunk, marks in in_chunks(ids):
-            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM object_rows WHERE id IN ({marks})", chunk))
+            found.update(
+                r[0] for r in self.conn.execute(f"SELECT id FROM object_rows WHERE id IN ({marks}){where}", chunk)
+            )
         return found
 
-    def has_object(self, oid: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM object_rows WHERE id=?", (oid,)).fetchone() is not None
+    def has_object(self, oid: str, *, live: bool = False) -> bool:
+        where = " AND disposed_at IS NULL" if live else ""
+        return self.conn.execute(f"SELECT 1 FROM object_rows WHERE id=?{where}", (oid,)).fetchone() is not None
 
     def resolve_prefix(self, prefix: str) -> list[str]:
         rows = self.conn.execute(
@@ -861,6 +875,28 @@ def _stored_metadata(p: ParsedMessage) -> tuple[Any, ...]:
 # -- applying records --------------------------------------------------------------------------
 
 
+
+def _forget_disposed(c: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Drop the rows of disposed messages that an ``ingest`` record stores again.
+
+    A message disposed of can arrive again (a custodian's mailbox under a hold, a matter
+    folder kept longer): it is stored anew under a new ``ingest`` record and data key, and
+    the retention rules and holds decide about it afresh.  Its old row, copies and matter
+    rows described the disposed object; the journal keeps their history.
+    """
+    old = [r[0] for chunk, marks in in_chunks(ids) for r in c.execute(
+        f"SELECT ingest_seq FROM object_rows WHERE id IN ({marks}) AND disposed_at IS NOT NULL", chunk
+    )]  # fmt: skip
+    for chunk, marks in in_chunks(old):
+        for table in ("copies", "matter_rows", "message_rows"):
+            c.execute(f"DELETE FROM {table} WHERE obj IN ({marks})", chunk)
+        c.execute(
+            "INSERT INTO superseded(segment, offset, id, record_sha256) SELECT segment, offset, id, record_sha256"
+            f" FROM object_rows WHERE ingest_seq IN ({marks})",
+            chunk,
+        )
+        c.execute(f"DELETE FROM object_rows WHERE ingest_seq IN ({marks})", chunk)
+
 class _Batch:
     """Applies journal records, the frequent ones (ingest, copy, checkpoint) as one ``executemany`` per
     table: a batch of thousands of messages is a handful of statements.
@@ -908,6 +944,7 @@ class _Batch:
     def flush(self) -> None:
         c = self.c
         if self.objects:
+            _forget_disposed(c, [row[1] for row in self.objects])
             c.executemany(
                 "INSERT INTO object_rows(ingest_seq,id,size,segment,offset,length,record_sha256,ingested_at,"
                 "client,matters) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -139,7 +139,7 @@ class Transaction:
         self._copies: set[tuple[str, ...]] = set()
 
     def has(self, oid: str) -> bool:
-        return oid in self.new_ids or self.repo.catalog.has_object(oid)
+        return oid in self.new_ids or self.repo.catalog.has_object(oid, live=True)
 
     def put(
         self,
@@ -156,7 +156,7 @@ class Transaction:
         ``prov`` may already be in journal form (:func:`prov_dict`), as the pipeline has it.
         """
         pd = prov if isinstance(prov, dict) else prov_dict(prov)
-        if obj.id in self.new_ids or (not known_new and self.repo.catalog.has_object(obj.id)):
+        if obj.id in self.new_ids or (not known_new and self.repo.catalog.has_object(obj.id, live=True)):
             self.add_copy(obj.id, pd)
             return False
         loc = self.repo.segments.append(bytes.fromhex(obj.id), obj.codec, obj.payload)
@@ -593,7 +593,7 @@ class Repository:
         cut_ids = self.segments.ids_after(seg, end)
         actions += self.segments.truncate_to(seg, end)
         # Keys of objects in the cut tail belong to no commit (unless the object was committed elsewhere).
-        orphans = [oid for oid in cut_ids if not self.catalog.has_object(oid)]
+        orphans = [oid for oid in cut_ids if not self.catalog.has_object(oid, live=True)]
         if orphans and self.keystore.destroy(orphans):
             actions.append(f"dropped the keys of {len(orphans)} uncommitted objects")
         return actions
@@ -916,9 +916,18 @@ class Repository:
                         (n, rec.location.offset),
                     ).fetchone()
                     if row is None:
-                        report.problem(
-                            f"Segment {n} offset {rec.location.offset} holds an object the journal never recorded."
-                        )
+                        row = fresh.execute(
+                            "SELECT id, record_sha256 FROM superseded WHERE segment=? AND offset=?",
+                            (n, rec.location.offset),
+                        ).fetchone()
+                        if row is None:
+                            report.problem(
+                                f"Segment {n} offset {rec.location.offset} holds an object the journal never recorded."
+                            )
+                        elif row[0] != rec.object_id.hex() or bytes(row[1]).hex() != rec.record_sha256():
+                            report.problem(
+                                f"Segment {n} offset {rec.location.offset}: the disposed object {row[0]} was altered."
+                            )
                         continue
                     seen += 1
                     if row[0] != rec.object_id.hex() or row[1] != rec.record_sha256():

@@ -233,6 +233,42 @@ def test_dispose_crypto_shreds(repo: Repository, tmp_path: Path) -> None:
     assert repo.verify(full=True).ok
 
 
+def test_a_disposed_message_that_arrives_again_is_stored_again(repo: Repository, tmp_path: Path) -> None:
+    """A copy delivered after disposal (a custodian's mailbox under a hold) is new evidence: it
+    is stored anew under a new key and ingest record, not dropped as a duplicate of nothing."""
+    with repo.transaction() as tx:
+        gone = tx.put_raw(msg(1), prov(1), Tags())
+    with repo.transaction("officer") as tx:
+        tx.dispose(gone, rule="junk")
+    assert repo.keystore.get(gone) is None
+    with repo.transaction() as tx:
+        assert tx.put_raw(msg(1), prov(7, folder="Custodian/INBOX"), Tags()) == gone
+    assert repo.read_raw(gone) == msg(1)
+    row = repo.catalog.object(gone)
+    assert row is not None and not row.disposed_at
+    assert [p["folder"] for p in repo.catalog.provenance(gone)] == ["Custodian/INBOX"]
+    ingests = [r for r in read_records(tmp_path / "a") if r["type"] == "ingest"]
+    assert [r["data"]["id"] for r in ingests] == [gone, gone]
+    assert repo.verify(full=True).ok
+    # the catalog rebuilt from the journal alone agrees
+    repo.close()
+    _drop_catalog(tmp_path)
+    again = Repository.open(tmp_path / "a", PW)
+    assert again.read_raw(gone) == msg(1) and again.verify().ok
+
+
+def test_an_uncommitted_second_copy_of_a_disposed_message_leaves_no_key(repo: Repository) -> None:
+    with repo.transaction() as tx:
+        gone = tx.put_raw(msg(1), prov(1), Tags())
+    with repo.transaction() as tx:
+        tx.dispose(gone, rule="junk")
+    with pytest.raises(RuntimeError), repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(2), Tags())
+        raise RuntimeError("crash before the commit")
+    assert repo.keystore.get(gone) is None
+    assert repo.verify().ok
+
+
 def test_journal_is_one_compressed_frame_per_transaction(repo: Repository) -> None:
     """The journal file is zstd frames (readable by zstdcat), each ending with its commit record."""
     with repo.transaction() as tx:

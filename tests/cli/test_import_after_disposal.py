@@ -1,0 +1,37 @@
+"""A message disposed of and then delivered again is stored again: the new copy may be under a
+hold or a longer rule, and dropping it as a duplicate would lose evidence nobody chose to lose."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from archiver.archive import Archive
+from archiver.config import load_config
+from archiver.store.objects import message_id_of
+from tests.conftest import SAMPLE_MAILDIR, CliResult
+
+
+def test_a_disposed_message_imported_again_is_archived_again(
+    initialised: Callable[..., CliResult], config_file: Path, tmp_path: Path
+) -> None:
+    assert initialised("import", str(SAMPLE_MAILDIR)).code == 0
+    one = sorted((SAMPLE_MAILDIR / "new").iterdir())[0]
+    custodian = tmp_path / "custodian"
+    for sub in ("cur", "new", "tmp"):
+        (custodian / sub).mkdir(parents=True)
+    shutil.copy(one, custodian / "cur" / one.name)
+    oid = message_id_of(one.read_bytes())
+    with Archive.open(load_config(config_file)) as archive:
+        with archive.repo.transaction("test") as tx:
+            tx.dispose(oid, rule="junk")
+        archive.index.delete([oid])
+        archive.index.commit()
+    assert initialised("show", oid).code == 8
+    r = initialised("import", str(custodian), "--source", "custodian", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["imported"] == 1 and r.json()["duplicates"] == 0  # type: ignore[index]
+    shown = initialised("show", oid, "--raw")
+    assert shown.code == 0 and shown.raw == one.read_bytes()
+    assert initialised("verify", "--full").code == 0
