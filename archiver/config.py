@@ -8,6 +8,7 @@ pydantic does the validation; this module only shapes its errors into sentences.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterator
@@ -315,6 +316,26 @@ class DaemonConfig(_Strict):
     serve_web: bool = False
 
 
+def check_label_entry(entry: str) -> str:
+    """``acme``, ``10234-0001``, ``acme/*`` (or ``acme/``) or ``acme/10234-0001``; a ValueError naming it otherwise.
+
+    Walls and viewers' ``allowed`` lists share this form, so an entry an administrator writes
+    the way holds are written (``client/matter``) means what it says instead of silently
+    matching nothing (``archiver.web.access`` parses it).
+    """
+    text = entry.strip()
+    head, sep, tail = text.partition("/")
+    if not text or (sep and (not head.strip() or "/" in tail)) or "*" in head:
+        raise ValueError(f"{entry!r} is not a client or matter label; write CLIENT, MATTER, CLIENT/* or CLIENT/MATTER")
+    if "*" in tail and tail.strip() != "*":
+        raise ValueError(f"{entry!r}: '*' may only stand alone after CLIENT/ (CLIENT/*)")
+    return text
+
+
+def _check_label_list(values: list[str]) -> list[str]:
+    return [check_label_entry(v) for v in values]
+
+
 class WebUser(_Strict):
     """A web user; password_hash is an argon2 hash (archiver web hash-password)."""
 
@@ -325,15 +346,41 @@ class WebUser(_Strict):
     #: viewers only: the matters (or client/*) they may see.
     allowed: list[str] = []
 
+    @field_validator("allowed")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        return _check_label_list(v)
+
 
 class EthicalWall(_Strict):
-    """Bars users or groups from clients or matters everywhere in the web UI and API."""
+    """Bars users or groups from clients or matters everywhere in the web UI and API.
+
+    Entries of ``clients`` and ``matters`` take the same forms as ``allowed``: ``CLIENT/*``
+    bars a client and ``CLIENT/MATTER`` one client's matter, in either list; a bare entry is a
+    client in ``clients`` and a matter (under any client) in ``matters``.
+    """
 
     name: str
     users: list[str] = []
     groups: list[str] = []
     clients: list[str] = []
     matters: list[str] = []
+
+    @field_validator("clients", "matters")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        return _check_label_list(v)
+
+
+def _check_proxy(value: str) -> str:
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8); "
+            "name the reverse proxies whose X-Forwarded-For header is trusted"
+        ) from None
+    return value.strip()
 
 
 class WebConfig(_Strict):
@@ -349,8 +396,20 @@ class WebConfig(_Strict):
     secure_cookies: bool = True
     #: failed logins per user and client address before a 15-minute lockout.
     max_failed_logins: int = Field(default=5, ge=1)
+    #: addresses or networks of reverse proxies whose X-Forwarded-For/-Proto headers are believed;
+    #: none by default (the client address is the TCP peer's).
+    trusted_proxies: list[str] = []
     #: where evidence bundles exported from the browser are written; a temporary folder when not given.
     export_dir: Path | None = None
+    #: exports one user may have queued or running at once.
+    max_exports_per_user: int = Field(default=2, ge=1, le=100)
+    #: finished bundles are deleted this many hours after they were started.
+    export_ttl_hours: float = Field(default=24.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        return [_check_proxy(x) for x in v]
 
 
 SourceConfig = Annotated[ImapSource | FilesSource | EwsSource | GraphSource, Field(discriminator="type")]
@@ -431,6 +490,7 @@ def parse_config(data: Any, origin: Path | None = None) -> Config:
     if bad:
         lines = [f"  {loc}: a path cannot contain a NUL character" for loc in bad]
         raise ConfigError("\n".join([f"The configuration in {origin or 'config'} is invalid:", *lines]))
+
     def anchored(p: Path) -> Path:
         """``~`` expanded, and a relative path taken relative to the config file's folder."""
         p = p.expanduser()

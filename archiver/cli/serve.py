@@ -38,17 +38,17 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from archiver.web.app import create_app
+    from archiver.web.app import create_app, uvicorn_options
 
     cfg = config_of(args)
     if args.listen:
         cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={"listen": args.listen})})
     host, port = parse_listen(cfg.web.listen, "--listen" if args.listen else "web.listen")
     app = create_app(cfg)
-    if not app.state.web.users:
+    if not app.state.web.accounts.users:
         print("archiver: no web users are configured (web.users); nobody can log in.", file=sys.stderr)
     print(f"archiver: serving on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+    uvicorn.run(app, host=host, port=port, **uvicorn_options(cfg.web))
     return 0
 
 

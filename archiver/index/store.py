@@ -316,13 +316,17 @@ class MessageIndex:
         exclude_matters: Sequence[str] = (),
         only_clients: Sequence[str] | None = None,
         only_matters: Sequence[str] | None = None,
+        exclude_pairs: Sequence[tuple[str, str]] = (),
+        only_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> list[str]:
         """Ids of every message matching ``query``, newest first, without snippets or display fields.
 
         For selections (query holds and rules, exports): on a large result set describing every
         hit and building its snippet would be nearly all the cost of :meth:`search`.
         """
-        q = self._restricted(parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters)
+        q = self._restricted(
+            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
+        )
         searcher = self._index.searcher()
         try:
             result = searcher.search(q, max(1, searcher.num_docs), count=False, order_by_field=S.F_DATE)
@@ -334,6 +338,27 @@ class MessageIndex:
             if values:
                 out.append(str(values[0]))
         return out
+
+    def count_matching(
+        self,
+        query: str,
+        *,
+        exclude_clients: Sequence[str] = (),
+        exclude_matters: Sequence[str] = (),
+        only_clients: Sequence[str] | None = None,
+        only_matters: Sequence[str] | None = None,
+        exclude_pairs: Sequence[tuple[str, str]] = (),
+        only_pairs: Sequence[tuple[str, str]] | None = None,
+    ) -> int:
+        """How many messages match ``query`` within the same exclusions and restrictions as :meth:`search`.
+
+        For counts shown to a walled web user (their live-message count): no hit is read or described.
+        """
+        q = self._restricted(
+            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
+        )
+        result = self._index.searcher().search(q, 1, count=True)
+        return int(getattr(result, "count", None) or 0)
 
     def all_ids(self) -> set[str]:
         """Every indexed id (for verify: compare with the catalog)."""
@@ -352,18 +377,23 @@ class MessageIndex:
         exclude_matters: Sequence[str] = (),
         only_clients: Sequence[str] | None = None,
         only_matters: Sequence[str] | None = None,
+        exclude_pairs: Sequence[tuple[str, str]] = (),
+        only_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> SearchResult:
         """Run a query (see query.py for the language); newest first unless sort="relevance".
 
         ``limit=0`` returns every hit (:meth:`matching_ids` is cheaper for selections).
         Exclusions apply to hits and to the total.
-        ``only_clients``/``only_matters`` (not None) restrict hits to messages of one of those
-        clients or matters (a web viewer's allowed list).  The hits are described by the
+        ``only_clients``/``only_matters``/``only_pairs`` (any not None) restrict hits to messages
+        of one of those clients, matters or (client, matter) pairs (a web viewer's allowed list);
+        ``exclude_pairs`` drops the messages of a (client, matter) pair.  The hits are described by the
         ``HitSource`` given to :meth:`open`, in one call for the page.  Raises QueryError for
         a malformed query.
         """
         parsed = parse_query(query)
-        q = self._restricted(parsed, exclude_clients, exclude_matters, only_clients, only_matters)
+        q = self._restricted(
+            parsed, exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
+        )
         searcher = self._index.searcher()
         # No page is larger than the index, and no offset lies beyond it: tantivy allocates
         # room for limit + offset hits up front (--limit 5000000000 asked it for 240 GB).
@@ -399,23 +429,27 @@ class MessageIndex:
     def facets(
         self,
         query: str,
-        fields: Sequence[Literal["client", "matter"]] = ("client", "matter"),
+        fields: Sequence[Literal["client", "matter", "source"]] = ("client", "matter"),
         *,
         exclude_clients: Sequence[str] = (),
         exclude_matters: Sequence[str] = (),
         only_clients: Sequence[str] | None = None,
         only_matters: Sequence[str] | None = None,
+        exclude_pairs: Sequence[tuple[str, str]] = (),
+        only_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> dict[str, list[tuple[str, int]]]:
         """Per-value hit counts of the label fields among the messages matching ``query``.
 
         The same exclusions and restrictions as :meth:`search` apply, so a facet never counts a
         message the caller may not see.  Values are the lower-cased indexed labels.
         """
-        q = self._restricted(parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters)
+        q = self._restricted(
+            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
+        )
         searcher = self._index.searcher()
         out: dict[str, list[tuple[str, int]]] = {}
         for field in fields:
-            name = S.F_CLIENT if field == "client" else S.F_MATTER
+            name = {"client": S.F_CLIENT, "matter": S.F_MATTER, "source": S.F_SOURCE}[field]
             terms = searcher.terms_with_prefix(name, "", filter_query=q)
             out[field] = sorted(((str(t), int(n)) for t, n in terms if n > 0), key=lambda tn: (-tn[1], tn[0]))
         return out
@@ -446,36 +480,53 @@ class MessageIndex:
         exclude_matters: Sequence[str],
         only_clients: Sequence[str] | None,
         only_matters: Sequence[str] | None,
+        exclude_pairs: Sequence[tuple[str, str]] = (),
+        only_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> tantivy.Query:
+        """``parsed`` within a web user's scope: Must(one allowed label), MustNot(every walled one).
+
+        A pair is one clause requiring both the client and the matter on the same message, so
+        ``globex/20871-0003`` does not let in acme's matter of the same number.
+        """
         q = self._translator.translate(parsed)
-        if only_clients is not None or only_matters is not None:
-            allowed = [(S.F_CLIENT, c) for c in only_clients or () if c.strip()]
-            allowed += [(S.F_MATTER, m) for m in only_matters or () if m.strip()]
-            terms = [
-                (
-                    tantivy.Occur.Should,
-                    tantivy.Query.term_query(self._schema, f, v.strip().lower(), index_option="basic"),
-                )
-                for f, v in allowed
-            ]
+        if only_clients is not None or only_matters is not None or only_pairs is not None:
+            allowed = [self._label(S.F_CLIENT, c) for c in only_clients or () if c.strip()]
+            allowed += [self._label(S.F_MATTER, m) for m in only_matters or () if m.strip()]
+            allowed += [self._pair(c, m) for c, m in only_pairs or () if c.strip() and m.strip()]
             # An empty allowed list allows nothing (a MustNot on everything).
             scope = (
-                (tantivy.Occur.Must, tantivy.Query.boolean_query(terms))
-                if terms
+                (tantivy.Occur.Must, tantivy.Query.boolean_query([(tantivy.Occur.Should, a) for a in allowed]))
+                if allowed
                 else (tantivy.Occur.MustNot, tantivy.Query.all_query())
             )
             q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), scope])
-        return self._exclude(q, exclude_clients, exclude_matters)
+        return self._exclude(q, exclude_clients, exclude_matters, exclude_pairs)
 
-    def _exclude(self, q: tantivy.Query, clients: Sequence[str], matters: Sequence[str]) -> tantivy.Query:
-        excluded = [(S.F_CLIENT, c) for c in clients if c.strip()]
-        excluded += [(S.F_MATTER, m) for m in matters if m.strip()]
+    def _label(self, field: str, value: str) -> tantivy.Query:
+        return tantivy.Query.term_query(self._schema, field, value.strip().lower(), index_option="basic")
+
+    def _pair(self, client: str, matter: str) -> tantivy.Query:
+        return tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, self._label(S.F_CLIENT, client)),
+                (tantivy.Occur.Must, self._label(S.F_MATTER, matter)),
+            ]
+        )
+
+    def _exclude(
+        self,
+        q: tantivy.Query,
+        clients: Sequence[str],
+        matters: Sequence[str],
+        pairs: Sequence[tuple[str, str]] = (),
+    ) -> tantivy.Query:
+        excluded = [self._label(S.F_CLIENT, c) for c in clients if c.strip()]
+        excluded += [self._label(S.F_MATTER, m) for m in matters if m.strip()]
+        excluded += [self._pair(c, m) for c, m in pairs if c.strip() and m.strip()]
         if not excluded:
             return q
         clauses = [(tantivy.Occur.Must, q)]
-        for field, value in excluded:
-            term = tantivy.Query.term_query(self._schema, field, value.strip().lower(), index_option="basic")
-            clauses.append((tantivy.Occur.MustNot, term))
+        clauses += [(tantivy.Occur.MustNot, term) for term in excluded]
         return tantivy.Query.boolean_query(clauses)
 
     @staticmethod

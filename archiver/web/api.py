@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from archiver.model import SearchHit
-from archiver.web import policy
 from archiver.web.access import Scope
 from archiver.web.deps import check_csrf, require, scope_of, state
 from archiver.web.filters import SearchForm, build_query
 from archiver.web.login import attempt_login, logout_cookie
-from archiver.web.render import FRAME_CSP, frame_document
+from archiver.web.render import FRAME_CSP, frame_document, strip_bidi
 from archiver.web.service import Hidden, MessageView, snippet_html
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -52,7 +52,8 @@ class Hit(BaseModel):
     matters: list[str]
     snippet: str
     snippet_html: str
-    score: float
+    #: BM25 relevance, only with sort=relevance for users who see the whole archive (null otherwise).
+    score: float | None = None
 
 
 class FacetCount(BaseModel):
@@ -62,6 +63,8 @@ class FacetCount(BaseModel):
 
 class SearchOut(BaseModel):
     query: str
+    #: the order used: "relevance" is honoured only for users without walls or an allowed list.
+    sort: str
     total: int
     page: int
     per_page: int
@@ -95,14 +98,17 @@ class MessageOut(BaseModel):
     attachments: list[AttachmentOut]
     parse_errors: list[str]
     provenance: list[dict[str, Any]]
+    #: the covering holds you may read (none without the holds permission).
     holds: list[dict[str, Any]]
+    #: whether any legal hold covers the message.
+    on_hold: bool
     retention: dict[str, Any] | None
 
 
 class ExportIn(BaseModel):
     kind: Literal["query", "matter"] = "query"
-    #: the query text (kind=query) or the matter number (kind=matter).
-    value: str = Field(min_length=1, max_length=5000)
+    #: the query text (kind=query) or the matter number (kind=matter); surrounding blanks are dropped first.
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
 
 
 class ExportOut(BaseModel):
@@ -145,7 +151,7 @@ class Ok(BaseModel):
     ok: bool = True
 
 
-def hit_out(h: SearchHit) -> Hit:
+def hit_out(h: SearchHit, scored: bool) -> Hit:
     return Hit(
         id=h.id,
         message_id=h.message_id,
@@ -157,7 +163,7 @@ def hit_out(h: SearchHit) -> Hit:
         matters=list(h.matters),
         snippet=h.snippet,
         snippet_html=snippet_html(h),
-        score=h.score,
+        score=h.score if scored else None,
     )
 
 
@@ -185,6 +191,7 @@ def message_out(view: MessageView) -> MessageOut:
         parse_errors=list(p.parse_errors) if p else [],
         provenance=[{k: v for k, v in row.items()} for row in info.get("provenance", [])],
         holds=view.holds,
+        on_hold=view.on_hold,
         retention=view.retention,
     )
 
@@ -196,7 +203,8 @@ def api_login(body: LoginIn, request: Request, response: Response) -> Me | JSONR
         return JSONResponse({"detail": "Send the credentials as application/json."}, status_code=415)
     outcome = attempt_login(request, body.username, body.password, response)
     if outcome.error:
-        return JSONResponse({"detail": outcome.error}, status_code=outcome.status)
+        headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
+        return JSONResponse({"detail": outcome.error}, status_code=outcome.status, headers=headers)
     assert outcome.session is not None and outcome.scope is not None
     return Me(
         username=outcome.scope.username,
@@ -254,10 +262,11 @@ def api_search(
     )
     return SearchOut(
         query=query,
+        sort=result.sort,
         total=result.total,
         page=page,
         per_page=per_page,
-        hits=[hit_out(h) for h in result.hits],
+        hits=[hit_out(h, result.sort == "relevance") for h in result.hits],
         facets={k: [FacetCount(value=v, count=n) for v, n in vs] for k, vs in result.facets.items()},
     )
 
@@ -289,9 +298,7 @@ def api_attachment(
 ) -> Response:
     """One attachment, always as a download (never rendered by the browser)."""
     meta, data = state(request).service.attachment(scope, message_id, sha256)
-    from urllib.parse import quote
-
-    name = meta.filename or f"attachment-{meta.sha256[:12]}"
+    name = strip_bidi(meta.filename) or f"attachment-{meta.sha256[:12]}"
     ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
     return Response(
         data,
@@ -366,17 +373,25 @@ def api_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> EventsOut:
-    """The journal's events (logins, searches, views, downloads, exports, ...), newest first."""
+    """The journal's events (logins, searches, views, downloads, exports, ...), newest first.
+
+    A user under a wall sees every event, but its details only as far as they concern mail
+    within the walls (the rest is listed in the event's ``withheld``); ``type=`` with no value
+    filters nothing."""
     total, events = state(request).service.events(
-        types=type or (), actor=actor, since=since, until=until, contains=contains, limit=limit, offset=offset
+        scope,
+        types=[t for t in type or () if t],
+        actor=actor,
+        since=since,
+        until=until,
+        contains=contains,
+        limit=limit,
+        offset=offset,
     )
     return EventsOut(total=total, events=[EventOut(**e) for e in events])
 
 
 @router.get("/holds", response_model=list[HoldOut])
 def api_holds(scope: Annotated[Scope, Depends(require("holds"))], request: Request) -> list[HoldOut]:
-    """Legal holds (placed and released), except those naming a walled client or matter."""
-    service = state(request).service
-    with service.lock:
-        holds = policy.all_holds(service.archive)
-    return [HoldOut.model_validate(h) for h in holds if policy.hold_visible(scope, h)]
+    """Legal holds (placed and released), except those that name or cover mail behind the user's walls."""
+    return [HoldOut.model_validate(h) for h in state(request).service.holds(scope)]

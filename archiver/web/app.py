@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -26,16 +27,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from archiver import __version__
 from archiver.archive import Archive
-from archiver.config import Config
+from archiver.config import Config, WebConfig
 from archiver.errors import ArchiverError, ConfigError, LockedError, NotFoundError
+from archiver.logging import get_logger
 from archiver.web import api, pages
-from archiver.web.auth import LoginLimiter, load_users
+from archiver.web.access import wall_warnings
+from archiver.web.auth import LoginLimiter, load_accounts
 from archiver.web.deps import CsrfFailed, Forbidden, LoginRequired, WebState, page_context
-from archiver.web.exports import ExportJobs
+from archiver.web.exports import ExportJobs, TooManyExports
+from archiver.web.render import show_bidi
 from archiver.web.service import Gone, WebArchive
 from archiver.web.sessions import SessionStore, load_secret
 
 HERE = Path(__file__).resolve().parent
+log = get_logger("archiver.web")
 
 #: the pages' policy: our own scripts and styles only, frames only from ourselves.
 PAGE_CSP = (
@@ -53,8 +58,16 @@ SECURITY_HEADERS = {
 }
 
 
+#: sent on responses to HTTPS requests (directly, or through a trusted proxy's X-Forwarded-Proto).
+HSTS = "max-age=31536000"
+
+
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS (and no-store caching) to every HTTP response that lacks them."""
+    """Adds SECURITY_HEADERS (and no-store caching) to every HTTP response that lacks them.
+
+    Strict-Transport-Security goes only on responses to requests that arrived over HTTPS: over
+    plain HTTP (loopback development) browsers ignore it, and sent there it would say nothing.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,6 +77,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        tls = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -71,6 +85,8 @@ class SecurityHeaders:
                 for key, value in SECURITY_HEADERS.items():
                     if key not in headers:
                         headers[key] = value
+                if tls and "strict-transport-security" not in headers:
+                    headers["strict-transport-security"] = HSTS
                 if "cache-control" not in headers:
                     headers["cache-control"] = "max-age=3600" if static else "no-store"
             await send(message)
@@ -99,6 +115,8 @@ def _status_of(exc: ArchiverError) -> int:
         return 410
     if isinstance(exc, LockedError):
         return 503
+    if isinstance(exc, TooManyExports):
+        return 429
     return 400  # QueryError and every other mistake of the caller
 
 
@@ -115,6 +133,23 @@ def _error_response(request: Request, status: int, message: str) -> Response:
     )
 
 
+def uvicorn_options(web: WebConfig) -> dict[str, Any]:
+    """What ``archiver serve`` and the daemon's web server both tell uvicorn about proxies.
+
+    The client address (login lockout, the journal's login records) is the TCP peer's unless
+    the peer is one of ``web.trusted_proxies``; only then are X-Forwarded-For and
+    X-Forwarded-Proto believed.  Without this the two launchers disagreed: uvicorn's default
+    trusts those headers from 127.0.0.1, so anything on the machine could choose its address.
+    """
+    trusted = list(web.trusted_proxies)
+    return {
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted,
+        "server_header": False,
+        "log_level": "warning",
+    }
+
+
 def create_app(cfg: Config, archive: Archive | None = None, *, export_dir: Path | None = None) -> FastAPI:
     """The ASGI app; opens the archive from ``cfg`` unless one is given (closed on shutdown if opened here)."""
     if not cfg.web.secure_cookies and not is_loopback(cfg.web.listen):
@@ -122,21 +157,26 @@ def create_app(cfg: Config, archive: Archive | None = None, *, export_dir: Path 
             "web.secure_cookies: false is only allowed when web.listen is a loopback address "
             "(plain-HTTP development); serve HTTPS (e.g. behind a reverse proxy) and keep it true."
         )
-    users = load_users(cfg.web)
+    accounts = load_accounts(cfg.web)
+    for warning in wall_warnings(accounts.users, accounts.walls):
+        log.warning(warning)
     own_archive = archive is None
     opened = archive or Archive.open(cfg)
     secret_file = cfg.web.session_secret_file or (cfg.archive.path / "web-session.key")
     service = WebArchive(opened)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True
+    templates.env.filters["show_bidi"] = show_bidi
     folder = export_dir or cfg.web.export_dir
     web = WebState(
         cfg=cfg,
         service=service,
-        users=users,
+        accounts=accounts,
         sessions=SessionStore(load_secret(secret_file), cfg.web.session_hours * 3600),
         limiter=LoginLimiter(cfg.web.max_failed_logins),
-        exports=ExportJobs(service, folder),
+        exports=ExportJobs(
+            service, folder, per_user=cfg.web.max_exports_per_user, ttl_s=cfg.web.export_ttl_hours * 3600
+        ),
         templates=templates,
     )
 

@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from archiver.errors import ArchiverError
 from archiver.store.catalog import EVENT_TYPES
-from archiver.web import policy
 from archiver.web.access import Scope
 from archiver.web.deps import check_csrf, page_context, require, state
+from archiver.web.exports import TooManyExports
 from archiver.web.filters import SearchForm, build_query
 from archiver.web.login import attempt_login, logout_cookie
 from archiver.web.service import snippet_html
@@ -155,7 +155,7 @@ def search_page(
             error=error,
             link=link,
             snippet_html=snippet_html,
-            sources=web.service.sources(),
+            sources=web.service.sources(scope),
             choices=web.service.clients_and_matters(scope),
         ),
     )
@@ -205,34 +205,23 @@ def exports_start(
             raise ArchiverError("Give a query or a matter to export.")
         if kind == "query":
             build_query(SearchForm(q=value))
+        state(request).exports.start(scope, kind, value)
+    except TooManyExports as exc:
+        return _exports_page(request, scope, q=value if kind == "query" else "", error=str(exc), status=429)
     except ArchiverError as exc:
         return _exports_page(request, scope, q=value if kind == "query" else "", error=str(exc), status=400)
-    state(request).exports.start(scope, kind, value)
     return RedirectResponse("/exports", status_code=303)
 
 
 @router.get("/holds", response_class=HTMLResponse)
 def holds_page(request: Request, scope: Annotated[Scope, Depends(require("holds"))]) -> Response:
     web = state(request)
-    with web.service.lock:
-        holds = [h for h in policy.all_holds(web.service.archive) if policy.hold_visible(scope, h)]
-        retention = _retention_overview(web.service.archive)
+    live, disposed = web.service.message_counts(scope)
+    rules = web.service.archive.cfg.retention.rules_file
+    retention = {"live": live, "disposed": disposed, "rules_file": str(rules), "rules_present": rules.exists()}
     return web.templates.TemplateResponse(
-        request, "holds.html", page_context(request, holds=holds, retention=retention)
+        request, "holds.html", page_context(request, holds=web.service.holds(scope), retention=retention)
     )
-
-
-def _retention_overview(archive: object) -> dict[str, object]:
-    """Counts for the compliance overview, read from the catalog."""
-    from archiver.archive import Archive
-
-    assert isinstance(archive, Archive)
-    conn = archive.repo.catalog.conn
-    live, disposed = conn.execute(
-        "SELECT sum(disposed_at IS NULL), sum(disposed_at IS NOT NULL) FROM objects"
-    ).fetchone()
-    rules = archive.cfg.retention.rules_file
-    return {"live": live or 0, "disposed": disposed or 0, "rules_file": str(rules), "rules_present": rules.exists()}
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -249,6 +238,7 @@ def audit_page(
     web = state(request)
     per_page = 100
     total, events = web.service.events(
+        scope,
         types=[type] if type else (),
         actor=actor,
         since=since,

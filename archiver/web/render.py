@@ -9,6 +9,9 @@ Two independent layers, so that a gap in one is caught by the other:
 2. The result is served from its own endpoint with a Content-Security-Policy that forbids
    scripts and every fetch but ``data:`` images (``default-src 'none'``) and sandboxes the
    document, and is shown in an ``<iframe sandbox="">`` (no scripts, unique origin).
+
+Attachment names are untrusted text too: :func:`show_bidi` and :func:`strip_bidi` keep their
+direction controls from disguising a name.
 """
 
 from __future__ import annotations
@@ -73,3 +76,18 @@ def frame_document(body: str) -> str:
         '<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
         "</head><body>" + sanitize_html(body) + "</body></html>"
     )
+
+
+#: Unicode's explicit direction marks, embeddings, overrides and isolates.  In a file name they
+#: let "résumé \u202egpj.exe" display as "résumé exe.jpg".
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def show_bidi(text: str) -> str:
+    """``text`` with every bidi control replaced by a visible ``[U+202E]``, for showing a file name."""
+    return "".join(f"[U+{ord(c):04X}]" if c in BIDI_CONTROLS else c for c in text)
+
+
+def strip_bidi(text: str) -> str:
+    """``text`` without bidi controls, for the name a download is saved under."""
+    return "".join(c for c in text if c not in BIDI_CONTROLS)

@@ -28,7 +28,7 @@ from archiver.model import Attachment, ParsedMessage, SearchHit
 from archiver.normalize.parse import attachment_payloads
 from archiver.store.audit import GroupCommit
 from archiver.store.objects import is_message_id
-from archiver.web import policy
+from archiver.web import auditlog, policy
 from archiver.web.access import Scope
 from archiver.web.filters import MATCH_ALL
 
@@ -52,6 +52,8 @@ class Page:
     total: int
     hits: tuple[SearchHit, ...]
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    #: the order used ("relevance" only for users who see the whole archive; hits' scores are 0 otherwise).
+    sort: Literal["date", "relevance"] = "date"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,11 @@ class MessageView:
 
     info: dict[str, Any]
     parsed: ParsedMessage | None
+    #: the covering holds this user may read (see policy.shown_holds).
     holds: list[dict[str, Any]]
     retention: dict[str, Any] | None
+    #: whether any active hold covers the message (told to every user, unlike the holds themselves).
+    on_hold: bool = False
 
 
 def snippet_html(hit: SearchHit) -> str:
@@ -95,6 +100,7 @@ class WebArchive:
 
     def events(
         self,
+        scope: Scope,
         *,
         types: Sequence[str] = (),
         actor: str = "",
@@ -104,40 +110,75 @@ class WebArchive:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """Journal events from the catalog's events table, newest first, with their total."""
-        where: list[str] = []
-        args: list[Any] = []
-        if types:
-            where.append(f"type IN ({','.join('?' * len(types))})")
-            args.extend(types)
-        if actor:
-            where.append("actor LIKE ? ESCAPE '\\'")
-            args.append("%" + actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        if since:
-            where.append("time >= ?")
-            args.append(since)
-        if until:
-            where.append("time < ?")
-            args.append(until)
-        if contains:
+        """Journal events from the catalog's events table, newest first, with their total.
+
+        Each event is shown as ``scope`` may see it (``archiver.web.auditlog``); for a walled
+        reader ``contains`` is matched against what is shown, not against the stored text.
+        """
+        where, args = _event_filters([t for t in types if t], actor, since, until)
+        if contains:  # a prefilter for walled readers (what is shown is part of what is stored)
             where.append("instr(data, ?) > 0")
             args.append(contains)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        limit, offset = max(1, min(limit, 1000)), max(0, offset)
+        select = f"SELECT seq, type, time, actor, data FROM events{clause} ORDER BY seq DESC"
         with self.lock:
             conn = self.archive.repo.catalog.conn
-            total = int(conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()[0])
-            rows = conn.execute(
-                f"SELECT seq, type, time, actor, data FROM events{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
-                [*args, max(1, min(limit, 1000)), max(0, offset)],
-            ).fetchall()
-        out = []
-        for seq, type_, time_, who, data in rows:
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                parsed = {"raw": data}
-            out.append({"seq": seq, "type": type_, "time": time_, "actor": who, "data": parsed})
-        return total, out
+            view = self._visibility(scope)
+            if scope.whole_archive or not contains:
+                total = int(conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()[0])
+                rows = conn.execute(select + " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+                return total, auditlog.show_rows(view, rows)
+            return self._matching_events(view, conn.execute(select, args), contains, limit, offset)
+
+    @staticmethod
+    def _matching_events(
+        view: auditlog.Visibility, cursor: Any, contains: str, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The page of events whose shown data contains ``contains``, and how many there are (under lock)."""
+        total = 0
+        page: list[dict[str, Any]] = []
+        while rows := cursor.fetchmany(500):
+            for event in auditlog.show_rows(view, rows):
+                if contains not in auditlog.event_text(event["data"]):
+                    continue
+                if offset <= total < offset + limit:
+                    page.append(event)
+                total += 1
+        return total, page
+
+    def _visibility(self, scope: Scope) -> auditlog.Visibility:
+        """What ``scope`` may see, for the access log (call under lock; answers are remembered)."""
+        holds: dict[str, dict[str, Any]] = {}
+        shown: dict[tuple[str, str], bool] = {}
+
+        def hold_of_case(case: str) -> dict[str, Any] | None:
+            if not holds:
+                holds.update({str(h["case"]): h for h in reversed(policy.all_holds(self.archive))})
+            return holds.get(case)
+
+        def hold_shown(hold: dict[str, Any]) -> bool:
+            key = (str(hold.get("kind", "")), str(hold.get("value", "")))
+            if key not in shown:
+                shown[key] = policy.hold_visible(scope, hold, lambda h: self._covers_hidden(scope, h))
+            return shown[key]
+
+        return auditlog.Visibility(
+            scope=scope,
+            visible_ids=lambda ids: set(self._visible(scope, list(ids))),
+            hold_shown=hold_shown,
+            hold_of_case=hold_of_case,
+            sources=lambda: {s.lower() for s in self.sources(scope)},
+            prefix_hidden=lambda prefix: self._prefix_hidden(scope, prefix),
+        )
+
+    def _prefix_hidden(self, scope: Scope, prefix: str) -> bool:
+        """Whether a stored message whose id starts with ``prefix`` (hex) is one ``scope`` may not see (under lock)."""
+        rows = self.archive.repo.catalog.conn.execute(
+            "SELECT client, COALESCE(matters, '[]') FROM object_rows WHERE id >= ? AND id < ? LIMIT 1000",
+            (prefix, prefix + "g"),
+        ).fetchall()
+        return not all(scope.sees(client, json.loads(matters)) for client, matters in rows)
 
     # -- search ------------------------------------------------------------------------
     def search(
@@ -151,7 +192,14 @@ class WebArchive:
         facets: bool = True,
         journal: dict[str, Any] | None = None,
     ) -> Page:
-        """Search within the scope; the hits, the total and the facets all respect it."""
+        """Search within the scope; the hits, the total and the facets all respect it.
+
+        A user under a wall or an allowed list always gets date order: relevance scores are
+        computed over the whole index (walls are filters), so the order, and above all the
+        scores, of their hits would move with the number of hidden messages holding the words.
+        """
+        if not scope.whole_archive:
+            sort = "date"
         filters = scope.index_filters()
         index = self.archive.index
         try:
@@ -178,7 +226,7 @@ class WebArchive:
                 "ids": [h.id for h in hits],
             },
         )
-        return Page(query=query, total=total, hits=tuple(hits), facets=counts)
+        return Page(query=query, total=total, hits=tuple(hits), facets=counts, sort=sort)
 
     def visible_ids(self, scope: Scope, query: str) -> list[str]:
         """Every id matching ``query`` that the scope may see (for exports)."""
@@ -240,8 +288,11 @@ class WebArchive:
             oid = self._check(scope, oid)
             info, raw = self._content(oid)
             holds, retention = policy.status(self.archive, oid, info)
+            shown, retention = policy.shown_holds(scope, holds, retention, lambda h: self._covers_hidden(scope, h))
         self.journal(scope.username, "view", {"id": oid})
-        return MessageView(info=info, parsed=self._parse(info, raw), holds=holds, retention=retention)
+        return MessageView(
+            info=info, parsed=self._parse(info, raw), holds=shown, retention=retention, on_hold=bool(holds)
+        )
 
     def raw(self, scope: Scope, oid: str) -> tuple[str, bytes]:
         """The original bytes (journalled as a download)."""
@@ -288,10 +339,94 @@ class WebArchive:
         """Facet counts over the whole archive within the scope (filter drop-downs)."""
         return self.archive.index.facets(MATCH_ALL, **scope.index_filters())  # type: ignore[arg-type]
 
-    def sources(self) -> list[str]:
+    def sources(self, scope: Scope) -> list[str]:
+        """Source names for the search form: those with a message the scope may see.
+
+        A source that only feeds walled clients (say ``globex-imap``) would otherwise tell a
+        walled user that the walled client's mail is being archived, and from where.
+        """
         with self.lock:
             rows = self.archive.repo.catalog.conn.execute("SELECT DISTINCT source FROM copies ORDER BY source")
-            return [r[0] for r in rows]
+            names = [str(r[0]) for r in rows]
+        if scope.whole_archive:
+            return names
+        facets = self.archive.index.facets(MATCH_ALL, ("source",), **scope.index_filters())  # type: ignore[arg-type]
+        seen = {value for value, _count in facets.get("source", [])}
+        return [n for n in names if n.lower() in seen]
+
+    def message_counts(self, scope: Scope) -> tuple[int, int]:
+        """(live, disposed) messages the scope may see, for the holds and retention overview.
+
+        Users who see everything get the catalog's counts; anyone else the index's count of
+        live messages within their scope (what their own search of everything totals) and
+        the disposed messages whose last tags they may see, so that the number never moves
+        when walled mail arrives.
+        """
+        with self.lock:
+            conn = self.archive.repo.catalog.conn
+            if scope.whole_archive:
+                live, disposed = conn.execute(
+                    "SELECT sum(disposed_at IS NULL), sum(disposed_at IS NOT NULL) FROM objects"
+                ).fetchone()
+                return int(live or 0), int(disposed or 0)
+            gone = conn.execute(
+                "SELECT client, COALESCE(matters, '[]') FROM object_rows WHERE disposed_at IS NOT NULL"
+            ).fetchall()
+        live = self.archive.index.count_matching(MATCH_ALL, **scope.index_filters())  # type: ignore[arg-type]
+        return live, sum(1 for client, matters in gone if scope.sees(client, json.loads(matters)))
+
+    # -- holds -----------------------------------------------------------------------------
+    def holds(self, scope: Scope) -> list[dict[str, Any]]:
+        """Every hold (placed or released, newest first) that ``scope`` may see (policy.hold_visible)."""
+        with self.lock:
+            holds = policy.all_holds(self.archive)
+            return [h for h in holds if policy.hold_visible(scope, h, lambda held: self._covers_hidden(scope, held))]
+
+    def _covers_hidden(self, scope: Scope, hold: dict[str, Any]) -> bool:
+        """Whether a query or custodian hold covers a message ``scope`` may not see.
+
+        Counted in the index with and without the scope's filters (a difference is a hidden
+        message); a custodian hold also covers the copies pulled from that mailbox account,
+        which the catalog knows.  A query that cannot run counts as covering hidden mail.
+        """
+        kind, value = str(hold.get("kind", "")), str(hold.get("value", ""))
+        if kind not in ("query", "custodian"):
+            return False
+        query = value if kind == "query" else policy.custodian_query(value)
+        index = self.archive.index
+        try:
+            if index.count_matching(query) != index.count_matching(query, **scope.index_filters()):  # type: ignore[arg-type]
+                return True
+        except (ArchiverError, ValueError):
+            return True
+        if kind == "query":
+            return False
+        with self.lock:
+            rows = self.archive.repo.catalog.conn.execute(
+                "SELECT DISTINCT o.client, COALESCE(o.matters, '[]') FROM copies c "
+                "JOIN object_rows o ON o.ingest_seq = c.obj WHERE lower(c.account) = lower(?)",
+                (value,),
+            ).fetchall()
+        return not all(scope.sees(client, json.loads(matters)) for client, matters in rows)
+
+
+def _event_filters(types: Sequence[str], actor: str, since: str, until: str) -> tuple[list[str], list[Any]]:
+    """SQL conditions on the events table's own columns (which every reader is shown as stored)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if types:
+        where.append(f"type IN ({','.join('?' * len(types))})")
+        args.extend(types)
+    if actor:
+        where.append("actor LIKE ? ESCAPE '\\'")
+        args.append("%" + actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    if since:
+        where.append("time >= ?")
+        args.append(since)
+    if until:
+        where.append("time < ?")
+        args.append(until)
+    return where, args
 
 
 def find_part(raw: bytes, sha256: str) -> bytes | None:

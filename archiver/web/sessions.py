@@ -17,13 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, TimestampSigner
 
 from archiver.errors import ConfigError
 
 COOKIE_NAME = "archiver_session"
 #: double-submit cookie protecting the login form (there is no session yet).
 LOGIN_CSRF_COOKIE = "archiver_login_csrf"
+#: signed "this browser has logged in as USER" cookie: it exempts the user's own browsers from
+#: the per-user login back-off (archiver.web.auth.LoginLimiter), so that back-off cannot lock them out.
+DEVICE_COOKIE = "archiver_device"
+DEVICE_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,8 @@ class Session:
     username: str
     csrf: str
     expires: float
+    #: fingerprint of the password hash the user logged in with (archiver.web.auth.credential_of).
+    credential: str = ""
 
 
 def load_secret(path: Path) -> bytes:
@@ -63,14 +69,17 @@ class SessionStore:
 
     def __init__(self, secret: bytes, lifetime_s: float, now: Callable[[], float] = time.time) -> None:
         self._signer = Signer(secret, salt="archiver-session")
+        self._device_signer = TimestampSigner(secret, salt="archiver-device")
         self._lifetime = lifetime_s
         self._now = now
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, username: str) -> tuple[Session, str]:
+    def create(self, username: str, credential: str = "") -> tuple[Session, str]:
         """A new session and the cookie value naming it."""
-        session = Session(secrets.token_urlsafe(32), username, secrets.token_urlsafe(32), self._now() + self._lifetime)
+        session = Session(
+            secrets.token_urlsafe(32), username, secrets.token_urlsafe(32), self._now() + self._lifetime, credential
+        )
         with self._lock:
             self._purge()
             self._sessions[session.sid] = session
@@ -95,6 +104,27 @@ class SessionStore:
         if session is not None:
             with self._lock:
                 self._sessions.pop(session.sid, None)
+
+    def retain(self, keep: Callable[[Session], bool]) -> int:
+        """Drop every session for which ``keep`` is false (users removed, passwords changed); how many."""
+        with self._lock:
+            gone = [sid for sid, session in self._sessions.items() if not keep(session)]
+            for sid in gone:
+                del self._sessions[sid]
+        return len(gone)
+
+    def device_cookie(self, username: str) -> str:
+        """The value of :data:`DEVICE_COOKIE` after ``username`` logged in on this browser."""
+        return self._device_signer.sign(username.encode("utf-8")).decode()
+
+    def device_user(self, cookie: str | None) -> str | None:
+        """The user name a device cookie vouches for, if it is genuine and younger than DEVICE_DAYS."""
+        if not cookie:
+            return None
+        try:
+            return self._device_signer.unsign(cookie.encode(), max_age=DEVICE_DAYS * 86400).decode("utf-8")
+        except (BadSignature, UnicodeError):
+            return None
 
     def _purge(self) -> None:
         now = self._now()

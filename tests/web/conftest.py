@@ -24,6 +24,12 @@ from archiver.web.auth import hash_password
 from tests.conftest import PASSPHRASE, SAMPLE_MAILDIR, TAGGING
 
 PASSWORD = "s3cret-pass"
+#: a matter number that both acme and globex use (matter numbers are per client).
+SHARED_MATTER = "20871-0003"
+#: a source that feeds only globex (walled from wally) mail.
+GLOBEX_SOURCE = "globex-feed"
+#: an attachment name with a right-to-left override: shown as-is it reads "résumé exe.jpg".
+BIDI_NAME = "r\u00e9sum\u00e9 \u202egpj.exe"
 #: user -> (role, groups, allowed)
 USERS: dict[str, tuple[str, list[str], list[str]]] = {
     "ann": ("admin", [], []),
@@ -32,6 +38,8 @@ USERS: dict[str, tuple[str, list[str], list[str]]] = {
     "vic": ("viewer", [], ["acme/*"]),
     "wally": ("compliance", ["conflicted"], []),
     "mat": ("auditor", [], []),
+    # a viewer allowed one client's matter; acme has a matter of the same number
+    "vg": ("viewer", [], [f"globex/{SHARED_MATTER}"]),
 }
 WALLS = [
     {"name": "globex-conflict", "groups": ["conflicted"], "clients": ["globex"]},
@@ -145,6 +153,21 @@ def write_fixture_mail(folder: Path, canary: str) -> None:
     )
     acme.add_attachment(b"Draft contract text\n", maintype="text", subtype="plain", filename="draft.txt")
     (folder / "acme.eml").write_bytes(bytes(acme))
+    shared = _message(
+        "Acme side deal", "legal@acme.example", "counsel@firm.example", f"acmesidedeal terms for {SHARED_MATTER}."
+    )
+    shared["X-Archive-Matter"] = f"acme/{SHARED_MATTER}"
+    shared.add_attachment(b"payload\n", maintype="application", subtype="octet-stream", filename=BIDI_NAME)
+    (folder / "acme-shared-matter.eml").write_bytes(bytes(shared))
+
+
+def write_globex_feed(folder: Path) -> None:
+    """Mail of the walled client only, imported under its own source (GLOBEX_SOURCE)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    feed = _message(
+        "Globex feed 20871-0002", "cfo@globex.example", "counsel@firm.example", "quarterly globexfeedword numbers"
+    )
+    (folder / "feed.eml").write_bytes(bytes(feed))
 
 
 @dataclass
@@ -200,10 +223,18 @@ def web_archive(tmp_path_factory: pytest.TempPathFactory, canary: Canary) -> Ite
     assert main([f"--config={path}", "init"]) == 0
     assert main([f"--config={path}", "import", str(SAMPLE_MAILDIR)]) == 0
     assert main([f"--config={path}", "import", str(mail)]) == 0
+    write_globex_feed(root / "feed")
+    assert main([f"--config={path}", "import", "--source", GLOBEX_SOURCE, str(root / "feed")]) == 0
     loaded = load_config(path)
     fx = WebArchiveFixture(path, loaded, canary)
     with Archive.open(loaded) as archive:
-        for name, word in (("malicious", "Malicious"), ("walled", SECRET_WORD), ("acme", "contract draft")):
+        for name, word in (
+            ("malicious", "Malicious"),
+            ("walled", SECRET_WORD),
+            ("acme", "contract draft"),
+            ("shared", "acmesidedeal"),
+            ("feed", "globexfeedword"),
+        ):
             hits = archive.search(f'"{word}"', limit=5).hits
             assert len(hits) == 1, (name, hits)
             fx.ids[name] = hits[0].id

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from archiver.web.app import SECURITY_HEADERS
-from tests.web.conftest import PASSWORD, WebArchiveFixture
+from tests.web.conftest import BIDI_NAME, PASSWORD, WebArchiveFixture
 
 Client = Callable[[str | None], TestClient]
 
@@ -413,3 +413,43 @@ def test_message_page_shows_a_query_hold_as_a_retention_run_would(
             release_hold(service.archive, "query-case", actor="t", reason="test over")
     after = client_for("carl").get(f"/api/messages/{web_archive.ids['malicious']}").json()
     assert after["holds"] == [] and after["retention"]["decision"] != "hold"
+
+
+# -- small gaps (review F14, F15) -----------------------------------------------------------------
+
+
+def test_bidi_controls_in_attachment_names_are_shown_visibly(
+    client_for: Client, web_archive: WebArchiveFixture
+) -> None:
+    """F14: "résumé \\u202egpj.exe" must not display as "résumé exe.jpg" nor be saved under that name."""
+    c = client_for("carl")
+    oid = web_archive.ids["shared"]
+    (att,) = c.get(f"/api/messages/{oid}").json()["attachments"]
+    assert att["filename"] == BIDI_NAME  # the API gives the name exactly
+    page = c.get(f"/messages/{oid}").text
+    assert "\u202e" not in page and "r\u00e9sum\u00e9 [U+202E]gpj.exe" in page
+    disposition = c.get(f"/api/messages/{oid}/attachments/{att['sha256']}").headers["content-disposition"]
+    assert "%E2%80%AE" not in disposition.upper() and "\u202e" not in disposition
+    assert "gpj.exe" in disposition
+
+
+def test_whitespace_only_export_value_is_refused(client_for: Client) -> None:
+    c = client_for("carl")
+    for kind in ("query", "matter"):
+        r = c.post("/api/exports", json={"kind": kind, "value": "   \t "})
+        assert r.status_code == 422, (kind, r.status_code)
+
+
+def test_empty_audit_type_filters_nothing(client_for: Client) -> None:
+    c = client_for("ann")
+    everything = c.get("/api/audit", params={"limit": 1}).json()["total"]
+    assert everything > 0
+    assert c.get("/api/audit", params={"type": "", "limit": 1}).json()["total"] == everything
+
+
+def test_hsts_is_sent_over_https_only(web_archive: WebArchiveFixture) -> None:
+    app = web_archive.make_app(secure_cookies=True)
+    with TestClient(app, base_url="https://testserver") as tls, TestClient(app) as plain:
+        for path in ("/login", "/api/me", "/static/app.css"):
+            assert tls.get(path).headers["strict-transport-security"].startswith("max-age="), path
+            assert "strict-transport-security" not in plain.get(path).headers, path

@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from archiver.archive import Archive
 from archiver.config import EthicalWall, WebUser
 from archiver.model import Tags
-from archiver.web.access import Scope, parse_allowed, scope_for
+from archiver.web.access import Labels, Scope, parse_allowed, scope_for, wall_warnings
 from archiver.web.service import WebArchive
-from tests.web.conftest import ATTACHMENT_WORD, SECRET_WORD, WebArchiveFixture
+from tests.web.conftest import (
+    ATTACHMENT_WORD,
+    GLOBEX_SOURCE,
+    PASSWORD,
+    SECRET_WORD,
+    SHARED_MATTER,
+    WebArchiveFixture,
+)
 
 Client = Callable[[str | None], TestClient]
 # wally is walled from client globex; mat from matter 20871-0001 (the walled message is both).
@@ -138,7 +148,9 @@ def test_scope_rules() -> None:
     assert scope.sees("globex", ["20871-0003"])
     assert not scope.sees("globex", ["20871-0001"])
     assert not scope.can("export")
-    assert parse_allowed(["acme/*", "globex/20871-0001", "3"]) == (("acme",), ("20871-0001", "3"))
+    assert parse_allowed(["acme/*", "globex/20871-0001", "3"]) == Labels(
+        clients=("acme",), matters=("3",), pairs=(("globex", "20871-0001"),)
+    )
     nobody = scope_for(WebUser(username="v", password_hash="x", role="viewer"), [])
     assert not nobody.sees("acme", [])
     admin = scope_for(WebUser(username="a", password_hash="x", role="admin", allowed=["acme/*"]), [])
@@ -164,3 +176,199 @@ def test_an_index_lagging_behind_a_retag_does_not_leak(web_archive: WebArchiveFi
         carl = scope_for(next(u for u in cfg.web.users if u.username == "carl"), cfg.web.walls)
         (hit,) = web.search(carl, '"contract draft"').hits
         assert (hit.id, hit.client) == (oid, "globex")
+
+
+# -- the review's findings: leaks around the walls ----------------------------------------------
+
+
+@contextmanager
+def _holds(app: FastAPI, *holds: tuple[str, str, str, str]) -> Iterator[None]:
+    """Place (case, kind, value, reason) holds for the duration of a test, then release them."""
+    from archiver.policies.holds import place_hold, release_hold
+
+    service = app.state.web.service
+    with service.lock:
+        for case, kind, value, reason in holds:
+            place_hold(service.archive, case=case, kind=kind, value=value, reason=reason, actor="test")
+    try:
+        yield
+    finally:
+        with service.lock:
+            for case, *_rest in holds:
+                release_hold(service.archive, case, actor="test", reason="test over")
+
+
+def test_access_log_is_filtered_through_the_readers_walls(
+    client_for: Client, web_archive: WebArchiveFixture, app: FastAPI
+) -> None:
+    """F2: mat (auditor, walled from 20871-0001) reads the log after carl used the walled message."""
+    oid = web_archive.ids["walled"]
+    carl = client_for("carl")
+    assert carl.get("/api/search", params={"q": SECRET_WORD}).json()["total"] == 1
+    sha = carl.get(f"/api/messages/{oid}").json()["attachments"][0]["sha256"]
+    assert carl.get(f"/api/messages/{oid}/attachments/{sha}").status_code == 200
+    with _holds(app, ("Globex walrus probe", "query", f"body:{SECRET_WORD}", "subpoena")):
+        aud = client_for("aud").get("/api/audit", params={"contains": oid[:16], "limit": 1000}).json()
+        assert aud["total"] >= 2  # an unwalled auditor sees the view and the download
+        mat = client_for("mat")
+        events = mat.get("/api/audit", params={"actor": "carl", "limit": 1000}).json()["events"]
+        events += mat.get("/api/audit", params={"type": "hold", "limit": 1000}).json()["events"]
+        assert any(e["type"] == "view" for e in events) and any(e["type"] == "hold" for e in events)
+        blob = json.dumps(events)
+        for secret in (oid, SECRET_WORD, "terms.txt", sha, "Globex walrus probe"):
+            assert secret not in blob, secret
+        assert any("withheld" in e["data"] for e in events)
+        # "contains" is matched against what mat is shown, so it cannot test hidden data
+        # (the walled users' own searches for the secret word, with no results, stay listed)
+        for probe in (oid[:16], "terms.txt", sha[:16], "walrus probe"):
+            assert mat.get("/api/audit", params={"contains": probe}).json()["total"] == 0, probe
+        page = mat.get("/audit", params={"actor": "carl"}).text
+        assert oid not in page and SECRET_WORD not in page
+    # what mat may see stays visible: carl's search for an acme message
+    carl.get("/api/search", params={"q": '"contract draft"'})
+    shown = mat.get("/api/audit", params={"type": "search", "actor": "carl", "limit": 1}).json()["events"][0]
+    assert shown["data"]["typed"] == '"contract draft"' and shown["data"]["ids"] == [web_archive.ids["acme"]]
+
+
+def test_viewer_allowed_client_matter_keeps_the_client(client_for: Client, web_archive: WebArchiveFixture) -> None:
+    """F3: vg may see globex/20871-0003, not acme's matter of the same number."""
+    shared = web_archive.ids["shared"]
+    ann = client_for("ann")
+    acme_hit = ann.get(f"/api/messages/{shared}").json()
+    assert acme_hit["client"] == "acme" and SHARED_MATTER in acme_hit["matters"]
+    globex = ann.get("/api/search", params={"client": "globex", "matter": SHARED_MATTER}).json()
+    assert globex["total"] >= 1
+    vg = client_for("vg")
+    mine = vg.get("/api/search", params={"per_page": 100}).json()
+    assert mine["total"] == globex["total"]
+    assert {h["client"] for h in mine["hits"]} == {"globex"}
+    assert all(SHARED_MATTER in h["matters"] for h in mine["hits"])
+    for path in (f"/api/messages/{shared}", f"/api/messages/{shared}/raw"):
+        assert vg.get(path).status_code == 404, path
+    assert vg.get(f"/api/messages/{mine['hits'][0]['id']}").status_code == 200
+    # an unqualified matter keeps its meaning: every client's matter of that number
+    scope = scope_for(WebUser(username="v", password_hash="x", role="viewer", allowed=[SHARED_MATTER]), [])
+    assert scope.sees("acme", [SHARED_MATTER]) and scope.sees("globex", [SHARED_MATTER])
+    pair = scope_for(WebUser(username="v", password_hash="x", role="viewer", allowed=["globex/" + SHARED_MATTER]), [])
+    assert pair.sees("globex", [SHARED_MATTER]) and not pair.sees("acme", ["10234-0001", SHARED_MATTER])
+
+
+@pytest.mark.parametrize(
+    "wall",
+    [
+        {"matters": ["globex/20871-0001"]},
+        {"clients": ["globex/*"]},
+        {"matters": ["globex/*"]},
+        {"clients": ["globex/20871-0001"]},
+    ],
+)
+def test_walls_in_the_qualified_forms_are_enforced(wall: dict[str, list[str]], web_archive: WebArchiveFixture) -> None:
+    """F4: a wall written like `allowed` or a hold (client/matter, client/*) bars what it names."""
+    oid = web_archive.ids["walled"]
+    walls = [EthicalWall(name="qualified", users=["aud"], **wall)]
+    app = web_archive.make_app(walls=walls)
+    with TestClient(app) as c:
+        assert c.post("/api/login", json={"username": "aud", "password": PASSWORD}).status_code == 200
+        assert c.get("/api/search", params={"q": SECRET_WORD}).json()["total"] == 0
+        assert c.get(f"/api/messages/{oid}").status_code == 404
+        acme = c.get("/api/search", params={"q": '"contract draft"'}).json()
+        assert acme["total"] == 1  # the rest stays visible
+        if "globex/*" in str(wall):
+            assert c.get("/api/search", params={"client": "globex"}).json()["total"] == 0
+
+
+def test_wall_entries_that_are_not_labels_are_a_config_error_naming_them(tmp_path: Path) -> None:
+    from archiver.config import parse_config
+    from archiver.errors import ConfigError
+
+    for bad in ("globex/20871/0001", "/20871-0001", "*"):
+        with pytest.raises(ConfigError, match=re.escape(repr(bad))):
+            parse_config(
+                {
+                    "archive": {"path": str(tmp_path)},
+                    "web": {"walls": [{"name": "w", "users": ["a"], "matters": [bad]}]},
+                }
+            )
+
+
+def test_walls_naming_unknown_users_or_groups_are_warned_about() -> None:
+    users = {"ann": WebUser(username="ann", password_hash="x", role="admin", groups=["lit"])}
+    walls = [
+        EthicalWall(name="typo", users=["anne"], groups=["litt"], clients=["globex"]),
+        EthicalWall(name="fine", users=["ann"], groups=["lit"], clients=["globex"]),
+    ]
+    warnings = wall_warnings(users, walls)
+    assert any("'typo'" in w and "'anne'" in w for w in warnings)
+    assert any("'typo'" in w and "'litt'" in w for w in warnings)
+    assert not any("'fine'" in w for w in warnings)
+
+
+def test_query_and_custodian_holds_naming_walled_mail_are_hidden(client_for: Client, app: FastAPI) -> None:
+    """F5: wally (walled from globex) must not learn of holds about globex mail."""
+    holds = (
+        ("Globex merger probe", "query", f"client:globex AND body:{SECRET_WORD}", "SEC subpoena re Globex merger"),
+        ("Globex CEO custodian", "custodian", "ceo@globex.example", "globex ceo"),
+        ("Walrus words", "query", f"body:{SECRET_WORD}", "covers only walled mail"),
+        ("Acme drafts", "query", '"contract draft"', "acme only"),
+    )
+    with _holds(app, *holds):
+        carl = {h["case"] for h in client_for("carl").get("/api/holds").json()}
+        assert {h[0] for h in holds} <= carl
+        wally = client_for("wally")
+        listed = wally.get("/api/holds").json()
+        assert "Acme drafts" in {h["case"] for h in listed}
+        blob = json.dumps(listed) + wally.get("/holds").text
+        for case, _kind, value, reason in holds[:3]:
+            assert case not in blob and value not in blob and reason not in blob
+
+
+def test_relevance_scores_are_not_shown_to_walled_users(client_for: Client) -> None:
+    """F6: BM25 scores count hidden messages; walled users get date order and no score."""
+    carl = client_for("carl").get("/api/search", params={"q": "contract", "sort": "relevance"}).json()
+    assert all(isinstance(h["score"], float) and h["score"] > 0 for h in carl["hits"])
+    assert carl["sort"] == "relevance"
+    for user in ("wally", "mat", "vic"):
+        r = client_for(user).get("/api/search", params={"q": "contract", "sort": "relevance"}).json()
+        assert r["hits"], user
+        assert all(h["score"] is None for h in r["hits"]), user
+        assert r["sort"] == "date", user
+        dates = [h["date"] for h in r["hits"]]
+        assert dates == sorted(dates, reverse=True)
+
+
+def test_live_count_and_sources_are_scoped(client_for: Client) -> None:
+    """F7: the overview's live count is what wally can find; a globex-only source is not offered."""
+    wally = client_for("wally")
+    total = wally.get("/api/search", params={"per_page": 1}).json()["total"]
+    everything = client_for("carl").get("/api/search", params={"per_page": 1}).json()["total"]
+    assert total < everything
+
+    def live(page: str) -> int:
+        m = re.search(r"<th>Live messages</th><td>(\d+)</td>", page)
+        assert m is not None
+        return int(m.group(1))
+
+    assert live(client_for("carl").get("/holds").text) == everything
+    assert live(wally.get("/holds").text) == total
+    assert f'value="{GLOBEX_SOURCE}"' in client_for("carl").get("/search").text
+    page = wally.get("/search").text
+    assert f'value="{GLOBEX_SOURCE}"' not in page and 'value="import"' in page
+
+
+def test_covering_holds_are_only_named_to_users_with_the_holds_permission(
+    client_for: Client, web_archive: WebArchiveFixture, app: FastAPI
+) -> None:
+    """F13: vic (viewer) learns that an acme message is held, not the case, target or reason."""
+    oid = web_archive.ids["acme"]
+    with _holds(app, ("Acme custodian case", "custodian", "legal@acme.example", "confidential reason")):
+        carl = client_for("carl").get(f"/api/messages/{oid}").json()
+        assert "Acme custodian case" in [h["case"] for h in carl["holds"]]
+        vic = client_for("vic")
+        r = vic.get(f"/api/messages/{oid}")
+        assert r.status_code == 200
+        m = r.json()
+        assert m["holds"] == [] and m["on_hold"] is True and m["retention"]["decision"] == "hold"
+        page = vic.get(f"/messages/{oid}").text
+        for text in (r.text, page):
+            assert "Acme custodian case" not in text and "confidential reason" not in text
+        assert "under legal hold" in page
