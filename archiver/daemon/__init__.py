@@ -2,6 +2,6 @@
 
 One module per job: ``schedules`` turns config values into triggers, ``lock`` keeps
 one daemon per archive, ``state`` is the JSON file `archiver status` reads,
-``metrics`` and ``health`` serve Prometheus metrics and /healthz, ``jobs`` is the
+``metrics`` and ``health`` serve Prometheus metrics, /healthz and /readyz, ``jobs`` is the
 work itself and ``service`` ties them to APScheduler and to signals.
 """

@@ -1,10 +1,17 @@
-"""The daemon's HTTP endpoint: ``/healthz`` and ``/metrics`` (Prometheus text format).
+"""The daemon's HTTP endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text format).
 
-A standard-library threading HTTP server on a daemon thread is enough for two
+A standard-library threading HTTP server on a daemon thread is enough for three
 read-only paths polled by a monitor; it binds to loopback by default because the
 metrics name sources and the endpoint has no authentication.  Handlers only read
 the metrics registry and a health callable, never the archive, so a scrape can
 not interfere with a running job.
+
+Two questions, two paths.  ``/healthz`` answers "is the daemon alive" (200 while the
+scheduler runs, else 503): a supervisor may restart on it, and restarting cannot
+make an unreachable mail server answer, so a failing job does not turn it 503; its
+JSON says ``"status": "degraded"`` and lists the failing jobs.  ``/readyz`` answers
+"is everything working": 503 also while any job's last run failed (a sync with a
+source or message failure, a retention sweep, a verify), for monitors that page.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ class _Server6(_Server):
 
 
 class HealthServer:
-    """Serves /healthz (200 when healthy, else 503, JSON either way) and /metrics."""
+    """Serves /healthz (200 while alive), /readyz (200 while no job fails), JSON either way, and /metrics."""
 
     def __init__(self, host: str, port: int, health: Health, metrics: Callable[[], bytes]) -> None:
         handler = _handler(health, metrics)
@@ -69,13 +76,17 @@ def _handler(health: Health, metrics: Callable[[], bytes]) -> type[BaseHTTPReque
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/healthz":
-                ok, detail = health()
+            if path in ("/healthz", "/readyz"):
+                alive, detail = health()
+                failing = bool(detail.get("failing"))
+                if alive and failing:
+                    detail["status"] = "degraded"
+                ok = alive and not (failing and path == "/readyz")
                 self._send(200 if ok else 503, "application/json", json.dumps(detail).encode() + b"\n")
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics())
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
+                self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz, /readyz or /metrics\n")
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)

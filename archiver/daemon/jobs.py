@@ -7,6 +7,17 @@ APScheduler's threads), records its outcome in the state file and the metrics,
 and never lets an exception escape: a failing source is reported and retried on
 its next run, it does not stop the daemon or the other sources.
 
+A sync fails when anything in it failed: the pipeline reports an unreachable server,
+a refused login or a missing path as a failure in its summary, not as an exception,
+so a run "without an exception" is not a success.  Any failure of the summary
+(``source_errors``, ``failed``) sets the run's ``last_error`` and leaves
+``last_success`` and its metric where they were, so "no successful sync for N hours"
+alerts fire while a custodian's mail is not archived.
+
+Runs that did not happen are recorded too: the scheduler reports each skipped run
+(``skipped``), and at start-up a retention sweep or verify that fell due while the
+daemon was down is counted and run once (``catch_up``).
+
 Shutdown is cooperative: ``stop`` is polled by the ingest pipeline between
 batches, so a sync stops right after a committed batch (messages and checkpoint
 in the same transaction) and the next run resumes exactly there.
@@ -15,21 +26,25 @@ in the same transaction) and the next run resumes exactly there.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.triggers.cron import CronTrigger
 from structlog.contextvars import bound_contextvars
 
 from archiver.archive import Archive
-from archiver.clock import Clock, parse_iso, system_clock
+from archiver.clock import Clock, iso, parse_iso, system_clock
 from archiver.config import Config, SourceConfig
 from archiver.daemon.metrics import Metrics
+from archiver.daemon.schedules import missed_runs
 from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, DaemonState, sync_job_id
 from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.normalize.tagging import Tagger
-from archiver.pipeline import ingest
+from archiver.pipeline import IngestSummary, ingest
 from archiver.sources import build_connector
 
 log = get_logger("archiver.daemon")
@@ -44,6 +59,28 @@ def accounts_of(src: SourceConfig) -> list[str]:
     if src.type in ("ews", "graph"):
         return list(src.mailboxes)
     return []
+
+
+def sync_error(summary: IngestSummary) -> str | None:
+    """Why a sync run failed, or None when nothing in it failed.
+
+    Whole failures (``source_errors``: a server unreachable, a login refused, a path
+    missing) and messages that could not be fetched both count: either way mail that
+    should be in the archive is not, and the run must not be reported as a success.
+    """
+    if not summary.failed and not summary.source_errors:
+        return None
+    parts = []
+    if summary.source_errors:
+        parts.append(f"{summary.source_errors} account(s), mailbox(es) or path(s) could not be read at all")
+    messages = summary.failed - summary.source_errors
+    if messages > 0:
+        parts.append(f"{messages} message(s), folder(s) or path(s) could not be archived")
+    text = " and ".join(parts)
+    if summary.failures:
+        first = summary.failures[0]
+        text += f"; first: {first.get('location') or '?'}: {first.get('reason') or '?'}"
+    return text
 
 
 class Jobs:
@@ -149,22 +186,26 @@ class Jobs:
                     "seconds": summary.seconds,
                     "failures": summary.failures[:20],
                 }
-                source_level = [f["reason"] for f in summary.failures if f.get("location") == source]
-                if source_level:
-                    error = source_level[0]
+                error = sync_error(summary)
+                self.metrics.source_errors.labels(source).set(summary.source_errors)
                 self.metrics.archived.labels(source).inc(summary.imported)
                 self.metrics.duplicates.labels(source).inc(summary.duplicates)
                 if summary.failed:
                     self.metrics.sync_errors.labels(source).inc(summary.failed)
-                log.info(
-                    "sync finished",
+                (log.error if error else log.info)(
+                    "sync failed" if error else "sync finished",
                     imported=summary.imported,
                     duplicates=summary.duplicates,
                     failed=summary.failed,
+                    source_errors=summary.source_errors,
                     parse_errors=summary.parse_errors,
                     seconds=summary.seconds,
                     stopped=self.stop.is_set(),
+                    **({"error": error} if error else {}),
                 )
+            if result is None:  # no summary: the whole source failed before or outside the pipeline
+                self.metrics.source_errors.labels(source).set(1)
+            self.metrics.sync_ok.labels(source).set(0 if error else 1)
             if error is None:
                 self.metrics.last_success.labels(source).set(self.clock().timestamp())
             elif result is None:
@@ -185,7 +226,7 @@ class Jobs:
             result: dict[str, Any] | None = None
             log.info("retention sweep started")
             try:
-                cert = apply_retention(self.archive, now=self.clock(), actor=ACTOR)
+                cert = apply_retention(self.archive, now=self.clock(), actor=ACTOR, stop=self.stop.is_set)
                 # The certificate's counts and where it was saved, not every disposed id.
                 certificate = str(cert.path) if cert.path else None
                 result = {"counts": cert.body.get("counts"), "certificate": certificate}
@@ -231,6 +272,58 @@ class Jobs:
             self.metrics.verify_last_run.set(self.clock().timestamp())
             self.state.job_finished(VERIFY_JOB, result=result, error=error)
 
+    # -- runs that did not happen -------------------------------------------------------------
+    def skipped(self, event: Any) -> None:
+        """APScheduler listener (``schedules.SKIP_EVENTS``): record a run that did not happen.
+
+        Called from the scheduler's thread (a run due while the job is still queued or
+        running) or the worker's (a run past its misfire grace time, if one is ever set):
+        the state file and the metrics are thread-safe.
+        """
+        job_id = str(event.job_id)
+        if event.code == EVENT_JOB_MISSED:
+            reason = "too_late"
+            times = [event.scheduled_run_time]
+        else:
+            reason = "still_running" if job_id in self.running() else "waiting"
+            times = list(event.scheduled_run_times or [])
+        scheduled = iso(times[0]) if times else None
+        self.record_skipped(job_id, reason, scheduled, max(1, len(times)))
+
+    def record_skipped(self, job_id: str, reason: str, scheduled: str | None, count: int = 1) -> None:
+        """Count ``count`` scheduled runs of ``job_id`` that did not happen (state file, metric, log)."""
+        self.metrics.skipped.labels(job_id, reason).inc(count)
+        self.state.job_skipped(job_id, reason=reason, scheduled=scheduled, count=count)
+        # A sync due again while it still runs is routine (the running one fetches the same mail).
+        (log.info if reason == "still_running" else log.warning)(
+            "scheduled run skipped", job=job_id, reason=reason, scheduled=scheduled, count=count
+        )
+
+    def catch_up(self, triggers: Mapping[str, CronTrigger], now: datetime) -> set[str]:
+        """At start-up: the cron jobs that fell due while no daemon ran, recorded; run each once now.
+
+        A job's reference is its last start, else (it never started) the start of the
+        previous daemon: no earlier daemon means a new installation, with nothing missed.
+        An unfinished run (the daemon was killed during it) is not repeated, since a run
+        that takes the daemon down would otherwise do so at every restart.
+        """
+        due: set[str] = set()
+        since_daemon = self.state.previous_daemon.get("started_at")
+        for job_id, trigger in triggers.items():
+            reference = self.state.job(job_id).get("last_start") or since_daemon
+            if not reference:
+                continue
+            try:
+                since = parse_iso(str(reference))
+            except ValueError:
+                continue
+            missed = missed_runs(trigger, since, now)
+            if missed:
+                self.record_skipped(job_id, "daemon_down", iso(missed[0]), len(missed))
+                log.warning("running a scheduled job missed while the daemon was down", job=job_id)
+                due.add(job_id)
+        return due
+
     # -- gauges read from the archive -------------------------------------------------------
     def seed_gauges(self) -> None:
         """At start, before any job runs: gauges from the archive and the previous daemon's state.
@@ -240,9 +333,14 @@ class Jobs:
         """
         self.refresh_gauges()
         for job_id, job in self.state.data["jobs"].items():
+            if not job_id.startswith("sync:"):
+                continue
+            source = job_id[len("sync:") :]
             success = job.get("last_success")
-            if job_id.startswith("sync:") and success:
-                self.metrics.last_success.labels(job_id[len("sync:") :]).set(parse_iso(success).timestamp())
+            if success:
+                self.metrics.last_success.labels(source).set(parse_iso(success).timestamp())
+            if job.get("last_end"):
+                self.metrics.sync_ok.labels(source).set(0 if job.get("last_error") else 1)
         verify = self.state.data["jobs"].get(VERIFY_JOB) or {}
         if verify.get("last_end"):
             self.metrics.verify_ok.set(1 if (verify.get("last_result") or {}).get("ok") else 0)

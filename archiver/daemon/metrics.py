@@ -63,7 +63,19 @@ class Metrics:
         self.syncs = Counter("archiver_sync_runs", "Sync runs finished, per source", ["source"], registry=r)
         self.last_success = Gauge(
             "archiver_last_successful_sync_timestamp_seconds",
-            "Unix time of the last sync run that ended without an error, per source",
+            "Unix time of the last sync run that ended without an error (nothing failed), per source",
+            ["source"],
+            registry=r,
+        )
+        self.sync_ok = Gauge(
+            "archiver_sync_last_ok",
+            "1 if the last sync run of the source ended without an error, else 0",
+            ["source"],
+            registry=r,
+        )
+        self.source_errors = Gauge(
+            "archiver_source_errors",
+            "Accounts, mailboxes or paths the last sync run could not read at all, per source",
             ["source"],
             registry=r,
         )
@@ -84,6 +96,14 @@ class Metrics:
             "archiver_verify_last_run_timestamp_seconds", "Unix time the last scheduled verify ended", registry=r
         )
         self.job_running = Gauge("archiver_job_running", "1 while a job runs", ["job"], registry=r)
+        self.skipped = Counter(
+            "archiver_job_runs_skipped",
+            "Scheduled runs that did not happen, per job and reason (still_running: the previous run of "
+            "the job had not ended; waiting: it was still queued behind another job; too_late: past its "
+            "misfire grace time; daemon_down: due while the daemon was not running)",
+            ["job", "reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

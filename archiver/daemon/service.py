@@ -9,9 +9,12 @@ index) is not meant to be driven from two threads at once, and giving each job
 its own Archive would make two jobs of this daemon fight over the index writer.
 Sources are therefore synced one after the other; the parallelism that matters,
 parsing and encryption, happens in the ingest pipeline's worker processes.  A
-slow job delays the others but never overlaps itself: ``max_instances=1`` and
-``coalesce=True`` turn a pile of missed runs into one run.  The main thread only
-waits for signals; the HTTP endpoint reads the metrics registry, never the archive.
+slow job delays the others but never overlaps itself, and a run held up behind it
+runs late rather than never (``schedules.JOB_DEFAULTS``); a run that falls due while
+the job is still queued or running is skipped and recorded, and a retention sweep or
+verify missed while the daemon was down runs once at start-up (``Jobs.catch_up``).
+The main thread only waits for signals; the HTTP endpoint reads the metrics registry
+and the state, never the archive.
 
 Signals.  The handlers only set flags; the main thread acts on them.  SIGTERM or
 SIGINT: stop scheduling, set the stop event (the running sync ends after its
@@ -20,7 +23,8 @@ if a job does not reach a safe point in time the daemon exits 1 anyway, which
 loses nothing (every batch is committed with its checkpoint; recovery cuts an
 unfinished transaction).  SIGHUP: reload the config file; a config that does not
 load or validate is refused, logged and recorded in the state file, and the
-running one is kept.
+running one is kept.  The reload hooks (the web UI's, when ``daemon.serve_web``)
+get the new config first and may refuse it the same way.
 
 Every commit the jobs make is sealed by an Ed25519-signed checkpoint record in
 the journal (the repository does this per transaction), so the daemon adds no
@@ -32,12 +36,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
@@ -48,16 +52,13 @@ from archiver.daemon.health import HealthServer
 from archiver.daemon.jobs import Jobs
 from archiver.daemon.lock import DaemonLock
 from archiver.daemon.metrics import Metrics
-from archiver.daemon.schedules import Plan, plan
+from archiver.daemon.schedules import Plan, new_scheduler, plan
 from archiver.daemon.state import RETENTION_JOB, VERIFY_JOB, DaemonState
 from archiver.errors import ArchiverError, ConfigError
 from archiver.logging import get_logger, setup_logging
 from archiver.store.repository import Repository
 
 log = get_logger("archiver.daemon")
-
-#: a cron job that could not start within this many seconds of its time (daemon busy or asleep) is skipped.
-MISFIRE_GRACE_S = 3600
 
 
 class Daemon:
@@ -76,6 +77,9 @@ class Daemon:
         self.scheduler: BackgroundScheduler | None = None
         self.jobs: Jobs | None = None
         self.state: DaemonState | None = None
+        #: called with a reloaded config before it is used, e.g. the web UI's users and walls;
+        #: a ConfigError from one refuses the reload like an invalid file.
+        self._reload_hooks: list[Callable[[Config], None]] = []
 
     # -- entry point ------------------------------------------------------------------
     def run(self) -> int:
@@ -101,11 +105,7 @@ class Daemon:
             archive.close()
             raise
         try:
-            self.scheduler = BackgroundScheduler(
-                executors={"default": ThreadPoolExecutor(max_workers=1)},
-                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
-                timezone=UTC,
-            )
+            self.scheduler = new_scheduler(jobs.skipped)
             self._schedule(self.plan, initial=True)
             jobs.seed_gauges()  # the worker thread has not started: the archive is still ours here
             previous = self._install_signals()
@@ -116,6 +116,7 @@ class Daemon:
                 from archiver.daemon.webserver import WebServer
 
                 web = WebServer(cfg, archive)
+                self._reload_hooks.append(web.reconfigure)
                 web.start()
             self.scheduler.start()
             log.info(
@@ -162,10 +163,11 @@ class Daemon:
                 )
             elif jid not in old or old[jid].interval != sp.interval:
                 sched.reschedule_job(jid, trigger=new.interval_trigger(sp))
-        sched.add_job(
-            jobs.retention, trigger=new.retention, id=RETENTION_JOB, name=RETENTION_JOB, replace_existing=True
-        )
-        sched.add_job(jobs.verify, trigger=new.verify, id=VERIFY_JOB, name=VERIFY_JOB, replace_existing=True)
+        cron = {RETENTION_JOB: (jobs.retention, new.retention), VERIFY_JOB: (jobs.verify, new.verify)}
+        late = jobs.catch_up({jid: trigger for jid, (_f, trigger) in cron.items()}, now) if initial else set()
+        for jid, (func, trigger) in cron.items():
+            at_once = {"next_run_time": now} if jid in late else {}  # missed while down: once, now
+            sched.add_job(func, trigger=trigger, id=jid, name=jid, replace_existing=True, **at_once)
         info: dict[str, dict[str, Any]] = {
             jid: {"kind": "sync", "source": sp.source.name, "type": sp.source.type, "interval": sp.source.interval}
             for jid, sp in wanted.items()
@@ -227,6 +229,8 @@ class Daemon:
                     f"{new.archive.path}); restart the daemon to use another archive."
                 )
             _check_rules(new)
+            for hook in self._reload_hooks:
+                hook(new)
         except ArchiverError as exc:
             log.error("configuration reload refused; the running configuration is kept", error=str(exc))
             self.state.reloaded(False, str(exc))
@@ -276,6 +280,7 @@ class Daemon:
             "pid": os.getpid(),
             "archive": str(self.cfg.archive.path),
             "running_jobs": self.jobs.running() if self.jobs else [],
+            "failing": self.state.failing() if self.state else {},
         }
         if up and sched is not None:
             detail["jobs"] = {

@@ -5,7 +5,12 @@ repository lock or a connection to the daemon, so the daemon writes what it know
 (each job's last start and end, result counts, last error, next run) to a small
 JSON file, atomically (temporary file, fsync, rename): a reader sees the old or
 the new state, never half of one.  The previous file is read at start, so the
-history of the last runs survives a restart.
+history of the last runs survives a restart, and so the daemon can tell which
+scheduled runs fell while it was not running (``previous_daemon``).
+
+A run that failed has ``last_error`` set and leaves ``last_success`` where it was;
+a scheduled run that did not happen (the worker was busy, the daemon was down) is
+counted in ``skipped`` and described in ``last_skipped``, so neither is silent.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class DaemonState:
         self._lock = threading.Lock()
         previous = read_state(archive_path) or {}
         jobs = previous.get("jobs") if isinstance(previous.get("jobs"), dict) else {}
+        #: what the previous daemon wrote about itself (``started_at``, ``stopped_at``), or {}.
+        self.previous_daemon: dict[str, Any] = (
+            dict(previous["daemon"]) if isinstance(previous.get("daemon"), dict) else {}
+        )
         self.data: dict[str, Any] = {"version": 1, "daemon": {}, "jobs": jobs, "reload": None}
         for job in self.data["jobs"].values():
             if isinstance(job, dict):
@@ -119,6 +128,23 @@ class DaemonState:
                 job["last_success"] = now
             self._write()
 
+    def job_skipped(self, job_id: str, *, reason: str, scheduled: str | None, count: int = 1) -> None:
+        """Record ``count`` scheduled runs that did not happen, and why (``Jobs.skipped``)."""
+        with self._lock:
+            job = self._job(job_id)
+            job["skipped"] = int(job.get("skipped") or 0) + count
+            job["last_skipped"] = {"at": iso(self.clock()), "scheduled": scheduled, "reason": reason, "count": count}
+            self._write()
+
+    def failing(self) -> dict[str, str]:
+        """The jobs whose last run ended with an error, with that error (for /healthz and /readyz)."""
+        with self._lock:
+            return {
+                jid: str(job["last_error"])
+                for jid, job in self.data["jobs"].items()
+                if isinstance(job, dict) and job.get("last_error")
+            }
+
     def next_runs(self, times: dict[str, str | None]) -> None:
         with self._lock:
             changed = False
@@ -166,5 +192,7 @@ def _empty() -> dict[str, Any]:
         "last_error": None,
         "errors": 0,
         "runs": 0,
+        "skipped": 0,
+        "last_skipped": None,
         "next_run": None,
     }

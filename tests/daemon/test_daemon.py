@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +346,49 @@ def test_bad_schedule_is_refused_at_start(setup: tuple[Path, Path, int]) -> None
     cfg.write_text(yaml.safe_dump(data))
     r = run_process(["--config", str(cfg), "daemon"])
     assert r.returncode == 3 and b"sources.mail.interval" in r.stderr
+
+
+def test_a_cron_line_that_never_fires_stops_the_daemon_at_start(setup: tuple[Path, Path, int]) -> None:
+    cfg, _archive, _port = setup
+    data = yaml.safe_load(cfg.read_text())
+    data["daemon"]["retention_schedule"] = "0 3 30 2 *"  # 30 February
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_process(["--config", str(cfg), "daemon"])
+    assert r.returncode == 3 and b"daemon.retention_schedule" in r.stderr and b"never fires" in r.stderr
+
+
+def test_a_sweep_missed_while_the_daemon_was_down_runs_at_start(setup: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """The daemon was stopped over the sweep's time: it is recorded and made up once at start,
+    while a verify that is not overdue waits for its time."""
+    cfg, archive, port = setup
+    now = datetime.now(UTC)
+    stamp = "%Y-%m-%dT%H:%M:%S.000000Z"
+    (archive / "daemon-state.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "daemon": {"started_at": (now - timedelta(days=10)).strftime(stamp), "status": "stopped"},
+                "jobs": {
+                    "retention": {"last_start": (now - timedelta(days=3)).strftime(stamp), "runs": 4, "errors": 0},
+                    "verify": {"last_start": (now - timedelta(minutes=1)).strftime(stamp), "runs": 1, "errors": 0},
+                },
+            }
+        )
+    )
+    d = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        wait_for("the missed sweep", lambda: state(archive)["jobs"]["retention"].get("runs") == 5, daemon=d)
+        retention = state(archive)["jobs"]["retention"]
+        assert retention["last_skipped"]["reason"] == "daemon_down" and retention["skipped"] in (2, 3)
+        skipped = metric(
+            http_get(port, "/metrics")[1], "archiver_job_runs_skipped_total", job="retention", reason="daemon_down"
+        )
+        assert skipped == retention["skipped"]
+        status = json.loads(run_process(["--config", str(cfg), "status", "--json"]).stdout)
+        assert status["retention"]["last_skipped"]["reason"] == "daemon_down"
+        assert status["verify"]["runs"] == 1 and not status["verify"].get("skipped")  # not overdue: not run
+    finally:
+        assert d.stop() == 0
 
 
 def test_status_without_a_daemon(setup: tuple[Path, Path, int]) -> None:
