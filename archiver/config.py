@@ -240,6 +240,10 @@ class EwsSource(_Strict):
     folders: FolderFilter = FolderFilter()
     #: also archive the online archive mailbox when the server offers one.
     include_archive: bool = True
+    #: journaling mailboxes (also synced): only there are Exchange journal reports unwrapped.
+    journal_mailboxes: list[str] = []
+    #: when given, only journal reports sent from these addresses (the Microsoft Exchange recipient) are unwrapped.
+    journal_senders: list[str] = []
     #: changes asked for per SyncFolderItems call (one batch); EWS allows at most 512.
     batch_size: int = Field(default=100, ge=1, le=512)
     #: items per GetItem request when fetching MIME content.
@@ -262,6 +266,10 @@ class GraphSource(_Strict):
     mailboxes: list[str] = []
     #: archive every user member of this group (object id) as well.
     group: str | None = None
+    #: journaling mailboxes (also synced): only there are Exchange journal reports unwrapped.
+    journal_mailboxes: list[str] = []
+    #: when given, only journal reports sent from these addresses (the Microsoft Exchange recipient) are unwrapped.
+    journal_senders: list[str] = []
     folders: FolderFilter = FolderFilter()
     #: hidden mail folders hold mail too (e.g. some retention and app folders).
     include_hidden_folders: bool = True
@@ -278,8 +286,8 @@ class GraphSource(_Strict):
 
     @model_validator(mode="after")
     def _some_mailboxes(self) -> GraphSource:
-        if not self.mailboxes and not self.group:
-            raise ValueError("give mailboxes, a group, or both")
+        if not self.mailboxes and not self.group and not self.journal_mailboxes:
+            raise ValueError("give mailboxes, journal_mailboxes, a group, or several")
         return self
 
 

@@ -14,27 +14,40 @@ archive's when the server offers one), uses SyncFolderItems.  exchangelib's
 consumed and loops internally until the folder is caught up, so a long first
 sync would only become resumable at its very end.  The connector therefore
 calls exchangelib's ``SyncFolderItems`` service one bounded request at a time
-(``max_changes_returned = batch_size``): every request is one
-:class:`~connectors.base.Batch` whose checkpoint is the sync state the server
-returned with it, and the loop continues while the server says
-``IncludesLastItemInRange`` is false.  The MIME content of new items is fetched
-with GetItem in chunks and archived byte-exact.
+(``max_changes_returned = batch_size``): every request gives
+:class:`~connectors.base.Batch` objects, the last of which carries the sync
+state the server returned with it as its checkpoint, and the loop continues
+while the server says ``IncludesLastItemInRange`` is false.  The MIME content of
+new items (and their received time) is fetched with GetItem in chunks and
+archived byte-exact; a request's items are cut into batches once they hold
+``max_batch_bytes``.
+
+An item whose MIME content the server cannot give (``ErrorMimeContentConversionFailed``,
+``ErrorCorruptData``, or an error such as ``ErrorInternalServerError`` that
+exchangelib raises for the whole GetItem request, which is then asked again
+item by item to find the bad one) is reported, kept in the folder's retry list
+(:mod:`connectors.exchange_items`) and tried again every run, while the folder
+moves on.  Journal reports are unwrapped only in the configured journaling
+mailboxes (:mod:`connectors.journal_report`).
 
 Delete events in the sync never delete anything from the archive.  Throttling
 (``ErrorServerBusy`` with ``BackOffMilliseconds``, HTTP 503/429 with
 ``Retry-After``) is honoured by exchangelib's :class:`~exchangelib.FaultTolerance`
 policy up to ``max_wait`` seconds; a 401 fails at once with a clear message
-instead of being retried as throttling.  Any other error is reported as a
-:class:`~connectors.base.SourceFailure` naming the mailbox and folder, and the
-other folders and mailboxes carry on.
+instead of being retried as throttling.  Any other error, expected or not, is
+reported as a :class:`~connectors.base.SourceFailure` naming the mailbox and
+folder, and the other folders and mailboxes carry on.  An online archive the
+account may not open is such a failure too, not a silent skip.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC as UTC_TZ
+from datetime import datetime
 from typing import Any, Literal
 
 import requests
@@ -57,7 +70,8 @@ from exchangelib.services import SyncFolderItems
 
 from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceEvent, SourceFailure, folder_selected
 from connectors.errors import AuthError, ConnectorError, ProtocolError, TransientError
-from connectors.journal_report import unwrap_journal_report
+from connectors.exchange_items import DEFAULT_MAX_BATCH_BYTES, BatchCutter, RetryList, folder_segment
+from connectors.journal_report import journal_copy
 from connectors.msauth import TokenProvider
 
 log = logging.getLogger(__name__)
@@ -85,12 +99,16 @@ _TRANSIENT = (
     ews_errors.ErrorTooManyObjectsOpened,
     requests.RequestException,
 )
+#: what a mailbox without an online archive answers; ErrorAccessDenied is *not* one of them:
+#: an archive the account may not open is reported, or its mail would be missing without a sign.
 _ARCHIVE_MISSING = (
     ews_errors.ErrorFolderNotFound,
     ews_errors.ErrorInvalidOperation,
-    ews_errors.ErrorAccessDenied,
     ews_errors.ErrorItemNotFound,
 )
+#: the item fields fetched with GetItem: the exact MIME bytes, and when the item arrived
+#: (retention rules counted from receipt need it; the Date header is the sender's claim).
+_ITEM_FIELDS = ["mime_content", "datetime_received"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +133,19 @@ class EwsSettings:
     #: the longest server-requested back-off (seconds) to sit out before giving up on a request.
     max_wait: float = 600.0
     timeout: float = 120.0
-    unwrap_journal_reports: bool = True
+    #: mailboxes that receive journal reports: only there are reports unwrapped (also synced).
+    journal_mailboxes: tuple[str, ...] = ()
+    #: when given, only reports sent from these addresses are unwrapped.
+    journal_senders: tuple[str, ...] = ()
+    #: a batch is cut once its messages hold this many bytes.
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+
+    @property
+    def all_mailboxes(self) -> tuple[str, ...]:
+        """``mailboxes`` and then the journaling mailboxes not among them."""
+        seen = {m.lower() for m in self.mailboxes}
+        extra = tuple(m for m in self.journal_mailboxes if m.lower() not in seen)
+        return self.mailboxes + tuple(dict.fromkeys(extra))
 
 
 class _RetryPolicy(FaultTolerance):  # type: ignore[misc]
@@ -177,18 +207,20 @@ class EwsConnector:
         self.name = settings.name
         self._s = settings
         self._tokens = tokens
+        self._journal = {m.lower() for m in settings.journal_mailboxes}
 
     # -- the Connector protocol ------------------------------------------------------------------
 
     def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
-        """Yield one batch per SyncFolderItems request of every selected folder of every mailbox."""
+        """Yield the batches of every SyncFolderItems request of every selected folder of every mailbox."""
         try:
             config = self._configuration()
-        except ConnectorError as exc:
-            for mailbox in self._s.mailboxes:
-                yield self._failure(mailbox, "", exc)
+        except Exception as exc:  # a setup problem fails every mailbox with a sentence, never the whole sync
+            err = self._convert(exc)
+            for mailbox in self._s.all_mailboxes:
+                yield self._failure(mailbox, "", err)
             return
-        for mailbox in self._s.mailboxes:
+        for mailbox in self._s.all_mailboxes:
             yield from self._mailbox_batches(config, mailbox, checkpoints)
 
     # -- setup -----------------------------------------------------------------------------------
@@ -223,24 +255,29 @@ class EwsConnector:
 
     # -- folders ---------------------------------------------------------------------------------
 
-    def _folders(self, account: Account) -> tuple[list[tuple[Folder, str]], list[SourceEvent]]:
-        """Mail folders with display paths; the archive's when reachable."""
+    def _folders(self, account: Account, mailbox: str) -> tuple[list[tuple[Folder, str]], Batch | None]:
+        """Mail folders with display paths (the archive's when it exists); a batch reporting an archive not read."""
         roots: list[tuple[Any, str]] = [(account.msg_folder_root, "")]
-        events: list[SourceEvent] = []
+        report: Batch | None = None
         if self._s.include_archive:
             try:
                 roots.append((account.archive_msg_folder_root, ARCHIVE_PREFIX))
             except _ARCHIVE_MISSING as exc:
-                log.debug("no online archive for %s: %s", account.primary_smtp_address, exc)
+                log.debug("no online archive for %s: %s", mailbox, exc)
             except ews_errors.ErrorServerBusy:
                 raise
             except ews_errors.EWSError as exc:
-                events.append(
-                    SourceEvent(
-                        "archive_unreachable",
-                        {"mailbox": account.primary_smtp_address, "reason": f"{exc.__class__.__name__}: {exc}"},
+                reason = f"{exc.__class__.__name__}: {exc}"
+                err: ConnectorError = (
+                    TransientError(reason)
+                    if isinstance(exc, _TRANSIENT)
+                    else AuthError(
+                        f"the online archive cannot be opened ({reason}), so its mail is not archived. Give the "
+                        "account the same access to the archive as to the mailbox, or set include_archive: false."
                     )
                 )
+                report = self._failure(mailbox, ARCHIVE_PREFIX, err)
+                report.events.append(SourceEvent("archive_unreachable", {"mailbox": mailbox, "reason": reason}))
         out: list[tuple[Folder, str]] = []
         for root, prefix in roots:
             for folder in root.walk():
@@ -253,24 +290,24 @@ class EwsConnector:
                 path = _display_path(folder, root, prefix)
                 if folder_selected(path, self._s.include, self._s.exclude):
                     out.append((folder, path))
-        return out, events
+        return out, report
 
     # -- syncing ---------------------------------------------------------------------------------
 
     def _mailbox_batches(self, config: Configuration, mailbox: str, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
         try:
             account = self._account(config, mailbox)
-            folders, events = self._folders(account)
+            folders, report = self._folders(account, mailbox)
         except Exception as exc:  # every failure of one mailbox is reported; the others continue
-            yield self._failure(mailbox, "", _convert(exc))
+            yield self._failure(mailbox, "", self._convert(exc))
             return
-        if events:
-            yield Batch(events=events, account=mailbox)
+        if report is not None:
+            yield report
         for folder, path in folders:
             try:
                 yield from self._folder_batches(account, mailbox, folder, path, checkpoints)
             except Exception as exc:
-                err = _convert(exc)
+                err = self._convert(exc)
                 yield self._failure(mailbox, path, err)
                 if isinstance(err, AuthError):
                     return  # the mailbox as a whole is refused
@@ -293,6 +330,13 @@ class EwsConnector:
         self, account: Account, mailbox: str, folder: Folder, path: str, checkpoints: Mapping[str, str]
     ) -> Iterator[Batch]:
         key = f"ews:{self.name}:{mailbox}:{folder.id}"
+        retry = RetryList(f"{key}:retry", checkpoints.get(f"{key}:retry"))
+        if retry.items:  # items that failed on earlier runs are tried first, on their own
+            cut = BatchCutter(mailbox, path, self._s.max_batch_bytes)
+            last = yield from self._fetch(account, folder, mailbox, path, [(i, None) for i in retry.items], retry, cut)
+            if (cp := retry.checkpoint()) is not None:
+                last.checkpoints.append(cp)
+            yield last
         state: str | None = checkpoints.get(key) or None
         restarted = False
         while True:
@@ -314,6 +358,8 @@ class EwsConnector:
                 changes = self._sync_page(svc, folder, None)
             new_state: str | None = svc.sync_state
             more = svc.includes_last_item_in_range is False
+            if not new_state:
+                raise ProtocolError("SyncFolderItems returned no sync state")
             wanted: list[tuple[str, str | None]] = []
             for change_type, item in changes:
                 if change_type not in (SyncFolderItems.CREATE, SyncFolderItems.UPDATE):
@@ -321,14 +367,14 @@ class EwsConnector:
                 if isinstance(item, Exception) or getattr(item, "id", None) is None:
                     continue
                 wanted.append((item.id, item.changekey))
-            batch = Batch(events=events, account=mailbox, folder=path)
-            self._fetch(account, folder, mailbox, path, wanted, batch)
-            if not batch.failures:
-                if not new_state:
-                    raise ProtocolError("SyncFolderItems returned no sync state")
-                batch.checkpoints.append(Checkpoint(key, new_state))
-            yield batch
-            if batch.failures or not more or new_state == state:
+            cut = BatchCutter(mailbox, path, self._s.max_batch_bytes)
+            cut.current.events.extend(events)
+            last = yield from self._fetch(account, folder, mailbox, path, wanted, retry, cut)
+            last.checkpoints.append(Checkpoint(key, new_state))
+            if (cp := retry.checkpoint()) is not None:
+                last.checkpoints.append(cp)
+            yield last
+            if not more or new_state == state:
                 return
             state = new_state
 
@@ -339,47 +385,118 @@ class EwsConnector:
         mailbox: str,
         path: str,
         wanted: list[tuple[str, str | None]],
-        batch: Batch,
-    ) -> None:
-        if not wanted:
-            return
-        items = account.fetch(ids=wanted, folder=folder, only_fields=["mime_content"], chunk_size=self._s.fetch_chunk)
-        for (item_id, _), item in zip(wanted, items, strict=True):
+        retry: RetryList,
+        cut: BatchCutter,
+    ) -> Generator[Batch, None, Batch]:
+        """Fetch ``wanted``; yields each batch that reaches the byte bound and returns the last, unfinished one.
+
+        A bad item becomes a failure and a retry-list entry, never a reason to stop
+        the folder; an error about the mailbox or the connection propagates (the
+        folder then resumes from its last checkpoint next run).
+        """
+        where = f"{self.name}:{mailbox}/{path}"
+        for item_id, item in self._items(account, folder, wanted):
             if isinstance(item, ews_errors.ErrorItemNotFound):
-                batch.events.append(
+                retry.discard(item_id)
+                cut.current.events.append(
                     SourceEvent("message_vanished", {"mailbox": mailbox, "folder": path, "id": item_id})
                 )
                 continue
             if isinstance(item, Exception):
-                batch.failures.append(
+                reason = f"{item.__class__.__name__}: {item}"
+                if retry.add(item_id):
+                    if retry.full:
+                        raise TransientError(
+                            f"{len(retry.items)} items of this folder cannot be fetched; it waits until they can"
+                        )
+                    cut.current.events.append(
+                        SourceEvent(
+                            "item_skipped", {"mailbox": mailbox, "folder": path, "id": item_id, "reason": reason}
+                        )
+                    )
+                cut.current.failures.append(
                     SourceFailure(
-                        f"{self.name}:{mailbox}/{path}",
-                        f"Mailbox {mailbox}, folder {path}, item {item_id}: {item.__class__.__name__}: {item}",
-                        permanent=False,
+                        where,
+                        f"Mailbox {mailbox}, folder {path}, item {item_id}: {reason}; "
+                        "kept in the folder's retry list and tried again next run",
+                        permanent=not isinstance(item, _TRANSIENT),
                     )
                 )
                 continue
+            retry.discard(item_id)
             data = getattr(item, "mime_content", None)
             if not isinstance(data, bytes) or not data:
-                batch.events.append(SourceEvent("no_mime_content", {"mailbox": mailbox, "folder": path, "id": item_id}))
+                cut.current.events.append(
+                    SourceEvent("no_mime_content", {"mailbox": mailbox, "folder": path, "id": item_id})
+                )
                 continue
-            batch.messages.append(self._raw(data, mailbox, path, item_id))
+            raw = self._raw(data, mailbox, path, item_id, _plain_utc(getattr(item, "datetime_received", None)), cut)
+            if (full := cut.add(raw)) is not None:
+                yield full
+        return cut.current
 
-    def _raw(self, data: bytes, mailbox: str, path: str, item_id: str) -> RawMessage:
+    def _items(
+        self, account: Account, folder: Folder, wanted: list[tuple[str, str | None]]
+    ) -> Iterator[tuple[str, Any]]:
+        """``(id, item or the error for it)`` in order, one GetItem request per ``fetch_chunk`` items.
+
+        exchangelib returns some per-item errors (ErrorItemNotFound, conversion
+        failures) but raises others (e.g. ErrorInternalServerError) for the whole
+        request, which would drop the good items with the bad one; such a chunk,
+        and items Exchange stopped processing after an error
+        (ErrorBatchProcessingStopped), are asked for again one at a time.
+        """
+        step = max(1, self._s.fetch_chunk)
+        for start in range(0, len(wanted), step):
+            chunk = wanted[start : start + step]
+            raised = False
+            try:
+                items: list[Any] = list(
+                    account.fetch(ids=chunk, folder=folder, only_fields=_ITEM_FIELDS, chunk_size=len(chunk))
+                )
+            except Exception as exc:
+                if not _item_level(exc):
+                    raise
+                items, raised = [exc] * len(chunk), True
+            for ident, item in zip(chunk, items, strict=True):
+                if (raised and len(chunk) > 1) or isinstance(item, ews_errors.ErrorBatchProcessingStopped):
+                    item = self._fetch_one(account, folder, ident)
+                yield ident[0], item
+
+    def _fetch_one(self, account: Account, folder: Folder, ident: tuple[str, str | None]) -> Any:
+        try:
+            [item] = list(account.fetch(ids=[ident], folder=folder, only_fields=_ITEM_FIELDS, chunk_size=1))
+        except Exception as exc:
+            if not _item_level(exc):
+                raise
+            return exc
+        return item
+
+    def _raw(
+        self, data: bytes, mailbox: str, path: str, item_id: str, received: datetime | None, cut: BatchCutter
+    ) -> RawMessage:
         recipients: tuple[str, ...] = ()
-        if self._s.unwrap_journal_reports:
-            unwrapped = unwrap_journal_report(data)
-            if unwrapped is not None:
-                data, recipients = unwrapped
+        if mailbox.lower() in self._journal:
+            data, recipients, kept = journal_copy(data, self._s.journal_senders)
+            if kept:
+                cut.current.events.append(
+                    SourceEvent(
+                        "journal_report_kept", {"mailbox": mailbox, "folder": path, "id": item_id, "reason": kept}
+                    )
+                )
         origin = Origin(
             source=self.name,
             account=mailbox,
             folder=path,
             uid=item_id,
+            internaldate=received,
             location=f"ews:{mailbox}/{path};id={item_id}",
             envelope_recipients=recipients,
         )
         return RawMessage(data=data, origin=origin)
+
+    def _convert(self, exc: BaseException) -> ConnectorError:
+        return _convert(exc, self._s.endpoint)
 
     def _failure(self, mailbox: str, path: str, exc: ConnectorError) -> Batch:
         where = f"{self.name}:{mailbox}" + (f"/{path}" if path else "")
@@ -387,13 +504,29 @@ class EwsConnector:
         log.warning("ews failure at %s: %s", where, exc)
         return Batch(
             failures=[
-                SourceFailure(
-                    where, f"{what}: {exc}", permanent=not isinstance(exc, TransientError), whole=not path
-                )
+                SourceFailure(where, f"{what}: {exc}", permanent=not isinstance(exc, TransientError), whole=not path)
             ],
             account=mailbox,
             folder=path,
         )
+
+
+def _plain_utc(value: object) -> datetime | None:
+    """exchangelib's EWSDateTime as a plain UTC datetime.
+
+    EWSDateTime refuses standard tzinfo objects (``astimezone(UTC)`` raises) and
+    is a library class the ingest's worker processes need not unpickle.
+    """
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    return datetime.fromtimestamp(value.timestamp(), UTC_TZ)
+
+
+def _item_level(exc: BaseException) -> bool:
+    """An error the server gave about an item (or one item of a request), not about the mailbox or the connection."""
+    if isinstance(exc, (*_MAILBOX_DENIED, *_TRANSIENT)):
+        return False
+    return isinstance(exc, (ews_errors.ResponseMessageError, ews_errors.MalformedResponseError))
 
 
 def _is_mail_folder(folder: Any) -> bool:
@@ -406,7 +539,7 @@ def _display_path(folder: Any, root: Any, prefix: str) -> str:
     parts: list[str] = []
     f = folder
     while f is not None and f.id != root.id:
-        parts.append(str(f.name))
+        parts.append(folder_segment(str(f.name)))
         f = f.parent
     parts.reverse()
     if prefix:
@@ -414,15 +547,20 @@ def _display_path(folder: Any, root: Any, prefix: str) -> str:
     return "/".join(parts)
 
 
-def _convert(exc: BaseException) -> ConnectorError:
-    """exchangelib's and requests' exceptions as the connector error kinds, with sentences."""
+def _convert(exc: BaseException, endpoint: str | None = None) -> ConnectorError:
+    """exchangelib's and requests' exceptions as the connector error kinds, with sentences that say what to check."""
     if isinstance(exc, ConnectorError):
         return exc
     name = exc.__class__.__name__
+    server = f"the EWS server at {endpoint}" if endpoint else "the EWS server found by autodiscover"
     if isinstance(exc, ews_errors.UnauthorizedError):
         return AuthError(
             f"the server refused the credentials ({exc}). Check the username and password, "
             "or for OAuth the app's full_access_as_app permission."
+        )
+    if isinstance(exc, ews_errors.ErrorNonExistentMailbox):
+        return AuthError(
+            f"the server has no mailbox with this address ({name}: {exc}). Check the address in mailboxes."
         )
     if isinstance(exc, _MAILBOX_DENIED):
         return AuthError(
@@ -431,10 +569,17 @@ def _convert(exc: BaseException) -> ConnectorError:
         )
     if isinstance(exc, ews_errors.RateLimitError):
         return TransientError(f"the server kept asking to back off beyond max_wait ({exc}); will resume next run")
+    if isinstance(exc, requests.ConnectionError) or (
+        isinstance(exc, ews_errors.TransportError) and "ConnectionError" in str(exc)
+    ):
+        return TransientError(
+            f"cannot connect to {server} (connection refused, reset or timed out). Check the endpoint, DNS and "
+            f"firewall; will try again next run. ({name})"
+        )
     if isinstance(exc, _TRANSIENT):
         return TransientError(f"{name}: {exc}")
     if isinstance(exc, ews_errors.TransportError) and not isinstance(exc, ews_errors.ResponseMessageError):
-        return TransientError(f"cannot talk to the EWS server ({name}: {exc})")
+        return TransientError(f"cannot talk to {server} ({name}: {exc})")
     if isinstance(exc, ews_errors.EWSError):
         return ProtocolError(f"{name}: {exc}")
     return ProtocolError(f"unexpected {name}: {exc}")

@@ -15,6 +15,8 @@ Secrets pass through this module but are never logged or put in messages.
 from __future__ import annotations
 
 import functools
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any
 
 import msal
 import requests
+from cryptography.hazmat.primitives import serialization
 
 from connectors.errors import AuthError, TransientError
 
@@ -29,6 +32,7 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 #: token-endpoint error codes that retrying later may fix (RFC 6749 and Entra ID extensions).
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "service_unavailable"})
+_PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,10 @@ class MsalSettings:
 def certificate_from_file(path: str, thumbprint: str | None, passphrase: str | None) -> CertificateCredential:
     """Read a PEM file holding the private key (and usually the certificate); raise AuthError if unusable.
 
-    A ``.pfx``/``.p12`` file is handed to msal as is.
+    The key is loaded here, once, so that an encrypted key without its password
+    or a damaged key block is one sentence at start-up instead of an exception
+    from deep inside msal on the first token request.  A ``.pfx``/``.p12`` file is
+    handed to msal as is (msal reads it with the same library).
     """
     if path.lower().endswith((".pfx", ".p12")):
         return CertificateCredential(pfx_path=path, thumbprint=thumbprint, passphrase=passphrase)
@@ -82,6 +89,7 @@ def certificate_from_file(path: str, thumbprint: str | None, passphrase: str | N
     key_start = text.find("-----BEGIN ")
     if "PRIVATE KEY-----" not in text or key_start < 0:
         raise AuthError(f"The certificate file {path} holds no PEM private key.")
+    _check_private_key(path, text, passphrase)
     cert_pem: str | None = None
     begin = text.find("-----BEGIN CERTIFICATE-----")
     if begin >= 0:
@@ -96,6 +104,31 @@ def certificate_from_file(path: str, thumbprint: str | None, passphrase: str | N
     return CertificateCredential(
         private_key_pem=text, certificate_pem=cert_pem, thumbprint=thumbprint, passphrase=passphrase
     )
+
+
+def _check_private_key(path: str, text: str, passphrase: str | None) -> None:
+    """Load the PEM private key the way msal will (``cryptography``); an AuthError saying what to fix otherwise."""
+    block = _PRIVATE_KEY_BLOCK.search(text)
+    if block is None:
+        raise AuthError(f"The certificate file {path} holds no complete PEM private key block.")
+    secret = passphrase.encode() if passphrase else None
+    try:
+        serialization.load_pem_private_key(block.group(0).encode("ascii"), password=secret)
+    except TypeError:
+        if secret is None:
+            raise AuthError(
+                f"The private key in {path} is encrypted: set auth.certificate_password_env to the variable "
+                "holding its password."
+            ) from None
+        raise AuthError(f"The private key in {path} is not encrypted: remove auth.certificate_password_env.") from None
+    except ValueError:
+        if secret is not None:
+            raise AuthError(
+                f"The private key in {path} cannot be read: the password is wrong, or the key is damaged."
+            ) from None
+        raise AuthError(f"The private key in {path} is damaged or in a format that cannot be read.") from None
+    except Exception as exc:  # cryptography reports unsupported key types in several ways
+        raise AuthError(f"The private key in {path} cannot be used ({exc.__class__.__name__}).") from None
 
 
 class TokenProvider:
@@ -139,6 +172,8 @@ class TokenProvider:
     def _application(self) -> Any:
         if self._app is None:
             s = self._settings
+            if isinstance(s.verify, str) and not os.path.exists(s.verify):
+                raise AuthError(f"The CA file {s.verify} (auth.ca_file) does not exist.")
             try:
                 self._app = msal.ConfidentialClientApplication(
                     s.client_id,
@@ -161,6 +196,11 @@ class TokenProvider:
                     f"The identity platform at {s.authority_url} refused the app's configuration "
                     f"(tenant {s.tenant!r}, client {s.client_id!r}): {_first_line(str(exc))}"
                 ) from None
+            except Exception as exc:
+                # Anything else (a key msal cannot use, a CA bundle requests cannot load) is this
+                # source's configuration, not a crash of the sync.  The message names the class only:
+                # msal's texts may quote the credential.
+                raise AuthError(_setup_problem(s, exc)) from None
         return self._app
 
     def token_with_expiry(self) -> tuple[str, float]:
@@ -176,6 +216,8 @@ class TokenProvider:
                 raise TransientError(
                     f"Cannot reach the token endpoint of {self._settings.authority_url}: {exc.__class__.__name__}."
                 ) from None
+            except Exception as exc:  # e.g. the certificate's key cannot sign the client assertion
+                raise AuthError(_setup_problem(self._settings, exc)) from None
             if not isinstance(result, dict) or "access_token" not in result:
                 raise _token_error(self._settings, result if isinstance(result, dict) else {})
             self._token = str(result["access_token"])
@@ -187,10 +229,18 @@ class TokenProvider:
         return self.token_with_expiry()[0]
 
     def invalidate(self) -> None:
-        """Forget the held token (e.g. after a 401), so the next call asks msal again."""
+        """Forget the token (after a 401), here and in msal's cache, so the next call asks for a new one.
+
+        msal's ``acquire_token_for_client`` looks in its own cache first and would
+        hand back the very token the service just refused (revoked, or a
+        continuous-access-evaluation event) until it expires, up to an hour later;
+        ``remove_tokens_for_client`` (msal 1.27+; the project needs 1.28) drops it there too.
+        """
         with self._lock:
             self._token = None
             self._expires_at = 0.0
+            if self._app is not None:
+                self._app.remove_tokens_for_client()
 
 
 def _http_client(verify: str | bool, timeout: float) -> requests.Session:
@@ -203,6 +253,15 @@ def _http_client(verify: str | bool, timeout: float) -> requests.Session:
     session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
     session.request = functools.partial(session.request, timeout=timeout, verify=verify)  # type: ignore[method-assign]
     return session
+
+
+def _setup_problem(settings: MsalSettings, exc: Exception) -> str:
+    """A sentence for an unexpected msal failure: where, which kind, and what to check (never msal's text)."""
+    what = "certificate" if settings.certificate is not None else "client secret"
+    return (
+        f"Cannot obtain a token from {settings.authority_url} for client {settings.client_id!r} "
+        f"({exc.__class__.__name__}). Check the {what} files and auth.ca_file of this source."
+    )
 
 
 def _first_line(text: str) -> str:

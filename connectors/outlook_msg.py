@@ -17,11 +17,20 @@ as for any dateless message.
 
 msgconvert runs with limits (output size, memory, CPU time, wall time): a 2.5 KB
 ``.msg`` with a lying compressed-RTF header makes it loop and print warnings forever.
+
+An Outlook item that is not a message (a contact, a task) converts to a bare header
+block: the item's own fields (addresses, phone numbers) are not in it, and the ANSI and
+Unicode copies of the same contact give the same bytes.  So when the conversion has no
+body, the original ``.msg`` is attached to it (``_with_original``), with a boundary
+derived from the file's SHA-256: the stored message then holds everything the file held,
+and the same file still always gives the same bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import re
 import resource
@@ -55,6 +64,8 @@ die $@ if $@;
 _NO_DATE = re.compile(rb"^Date: Thu, 1 Jan 1970 00:00:01 \+0000\r?\n", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_HEADERS = re.compile(rb"^(From|To|Cc|Subject):[ \t]*\S", re.MULTILINE | re.IGNORECASE)
+#: header fields replaced when the original .msg is attached (the message becomes multipart/mixed).
+_MIME_HEADERS = (b"mime-version", b"content-type", b"content-transfer-encoding", b"content-disposition")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,13 @@ def convert(path: Path, max_bytes: int) -> Converted:
         # msgconvert writes a bare header for a damaged file.  Recorded as done: a file that was
         # still being copied changes size and time, and its checkpoint makes the next run read it.
         return Converted(None, "msgconvert found no message in the .msg (damaged, or not an Outlook message)")
+    if not _has_body(data):
+        try:
+            original = path.read_bytes()
+        except OSError as exc:
+            return Converted(None, f"the .msg could not be read again: {exc.strerror or exc}", False)
+        if len(data) + len(original) * 4 // 3 + 4096 <= max_bytes:
+            data = _with_original(data, original)
     return Converted(data)
 
 
@@ -128,6 +146,45 @@ def _last_line(err: Path) -> str:
         return ""
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
+
+
+def _has_body(data: bytes) -> bool:
+    """Anything but white space after the header block."""
+    end = _HEADER_END.search(data)
+    return bool(end and data[end.end() :].strip())
+
+
+def _with_original(converted: bytes, original: bytes) -> bytes:
+    """The converted header block, as multipart/mixed: a short note and the original .msg (see the module docstring)."""
+    eol = b"\r\n" if b"\r\n" in converted[:4096] else b"\n"
+    end = _HEADER_END.search(converted)
+    head = converted[: end.start()] if end else converted.rstrip(b"\r\n")
+    kept: list[bytes] = []
+    keep = True
+    for line in head.splitlines():
+        if line[:1] not in (b" ", b"\t"):  # a new field; continuation lines follow their field
+            keep = line.split(b":", 1)[0].strip().lower() not in _MIME_HEADERS
+        if keep:
+            kept.append(line)
+    boundary = b"archiver-msg-" + hashlib.sha256(original).hexdigest()[:32].encode()
+    encoded = base64.encodebytes(original).replace(b"\n", eol)
+    note = b"This Outlook item has no message body (a contact or a task, for example); the original .msg is attached."
+    parts = [
+        *kept,
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"',
+        b"",
+        b"--" + boundary,
+        b"Content-Type: text/plain; charset=us-ascii",
+        b"",
+        note,
+        b"--" + boundary,
+        b"Content-Type: application/vnd.ms-outlook",
+        b"Content-Transfer-Encoding: base64",
+        b'Content-Disposition: attachment; filename="original.msg"',
+        b"",
+    ]
+    return eol.join(parts) + eol + encoded + b"--" + boundary + b"--" + eol
 
 
 def _has_content(data: bytes) -> bool:

@@ -5,12 +5,21 @@ the environment variable or file the config names, at build time, and handed
 to the connector; they are never logged or put in a message.  A missing or
 unreadable secret is a :class:`ConfigError` naming the source and the key, so
 ``archiver sync`` stops with a sentence rather than failing every mailbox.
+The same goes for a CA file that does not exist and a ``graph_url`` that is
+not https (the bearer token must never travel in clear text).
+
+Journal reports are unwrapped only in the mailboxes a source lists under
+``journal_mailboxes`` (and, when ``journal_senders`` is given, only reports
+from those senders): anywhere else a message carrying the journal header is
+archived exactly as received (``connectors.journal_report`` says why).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from archiver.config import EwsPasswordAuth, EwsSource, GraphSource, MsalAuth, SourceConfig
 from archiver.errors import ConfigError
@@ -37,6 +46,8 @@ def build_ews(src: SourceConfig) -> Connector:
         "fetch_chunk": src.fetch_chunk,
         "max_wait": src.max_wait_s,
         "timeout": src.timeout_s,
+        "journal_mailboxes": configured_journal_mailboxes(src),
+        "journal_senders": configured_journal_senders(src),
     }
     auth = src.auth
     if isinstance(auth, EwsPasswordAuth):
@@ -51,6 +62,11 @@ def build_graph(src: SourceConfig) -> Connector:
     """A Graph connector for ``src`` (a :class:`GraphSource`)."""
     if not isinstance(src, GraphSource):
         raise ConfigError(f"Source {src.name!r} is not a Graph source.")
+    if urlsplit(src.graph_url).scheme.lower() != "https":
+        raise ConfigError(
+            f"Source {src.name!r}: graph_url {src.graph_url!r} must be an https URL (the access token is sent there)."
+        )
+    _check_ca_file(src.name, src.auth.ca_file)
     settings = GraphSettings(
         name=src.name,
         mailboxes=tuple(src.mailboxes),
@@ -65,11 +81,30 @@ def build_graph(src: SourceConfig) -> Connector:
         retries=src.retries,
         max_retry_wait=src.max_retry_wait_s,
         verify=str(src.auth.ca_file) if src.auth.ca_file else True,
+        journal_mailboxes=configured_journal_mailboxes(src),
+        journal_senders=configured_journal_senders(src),
     )
     return GraphConnector(settings, TokenProvider(_msal_settings(src.name, src.auth, GRAPH_SCOPE)))
 
 
+def configured_journal_mailboxes(src: Any) -> tuple[str, ...]:
+    """The source's ``journal_mailboxes``: the only mailboxes whose journal reports are unwrapped
+    (none by default: a journal header elsewhere is the sender's word, and the message is kept as received)."""
+    return tuple(str(m).strip() for m in src.journal_mailboxes if str(m).strip())
+
+
+def configured_journal_senders(src: Any) -> tuple[str, ...]:
+    """The source's ``journal_senders``: when given, only reports from these addresses are unwrapped."""
+    return tuple(str(m).strip().lower() for m in src.journal_senders if str(m).strip())
+
+
+def _check_ca_file(name: str, ca_file: Path | None) -> None:
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"Source {name!r}: auth.ca_file {ca_file} does not exist or is not a file.")
+
+
 def _msal_settings(name: str, auth: MsalAuth, default_scope: str) -> MsalSettings:
+    _check_ca_file(name, auth.ca_file)
     secret: str | None = None
     certificate: CertificateCredential | None = None
     if auth.certificate_file is not None:

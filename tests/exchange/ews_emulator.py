@@ -11,7 +11,10 @@ learn.microsoft.com, "EWS XML elements in Exchange" and each operation's page):
   ``MaxChangesReturned`` per call, with ``m:SyncState`` and ``m:IncludesLastItemInRange``.
   A sync state from before :meth:`EwsEmulator.invalidate_sync_states` answers
   ``ErrorInvalidSyncStateData``.
-* ``GetItem`` -- ``t:MimeContent`` (base64) of messages.
+* ``GetItem`` -- ``t:MimeContent`` (base64) and ``t:DateTimeReceived`` of messages; an item
+  given an error code with :meth:`EwsEmulator.fail_item` answers that code in its response
+  message (``ErrorMimeContentConversionFailed``, ``ErrorInternalServerError``, ...), as
+  Exchange does for an item whose MIME content it cannot produce.
 * ``ConvertId`` -- answered with an error; exchangelib only uses it to learn the server
   version from the ``ServerVersionInfo`` SOAP header, which every response carries.
 
@@ -20,7 +23,8 @@ from an :class:`~.http_emulator.IdentityPlatform`; impersonation via the
 ``t:ExchangeImpersonation`` header, or delegate access via ``t:Mailbox`` in
 distinguished folder ids.  Test controls: throttle the next N requests with the
 documented ``ErrorServerBusy`` SOAP fault carrying ``BackOffMilliseconds``, deny a
-mailbox (``ErrorImpersonateUserDenied``), add and delete messages.
+mailbox (``ErrorImpersonateUserDenied``) or only its online archive (``ErrorAccessDenied``
+on the archive's folders), add and delete messages, make one item's GetItem fail.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class EItem:
     mime: bytes
     seq: int
     deleted_seq: int | None = None
+    received: str = "2026-03-01T10:00:00Z"
 
 
 @dataclass
@@ -87,6 +92,8 @@ class EMailbox:
     folders: dict[str, EFolder] = field(default_factory=dict)
     denied: bool = False
     has_archive: bool = False
+    #: the online archive's folders answer ErrorAccessDenied (the account may open the mailbox, not the archive).
+    archive_denied: bool = False
 
 
 class EwsEmulator(EmulatorServer):
@@ -107,6 +114,8 @@ class EwsEmulator(EmulatorServer):
         self.busy_served = 0
         self.operations: list[str] = []
         self.mime_fetched = 0
+        #: item id -> the ResponseCode its GetItem response message answers.
+        self.item_errors: dict[str, str] = {}
 
     @property
     def endpoint(self) -> str:
@@ -148,12 +157,21 @@ class EwsEmulator(EmulatorServer):
         mb = self.mailboxes[address.lower()]
         return mb.folders.get(ref) or self._distinguished(mb, ref)
 
-    def add_message(self, address: str, folder: str, mime: bytes) -> str:
+    def add_message(self, address: str, folder: str, mime: bytes, received: str = "2026-03-01T10:00:00Z") -> str:
         with self.lock:
             f = self.folder(address, folder)
-            item = EItem(self._new_id("item", address.lower()), "CQAAAB", mime, next(self._seq))
+            item = EItem(self._new_id("item", address.lower()), "CQAAAB", mime, next(self._seq), received=received)
             f.items.append(item)
             return item.id
+
+    def fail_item(self, item_id: str, code: str = "ErrorMimeContentConversionFailed") -> None:
+        """GetItem answers ``code`` for this item (until :meth:`heal_item`)."""
+        with self.lock:
+            self.item_errors[item_id] = code
+
+    def heal_item(self, item_id: str) -> None:
+        with self.lock:
+            self.item_errors.pop(item_id, None)
 
     def delete_message(self, address: str, folder: str, item_id: str) -> None:
         with self.lock:
@@ -315,10 +333,23 @@ class EwsEmulator(EmulatorServer):
             f"<t:ChildFolderCount>{children}</t:ChildFolderCount><t:UnreadCount>0</t:UnreadCount></t:{tag}>"
         )
 
+    def _in_archive(self, mb: EMailbox, folder: EFolder) -> bool:
+        f: EFolder | None = folder
+        while f is not None:
+            if f.distinguished == "archiveroot":
+                return True
+            f = mb.folders.get(f.parent_id) if f.parent_id else None
+        return False
+
     def _get_folder(self, op: etree._Element, mailbox: str | None) -> str:
         out = []
         for el in _children(op, "m:FolderIds"):
             found = self._resolve_folder(el, mailbox)
+            if found is not None and found[0].archive_denied and self._in_archive(*found):
+                out.append(
+                    self._error("GetFolder", "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+                )
+                continue
             if found is None:
                 out.append(
                     self._error(
@@ -420,10 +451,8 @@ class EwsEmulator(EmulatorServer):
         )
 
     def _get_item(self, op: etree._Element, mailbox: str | None) -> str:
-        wants_mime = any(
-            el.get("FieldURI") == "item:MimeContent"
-            for el in op.iterfind("m:ItemShape/t:AdditionalProperties/t:FieldURI", NS)
-        )
+        wanted_fields = {el.get("FieldURI") for el in op.iterfind("m:ItemShape/t:AdditionalProperties/t:FieldURI", NS)}
+        wants_mime = "item:MimeContent" in wanted_fields
         out = []
         for el in _children(op, "m:ItemIds"):
             item_id = el.get("Id", "")
@@ -442,14 +471,22 @@ class EwsEmulator(EmulatorServer):
                     self._error("GetItem", "ErrorItemNotFound", "The specified object was not found in the store.")
                 )
                 continue
+            if item.id in self.item_errors:
+                out.append(self._error("GetItem", self.item_errors[item.id], "The item could not be converted."))
+                continue
             mime = ""
             if wants_mime:
                 self.mime_fetched += 1
                 mime = f'<t:MimeContent CharacterSet="UTF-8">{base64.b64encode(item.mime).decode()}</t:MimeContent>'
+            received = (
+                f"<t:DateTimeReceived>{item.received}</t:DateTimeReceived>"
+                if "item:DateTimeReceived" in wanted_fields
+                else ""
+            )
             out.append(
                 '<m:GetItemResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
                 f'<m:Items><t:Message>{mime}<t:ItemId Id="{item.id}" ChangeKey={quoteattr(item.changekey)}/>'
-                "</t:Message></m:Items></m:GetItemResponseMessage>"
+                f"{received}</t:Message></m:Items></m:GetItemResponseMessage>"
             )
         return "".join(out)
 

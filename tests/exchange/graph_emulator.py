@@ -2,21 +2,25 @@
 
 Endpoints (v1.0, shapes from the Graph reference on learn.microsoft.com):
 
-* ``GET /v1.0/groups/{id}/members`` -- directoryObject collection (users carry ``@odata.type``).
+* ``GET /v1.0/groups/{id}/members`` -- directoryObject collection (users carry ``@odata.type``);
+  a nested group is listed as a ``#microsoft.graph.group`` entry.
+* ``GET /v1.0/groups/{id}/transitiveMembers`` -- the same, with nested groups' members listed too
+  (a flat list, as "List group transitive members" documents).
 * ``GET /v1.0/users/{u}/mailFolders`` and ``.../mailFolders/{id}/childFolders`` -- mailFolder
   collections; ``includeHiddenFolders=true`` lists hidden folders; ``$top``/``$skip`` paging.
 * ``GET /v1.0/users/{u}/mailFolders/{id}/messages/delta`` -- "message: delta": pages of
   ``{"id": ...}`` (``$select`` honoured), ``@removed`` entries for deletions,
   ``@odata.nextLink`` with a ``$skiptoken`` and, on the last page, ``@odata.deltaLink``
-  with a ``$deltatoken``; ``Prefer: odata.maxpagesize=N`` sets the page size.  Expired
+  with a ``$deltatoken`` (both tokens keep the first request's ``$select``); ``Prefer: odata.maxpagesize=N`` sets the page size.  Expired
   tokens answer 410 Gone with ``syncStateNotFound``.
 * ``GET /v1.0/users/{u}/messages/{id}/$value`` -- the message's MIME content.
 * The identity platform endpoints msal needs (see :class:`~.http_emulator.IdentityPlatform`).
 
 Test controls: add users, folders and messages; delete messages; throttle the
 next N matching requests (429/503 with ``Retry-After``); expire delta tokens;
-deny a mailbox (403); refuse tokens.  It counts ``$value`` downloads and the
-highest number running at once per mailbox.
+deny a mailbox (403); refuse tokens; send one message's ``$value`` with a body
+that does not decode (``Content-Encoding: gzip`` over garbage).  It counts
+``$value`` downloads and the highest number running at once per mailbox.
 """
 
 from __future__ import annotations
@@ -78,7 +82,10 @@ class GraphEmulator(EmulatorServer):
         self.identity = IdentityPlatform(self.base, TENANT, CLIENT_ID)
         self.identity.client_secret = "s3cret-value"
         self.users: dict[str, GUser] = {}
+        #: group id -> members: user principal names, "device:..." entries and "group:<id>" nested groups.
         self.groups: dict[str, list[str]] = {}
+        #: message ids whose $value body is sent as gzip that is not gzip.
+        self.corrupt_values: set[str] = set()
         self.throttles: list[Throttle] = []
         self.generation = 0
         self._seq = itertools.count(1)
@@ -174,9 +181,9 @@ class GraphEmulator(EmulatorServer):
         if not self.identity.valid_bearer(req):
             return _error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         path = req.path[len("/v1.0") :]
-        m = re.fullmatch(r"/groups/([^/]+)/members", path)
+        m = re.fullmatch(r"/groups/([^/]+)/(members|transitiveMembers)", path)
         if m:
-            return self._members(unquote(m.group(1)))
+            return self._members(unquote(m.group(1)), transitive=m.group(2) == "transitiveMembers")
         m = re.fullmatch(r"/users/([^/]+)(/.*)", path)
         if not m:
             return _error(400, "BadRequest", f"Unsupported path {path}")
@@ -213,18 +220,27 @@ class GraphEmulator(EmulatorServer):
                     return _error(t.status, code, "Application is over its MailboxConcurrency limit.", headers)
         return None
 
-    def _members(self, gid: str) -> Response:
+    def _members(self, gid: str, transitive: bool = False) -> Response:
         if gid not in self.groups:
             return _error(404, "Request_ResourceNotFound", f"Resource '{gid}' does not exist.")
         value: list[dict[str, object]] = []
-        for upn in self.groups[gid]:
-            if upn.startswith("device:"):
-                value.append({"@odata.type": "#microsoft.graph.device", "id": upn})
-                continue
-            u = self.users[upn.lower()]
-            value.append(
-                {"@odata.type": "#microsoft.graph.user", "id": u.id, "mail": u.upn, "userPrincipalName": u.upn}
-            )
+        todo, seen = [gid], {gid}
+        while todo:
+            for entry in self.groups[todo.pop(0)]:
+                if entry.startswith("device:"):
+                    value.append({"@odata.type": "#microsoft.graph.device", "id": entry})
+                    continue
+                if entry.startswith("group:"):
+                    sub = entry[len("group:") :]
+                    value.append({"@odata.type": "#microsoft.graph.group", "id": sub, "displayName": sub})
+                    if transitive and sub not in seen:
+                        seen.add(sub)
+                        todo.append(sub)
+                    continue
+                u = self.users[entry.lower()]
+                value.append(
+                    {"@odata.type": "#microsoft.graph.user", "id": u.id, "mail": u.upn, "userPrincipalName": u.upn}
+                )
         return Response.json({"@odata.context": f"{self.graph_url}/$metadata#directoryObjects", "value": value})
 
     def _folders(self, req: Request, user: GUser, parent_id: str) -> Response:
@@ -272,18 +288,27 @@ class GraphEmulator(EmulatorServer):
                     self.gone_served += 1
                     return _error(410, "syncStateNotFound", "The sync state generation is invalid or has expired.")
             else:
-                state = {"g": self.generation, "f": fid, "from": 0, "to": now, "o": 0}
+                state = {"g": self.generation, "f": fid, "from": 0, "to": now, "o": 0, "s": req.q("$select") or ""}
             if delta:  # a new round of changes since the delta token's watermark
-                state = {"g": self.generation, "f": fid, "from": state["to"], "to": now, "o": 0}
+                state = {
+                    "g": self.generation,
+                    "f": fid,
+                    "from": state["to"],
+                    "to": now,
+                    "o": 0,
+                    "s": state.get("s", ""),
+                }
             lo, hi, offset = int(state["from"]), int(state["to"]), int(state["o"])
+            # Graph keeps the first request's $select in the tokens of its nextLink and deltaLink.
+            select = str(state.get("s", ""))
             changes: list[dict[str, object]] = []
             for msg in folder.messages:
                 if lo == 0:
                     if msg.seq <= hi and (msg.deleted_seq is None or msg.deleted_seq > hi):
-                        changes.append(self._select(req, msg))
+                        changes.append(self._select(select, msg))
                 else:
                     if lo < msg.seq <= hi and (msg.deleted_seq is None or msg.deleted_seq > hi):
-                        changes.append(self._select(req, msg))
+                        changes.append(self._select(select, msg))
                     elif msg.deleted_seq is not None and lo < msg.deleted_seq <= hi and msg.seq <= lo:
                         changes.append({"id": msg.id, "@removed": {"reason": "deleted"}})
         prefer = req.header("prefer") or ""
@@ -293,16 +318,16 @@ class GraphEmulator(EmulatorServer):
         base = f"{self.graph_url}/users/{user.id}/mailFolders/{fid}/messages/delta"
         body: dict[str, object] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(message)", "value": page}
         if offset + size < len(changes):
-            nxt = {"g": self.generation, "f": fid, "from": lo, "to": hi, "o": offset + size}
+            nxt = {"g": self.generation, "f": fid, "from": lo, "to": hi, "o": offset + size, "s": select}
             body["@odata.nextLink"] = f"{base}?$skiptoken={self._token(nxt)}"
         else:
-            done = {"g": self.generation, "f": fid, "from": lo, "to": hi, "o": 0}
+            done = {"g": self.generation, "f": fid, "from": lo, "to": hi, "o": 0, "s": select}
             body["@odata.deltaLink"] = f"{base}?$deltatoken={self._token(done)}"
         headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if pm else {}
         return Response.json(body, headers=headers)
 
-    def _select(self, req: Request, msg: GMessage) -> dict[str, object]:
-        fields = (req.q("$select") or "").split(",")
+    def _select(self, select: str, msg: GMessage) -> dict[str, object]:
+        fields = select.split(",")
         out: dict[str, object] = {"@odata.type": "#microsoft.graph.message", "id": msg.id}
         if "receivedDateTime" in fields:
             out["receivedDateTime"] = msg.received
@@ -322,6 +347,8 @@ class GraphEmulator(EmulatorServer):
         try:
             if self.value_delay:
                 time.sleep(self.value_delay)
+            if mid in self.corrupt_values:
+                return Response(200, b"\x1f\x8b\x08\x00not-gzip-at-all", "text/plain", {"Content-Encoding": "gzip"})
             return Response(200, msg.mime, "text/plain")
         finally:
             with self.lock:

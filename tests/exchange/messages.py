@@ -20,20 +20,44 @@ def make_mime(n: int, *, to: str = "bob@example.com", subject: str | None = None
     ).encode()
 
 
-def make_journal_report(original: bytes, *, to: str, cc: str, bcc: str, boundary: str = "JR-boundary-42") -> bytes:
-    """An Exchange journal report wrapping ``original`` (layout as Exchange writes it)."""
+def message_id(original: bytes) -> str:
+    """The Message-ID header of a test message (the journal report's envelope repeats it)."""
+    for line in original.splitlines():
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip().decode()
+        if not line.strip():
+            break
+    return ""
+
+
+def make_journal_report(
+    original: bytes,
+    *,
+    to: str,
+    cc: str,
+    bcc: str,
+    boundary: str = "JR-boundary-42",
+    sender: str = "Microsoft Exchange Server <postmaster@example.com>",
+    extra_lines: tuple[str, ...] = (
+        # Microsoft's journal report format: the member (or the forwarding target) first, then the
+        # distribution list it was expanded from (or the recipient it was forwarded from).
+        "To: erin@example.com, Expanded: Sales@Example.com",
+        "Cc: frank@example.com, Forwarded: grace@example.com",
+    ),
+) -> bytes:
+    """An Exchange journal report wrapping ``original`` (layout as Exchange writes it, per the documented format)."""
     envelope = (
         "Sender: alice@example.com\r\n"
         "Subject: Quarterly figures\r\n"
-        "Message-Id: <msg-jr@example.com>\r\n"
+        f"Message-Id: {message_id(original)}\r\n"
         f"To: {to}\r\n"
-        f"Cc: {cc}\r\n"
-        f"Bcc: {bcc}\r\n"
-        "To: Sales@Example.com, Expanded: erin@example.com\r\n"
+        + (f"Cc: {cc}\r\n" if cc else "")
+        + f"Bcc: {bcc}\r\n"
+        + "".join(f"{line}\r\n" for line in extra_lines)
     )
     return (
         (
-            "From: Microsoft Exchange Server <postmaster@example.com>\r\n"
+            f"From: {sender}\r\n"
             "To: journal@example.com\r\n"
             "Subject: Quarterly figures\r\n"
             "Message-ID: <journal-envelope-1@example.com>\r\n"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections import Counter
 from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -208,17 +211,129 @@ def test_denied_mailbox_fails_other_continues(ews: EwsEmulator) -> None:
     assert ALICE in fails[0].location and "ErrorImpersonateUserDenied" in fails[0].reason
     assert "ApplicationImpersonation" in fails[0].reason
     assert "nobody@example.com" in fails[1].location and "ErrorNonExistentMailbox" in fails[1].reason
+    # finding 13: a mailbox that does not exist is not reported as a missing permission
+    assert "no mailbox with this address" in fails[1].reason and "ApplicationImpersonation" not in fails[1].reason
     assert ids(batches) == [bob_msg]
 
 
-def test_journal_report_is_unwrapped(ews: EwsEmulator) -> None:
+def test_journal_report_is_unwrapped_in_a_journaling_mailbox(ews: EwsEmulator) -> None:
     ews.add_mailbox("journal@example.com")
     original = make_mime(8)
     report = make_journal_report(original, to="bob@example.com", cc="carol@example.com", bcc="dave@example.com")
     ews.add_message("journal@example.com", "inbox", report)
-    [msg] = [m for b in run(connector(ews, mailboxes=("journal@example.com",)), {}) for m in b.messages]
+    conn = connector(ews, mailboxes=(), journal_mailboxes=("journal@example.com",))
+    [msg] = [m for b in run(conn, {}) for m in b.messages]
     assert msg.data == original
-    assert msg.origin.envelope_recipients[:3] == ("bob@example.com", "carol@example.com", "dave@example.com")
+    assert msg.origin.envelope_recipients[:6] == (
+        "to:",
+        "bob@example.com",
+        "cc:",
+        "carol@example.com",
+        "bcc:",
+        "dave@example.com",
+    )
+    assert msg.origin.envelope_recipients[6:9] == ("to+expanded:", "erin@example.com", "sales@example.com")
+
+
+def test_journal_header_elsewhere_is_archived_as_received(ews: EwsEmulator) -> None:
+    """Finding 2: outside the journaling mailboxes a message with the journal header is what was received."""
+    ews.add_mailbox(ALICE)
+    ews.add_mailbox("journal@example.com")
+    report = make_journal_report(make_mime(8), to="bob@example.com", cc="", bcc="judge@court.example")
+    ews.add_message(ALICE, "inbox", report)
+    conn = connector(ews, mailboxes=(ALICE,), journal_mailboxes=("journal@example.com",), include_archive=False)
+    [msg] = [m for b in run(conn, {}) for m in b.messages]
+    assert msg.data == report and msg.origin.envelope_recipients == ()
+
+
+def test_unreadable_report_in_journaling_mailbox_is_kept_and_flagged(ews: EwsEmulator) -> None:
+    """Finding 12: a report whose original is damaged base64 is archived as received, with an event saying why."""
+    ews.add_mailbox("journal@example.com")
+    original = make_mime(8)
+    encoded = base64.encodebytes(original)
+    report = make_journal_report(original, to="bob@example.com", cc="", bcc="dave@example.com").replace(
+        b"Content-Type: message/rfc822\r\n", b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
+    )
+    report = report.replace(original, encoded[:40] + b"!" + encoded[40:])
+    ews.add_message("journal@example.com", "inbox", report)
+    batches = run(connector(ews, mailboxes=("journal@example.com",), journal_mailboxes=("journal@example.com",)), {})
+    [msg] = [m for b in batches for m in b.messages]
+    assert msg.data == report and msg.origin.envelope_recipients == ()
+    [event] = [e for b in batches for e in b.events if e.kind == "journal_report_kept"]
+    assert "base64" in event.detail["reason"] and event.detail["id"] == msg.origin.uid
+
+
+@pytest.mark.parametrize("code", ["ErrorMimeContentConversionFailed", "ErrorInternalServerError"])
+def test_bad_item_is_retried_later_and_its_folder_moves_on(ews: EwsEmulator, code: str) -> None:
+    """Finding 1: an item whose MIME content never comes does not stop its folder, nor its chunk's good items."""
+    ews.add_mailbox(ALICE)
+    good1 = ews.add_message(ALICE, "inbox", make_mime(1))
+    poison = ews.add_message(ALICE, "inbox", make_mime(2))
+    good2 = ews.add_message(ALICE, "inbox", make_mime(3))
+    ews.fail_item(poison, code)
+    conn = connector(ews, batch_size=2, include_archive=False)
+    saved: dict[str, str] = {}
+    first = run(conn, saved)
+    assert set(ids(first)) == {good1, good2}  # the good item of the poison's GetItem request too
+    fails = [f for b in first for f in b.failures]
+    assert len(fails) == 1 and poison in fails[0].reason and code in fails[0].reason
+    assert "retry list" in fails[0].reason
+    assert [e.detail["id"] for b in first for e in b.events if e.kind == "item_skipped"] == [poison]
+    inbox = ews.folder(ALICE, "inbox").id
+    assert json.loads(saved[f"ews:onprem:{ALICE}:{inbox}:retry"]) == {poison: ""}
+    later = ews.add_message(ALICE, "inbox", make_mime(4))
+    second = run(conn, saved)
+    assert ids(second) == [later]  # mail arriving after the bad item is archived
+    assert len(failures(second)) == 1 and not [e for b in second for e in b.events if e.kind == "item_skipped"]
+    ews.heal_item(poison)
+    third = run(conn, saved)
+    assert ids(third) == [poison] and failures(third) == []
+    assert json.loads(saved[f"ews:onprem:{ALICE}:{inbox}:retry"]) == {}
+    assert ids(run(conn, saved)) == []
+
+
+def test_received_time_comes_from_the_server(ews: EwsEmulator) -> None:
+    """Finding 9: retention rules counted from receipt need the item's DateTimeReceived."""
+    ews.add_mailbox(ALICE)
+    ews.add_message(ALICE, "inbox", make_mime(1), received="2019-05-14T15:01:00Z")
+    [msg] = [m for b in run(connector(ews, include_archive=False), {}) for m in b.messages]
+    assert msg.origin.internaldate == datetime(2019, 5, 14, 15, 1, tzinfo=UTC)
+    assert type(msg.origin.internaldate) is datetime  # a plain datetime, not exchangelib's subclass
+
+
+def test_archive_access_denied_is_reported(ews: EwsEmulator) -> None:
+    """Finding 7: an online archive the account may not open is a failure and an event, not a silent skip."""
+    placed = populate(ews)
+    ews.mailboxes[ALICE].archive_denied = True
+    batches = run(connector(ews), {})
+    fails = [f for b in batches for f in b.failures]
+    assert len(fails) == 1 and fails[0].location == f"onprem:{ALICE}/Online Archive" and fails[0].permanent
+    assert "ErrorAccessDenied" in fails[0].reason and "include_archive" in fails[0].reason
+    assert [e.kind for b in batches for e in b.events] == ["archive_unreachable"]
+    assert len(set(ids(batches))) == len(placed) - 1  # everything outside the archive
+
+
+def test_batches_are_bounded_by_bytes(ews: EwsEmulator) -> None:
+    """Finding 6: a SyncFolderItems request's items are cut into batches of bounded size; the last has the state."""
+    ews.add_mailbox(ALICE)
+    placed = {ews.add_message(ALICE, "inbox", make_mime(n) + b"x" * 3000) for n in range(7)}
+    saved: dict[str, str] = {}
+    batches = [b for b in run(connector(ews, include_archive=False, max_batch_bytes=7000), saved) if b.messages]
+    assert [len(b.messages) for b in batches] == [3, 3, 1]
+    assert [len(b.checkpoints) for b in batches] == [0, 0, 1]
+    assert Counter(ids(batches)) == Counter(placed)
+
+
+def test_folder_names_with_a_slash_are_escaped(ews: EwsEmulator) -> None:
+    """Finding 13: the folder "Smith/Jones" is not the folder Jones inside Smith."""
+    ews.add_mailbox(ALICE)
+    odd = ews.add_folder(ALICE, "inbox", "Smith/Jones")
+    smith = ews.add_folder(ALICE, "inbox", "Smith")
+    nested = ews.add_folder(ALICE, smith.id, "Jones")
+    ews.add_message(ALICE, odd.id, make_mime(1))
+    ews.add_message(ALICE, nested.id, make_mime(2))
+    batches = run(connector(ews, include_archive=False, exclude=("Inbox/Smith/*",)), {})
+    assert {m.origin.folder for b in batches for m in b.messages} == {"Inbox/Smith\\/Jones"}
 
 
 @pytest.fixture
@@ -276,3 +391,24 @@ def test_oauth_token_from_msal(ews_tls: EwsEmulator, identity: IdentityServer, t
     fails = [f for b in run(refused, {}) for f in b.failures]
     assert [f.location for f in fails] == [f"online2:{ALICE}", f"online2:{BOB}"]
     assert all("AADSTS7000222" in f.reason and f.permanent for f in fails)
+
+
+def test_oauth_setup_problem_fails_each_mailbox(ews_tls: EwsEmulator, identity: IdentityServer, tmp_path: Path) -> None:
+    """Finding 3: a CA file that does not exist is a sentence per mailbox, not an exception ending the sync."""
+    ews_tls.add_mailbox(ALICE)
+    tokens = TokenProvider(
+        MsalSettings(
+            tenant="contoso-tenant",
+            client_id="ews-app",
+            scopes=(EWS_ONLINE_SCOPE,),
+            client_secret="app-secret",
+            authority=identity.identity.authority,
+            verify=str(tmp_path / "no-such-ca.pem"),
+        )
+    )
+    conn = EwsConnector(
+        EwsSettings(name="online", mailboxes=(ALICE, BOB), endpoint=ews_tls.endpoint, auth="oauth"), tokens
+    )
+    fails = [f for b in run(conn, {}) for f in b.failures]
+    assert [f.location for f in fails] == [f"online:{ALICE}", f"online:{BOB}"]
+    assert all("no-such-ca.pem" in f.reason and "does not exist" in f.reason for f in fails)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -13,7 +17,7 @@ from connectors.base import Batch, Connector
 from connectors.graph import GRAPH_SCOPE, GraphConnector, GraphSettings
 from connectors.msauth import CertificateCredential, MsalSettings, TokenProvider
 
-from .graph_emulator import CLIENT_ID, TENANT, GraphEmulator
+from .graph_emulator import CLIENT_ID, TENANT, GFolder, GMessage, GraphEmulator
 from .http_emulator import make_app_certificate
 from .messages import make_journal_report, make_mime
 
@@ -27,6 +31,7 @@ def connector(
     mailboxes: tuple[str, ...] = (ALICE,),
     secret: str | None = None,
     certificate: CertificateCredential | None = None,
+    sleep: Callable[[float], None] = time.sleep,
     **kw: object,
 ) -> GraphConnector:
     tokens = TokenProvider(
@@ -40,8 +45,10 @@ def connector(
             verify=str(tls[0]),
         )
     )
-    settings = GraphSettings(name="o365", mailboxes=mailboxes, graph_url=emu.graph_url, verify=str(tls[0]), **kw)  # type: ignore[arg-type]
-    return GraphConnector(settings, tokens)
+    params: dict[str, object] = {"graph_url": emu.graph_url, "verify": str(tls[0])}
+    params.update(kw)
+    settings = GraphSettings(name="o365", mailboxes=mailboxes, **params)  # type: ignore[arg-type]
+    return GraphConnector(settings, tokens, sleep=sleep)
 
 
 def run(conn: Connector, saved: dict[str, str]) -> list[Batch]:
@@ -239,15 +246,226 @@ def test_group_members_are_archived(graph: GraphEmulator, tls_material: tuple[Pa
     assert {m.origin.account for bt in batches for m in bt.messages} == {ALICE, BOB}
 
 
-def test_journal_report_is_unwrapped(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+def test_members_of_nested_groups_are_archived(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 8: "All partners" holding "Litigation partners" archives the litigation partners too."""
+    carol = "carol@contoso.com"
+    for user in (ALICE, carol):
+        graph.add_user(user, folders=("Inbox",))
+    a = graph.add_message(ALICE, "Inbox", make_mime(1))
+    c = graph.add_message(carol, "Inbox", make_mime(2))
+    graph.groups["all-partners"] = [ALICE, "group:lit-partners"]
+    graph.groups["lit-partners"] = [carol, "group:all-partners"]  # a cycle must not loop
+    batches = run(connector(graph, tls_material, mailboxes=(), group="all-partners"), {})
+    assert set(ids(batches)) == {a, c}
+    assert not [f for bt in batches for f in bt.failures]
+
+
+def test_journal_report_is_unwrapped_in_a_journaling_mailbox(
+    graph: GraphEmulator, tls_material: tuple[Path, Path]
+) -> None:
     graph.add_user("journal@contoso.com", folders=("Inbox",))
     original = make_mime(5)
     report = make_journal_report(original, to="bob@example.com", cc="carol@example.com", bcc="dave@example.com")
     graph.add_message("journal@contoso.com", "Inbox", report)
-    batches = run(connector(graph, tls_material, mailboxes=("journal@contoso.com",)), {})
-    [msg] = [m for b in batches for m in b.messages]
+    conn = connector(graph, tls_material, mailboxes=(), journal_mailboxes=("journal@contoso.com",))
+    [msg] = [m for b in run(conn, {}) for m in b.messages]
     assert msg.data == original
-    assert "dave@example.com" in msg.origin.envelope_recipients
+    assert msg.origin.envelope_recipients[4:6] == ("bcc:", "dave@example.com")
+
+
+def test_journal_header_elsewhere_is_archived_as_received(
+    graph: GraphEmulator, tls_material: tuple[Path, Path]
+) -> None:
+    """Finding 2: a lawyer's mailbox stores what the lawyer received, whatever headers the sender added."""
+    graph.add_user(ALICE, folders=("Inbox",))
+    received = make_journal_report(make_mime(5, subject="Settlement offer"), to="b@example.com", cc="", bcc="x@y.z")
+    graph.add_message(ALICE, "Inbox", received)
+    conn = connector(graph, tls_material, journal_mailboxes=("journal@contoso.com",))
+    [msg] = [m for b in run(conn, {}) for m in b.messages]
+    assert msg.data == received and msg.origin.envelope_recipients == ()
+
+
+def test_bad_message_is_retried_later_and_its_folder_moves_on(
+    graph: GraphEmulator, tls_material: tuple[Path, Path]
+) -> None:
+    """Finding 1: a message whose $value always fails neither blocks its folder nor is forgotten."""
+    graph.add_user(ALICE, folders=("Inbox",))
+    good1 = graph.add_message(ALICE, "Inbox", make_mime(1))
+    poison = graph.add_message(ALICE, "Inbox", make_mime(2))
+    good2 = graph.add_message(ALICE, "Inbox", make_mime(3))
+    graph.throttle(10**6, status=500, retry_after=None, pattern=f"/messages/{quote(poison, safe='')}/$value")
+    bad_request = graph.add_message(ALICE, "Inbox", make_mime(4))
+    graph.throttle(10**6, status=400, retry_after=None, pattern=f"/messages/{quote(bad_request, safe='')}/$value")
+    conn = connector(graph, tls_material, page_size=2, sleep=lambda s: None)
+    saved: dict[str, str] = {}
+    first = run(conn, saved)
+    assert set(ids(first)) == {good1, good2}
+    fails = [f for b in first for f in b.failures]
+    assert len(fails) == 2 and poison in fails[0].reason and bad_request in fails[1].reason
+    assert [e.detail["id"] for b in first for e in b.events if e.kind == "item_skipped"] == [poison, bad_request]
+    inbox = graph._find(ALICE, "Inbox").id
+    assert "$deltatoken=" in saved[f"graph:o365:{ALICE}:{inbox}"]
+    assert list(json.loads(saved[f"graph:o365:{ALICE}:{inbox}:retry"])) == [poison, bad_request]
+    later = graph.add_message(ALICE, "Inbox", make_mime(5))
+    second = run(conn, saved)
+    assert ids(second) == [later]  # mail arriving after the bad message is archived
+    assert len([f for b in second for f in b.failures]) == 2
+    graph.throttles.clear()
+    third = run(conn, saved)
+    assert sorted(ids(third)) == sorted([poison, bad_request])
+    assert all(m.origin.internaldate is not None for b in third for m in b.messages)
+    assert json.loads(saved[f"graph:o365:{ALICE}:{inbox}:retry"]) == {}
+
+
+def test_undecodable_body_fails_one_message_not_the_source(
+    graph: GraphEmulator, tls_material: tuple[Path, Path]
+) -> None:
+    """Finding 3: an exception that is not a connector error (httpx.DecodingError) stays with its message."""
+    graph.add_user(ALICE, folders=("Inbox",))
+    graph.add_user(BOB, folders=("Inbox",))
+    bad = graph.add_message(ALICE, "Inbox", make_mime(1))
+    graph.corrupt_values.add(bad)
+    bob_msg = graph.add_message(BOB, "Inbox", make_mime(2))
+    batches = run(connector(graph, tls_material, mailboxes=(ALICE, BOB)), {})
+    assert ids(batches) == [bob_msg]
+    [fail] = [f for b in batches for f in b.failures]
+    assert bad in fail.reason and "DecodingError" in fail.reason
+
+
+def test_unexpected_exception_fails_one_mailbox(
+    graph: GraphEmulator, tls_material: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 3: any exception while reading one mailbox is that mailbox's failure; the next one is synced."""
+    graph.add_user(ALICE, folders=("Inbox",))
+    graph.add_user(BOB, folders=("Inbox",))
+    bob_msg = graph.add_message(BOB, "Inbox", make_mime(2))
+    conn = connector(graph, tls_material, mailboxes=(ALICE, BOB))
+    folders = conn._folders
+
+    def broken(client: object, mailbox: object) -> object:
+        if getattr(mailbox, "label", "") == ALICE:
+            raise KeyError("displayName")
+        return folders(client, mailbox)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(conn, "_folders", broken)
+    batches = run(conn, {})
+    assert ids(batches) == [bob_msg]
+    [fail] = [f for b in batches for f in b.failures]
+    assert fail.location == f"o365:{ALICE}" and "KeyError" in fail.reason
+
+
+def test_missing_ca_file_fails_each_mailbox(
+    graph: GraphEmulator, tls_material: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Finding 3: a CA file that does not exist is a sentence, not a FileNotFoundError ending the sync."""
+    conn = connector(graph, tls_material, mailboxes=(ALICE, BOB), verify=str(tmp_path / "missing.pem"))
+    fails = [f for b in run(conn, {}) for f in b.failures]
+    assert [f.location for f in fails] == [f"o365:{ALICE}", f"o365:{BOB}"]
+    assert all("missing.pem" in f.reason and "auth.ca_file" in f.reason for f in fails)
+
+
+def test_batches_are_bounded_by_bytes(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 6: a delta page's messages are cut into batches of bounded size; the last carries the checkpoint."""
+    graph.add_user(ALICE, folders=("Inbox",))
+    placed = {graph.add_message(ALICE, "Inbox", make_mime(n) + b"x" * 3000) for n in range(7)}
+    saved: dict[str, str] = {}
+    batches = [b for b in run(connector(graph, tls_material, max_batch_bytes=7000), saved) if b.folder == "Inbox"]
+    assert [len(b.messages) for b in batches] == [3, 3, 1]
+    assert [len(b.checkpoints) for b in batches] == [0, 0, 1]
+    assert Counter(ids(batches)) == Counter(placed)
+
+
+def test_revoked_token_is_replaced_on_401(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 10: after a 401 a new token is asked for, not msal's cached copy of the refused one."""
+    placed = populate(graph)
+    conn = connector(graph, tls_material)
+    first = conn._tokens.token()
+    graph.identity.issued.discard(first)  # revoked, or a continuous-access-evaluation event
+    batches = run(conn, {})
+    assert set(ids(batches)) == set(placed) and not [f for b in batches for f in b.failures]
+    assert graph.identity.token_requests == 2
+
+
+def test_persistent_401_does_not_blame_permissions(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    populate(graph)
+    conn = connector(graph, tls_material)
+    real_token = conn._tokens.token
+
+    def refused_token() -> str:
+        graph.identity.issued.discard(real_token())
+        return "not-a-token"
+
+    conn._tokens.token = refused_token  # type: ignore[method-assign]
+    [fail] = [f for b in run(conn, {}) for f in b.failures]
+    assert "401" in fail.reason and "Mail.Read" not in fail.reason and "authority" in fail.reason
+
+
+def test_token_never_goes_to_another_host(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 11: a stored delta link naming another host (or plain http) restarts the folder there, token kept."""
+    seen: list[str] = []
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(410)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    other = HTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        graph.add_user(ALICE, folders=("Inbox", "Sent Items"))
+        a = graph.add_message(ALICE, "Inbox", make_mime(1))
+        b = graph.add_message(ALICE, "Sent Items", make_mime(2))
+        inbox, sent = graph._find(ALICE, "Inbox").id, graph._find(ALICE, "Sent Items").id
+        delta = f"/v1.0/users/{ALICE}/mailFolders/{{}}/messages/delta?$deltatoken=x"
+        stale = {
+            f"graph:o365:{ALICE}:{inbox}": f"http://127.0.0.1:{other.server_address[1]}" + delta.format(inbox),
+            f"graph:o365:{ALICE}:{sent}": graph.graph_url.replace("https:", "http:") + delta.format(sent)[5:],
+        }
+        batches = run(connector(graph, tls_material), stale)
+        assert seen == []
+        assert set(ids(batches)) == {a, b}
+        assert [e.kind for bt in batches for e in bt.events] == ["checkpoint_link_refused"] * 2
+        assert all(v.startswith(graph.graph_url) for v in stale.values())
+    finally:
+        other.shutdown()
+
+
+def test_folder_deleted_during_the_sync_is_an_event(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 13: a folder gone between the listing and its delta query is not "is the mailbox licensed?"."""
+    graph.add_user(ALICE, folders=("Inbox", "Clients"))
+    a = graph.add_message(ALICE, "Inbox", make_mime(1))
+    conn = connector(graph, tls_material)
+    listing = conn._folders
+
+    def listing_then_delete(client: object, mailbox: object) -> object:
+        out = listing(client, mailbox)  # type: ignore[arg-type]
+        with graph.lock:
+            del graph.users[ALICE].folders[graph._find(ALICE, "Clients").id]
+        return out
+
+    conn._folders = listing_then_delete  # type: ignore[method-assign]
+    batches = run(conn, {})
+    assert ids(batches) == [a] and not [f for b in batches for f in b.failures]
+    assert [(e.kind, e.detail["folder"]) for b in batches for e in b.events] == [("folder_vanished", "Clients")]
+
+
+def test_folder_names_with_a_slash_are_escaped(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    """Finding 13: the folder "Smith/Jones" is not the folder Jones inside Smith."""
+    graph.add_user(ALICE, folders=("Inbox", "Inbox/Smith/Jones"))
+    with graph.lock:
+        user = graph.users[ALICE]
+        inbox = graph._find(ALICE, "Inbox")
+        odd = GFolder(graph._new_id("folder"), "Smith/Jones", inbox.id)
+        user.folders[odd.id] = odd
+        odd.messages.append(GMessage(graph._new_id("msg"), make_mime(1), next(graph._seq), "2026-03-01T10:00:00Z"))
+    graph.add_message(ALICE, "Inbox/Smith/Jones", make_mime(2))
+    batches = run(connector(graph, tls_material, exclude=("Inbox/Smith/*",)), {})
+    assert {m.origin.folder for b in batches for m in b.messages} == {"Inbox/Smith\\/Jones"}
 
 
 def test_certificate_credential(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:

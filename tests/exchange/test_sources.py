@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from archiver.config import parse_config
 from archiver.errors import ConfigError
 from archiver.sources import build_connector
 from connectors.ews import EwsConnector
 from connectors.graph import GraphConnector
+
+from .http_emulator import make_app_certificate
 
 
 def source(**src: Any) -> Any:
@@ -90,3 +93,62 @@ def test_missing_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_invalid_exchange_sources_are_refused(src: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         source(**src)
+
+
+def graph_source(**kw: Any) -> Any:
+    src: dict[str, Any] = {
+        "name": "o365",
+        "type": "graph",
+        "auth": {"tenant": "t", "client_id": "c", "client_secret_env": "GRAPH_SECRET"},
+        "mailboxes": ["a@example.com"],
+    }
+    for key, value in kw.items():
+        if key == "auth":
+            src["auth"] = {**src["auth"], **value}
+        else:
+            src[key] = value
+    return source(**src)
+
+
+def test_setup_mistakes_are_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 3: a missing CA file, an encrypted key without its password, a damaged key, or a graph_url that is not
+    https are sentences naming the source and the key, not tracebacks (and no token goes out in clear text)."""
+    monkeypatch.setenv("GRAPH_SECRET", "s3cret")
+    with pytest.raises(ConfigError, match=r"auth\.ca_file .*missing\.pem does not exist"):
+        build_connector(graph_source(auth={"ca_file": str(tmp_path / "missing.pem")}))
+    with pytest.raises(ConfigError, match="must be an https URL"):
+        build_connector(graph_source(graph_url="http://graph.example.com/v1.0"))
+    key, cert = make_app_certificate()
+    loaded = serialization.load_pem_private_key(key.encode(), None)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
+        )
+        + cert.encode()
+    )
+    certificate_auth = {"client_secret_env": None, "certificate_file": str(encrypted)}
+    with pytest.raises(ConfigError, match="certificate_password_env"):
+        build_connector(graph_source(auth=certificate_auth))
+    damaged = tmp_path / "damaged.pem"
+    damaged.write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n" + cert, "ascii")
+    with pytest.raises(ConfigError, match="damaged"):
+        build_connector(graph_source(auth={"client_secret_env": None, "certificate_file": str(damaged)}))
+    ews = {
+        "name": "e",
+        "type": "ews",
+        "mailboxes": ["a@b"],
+        "auth": {"type": "oauth", "tenant": "t", "client_id": "c", "client_secret_env": "GRAPH_SECRET"},
+    }
+    ews["auth"]["ca_file"] = str(tmp_path / "missing.pem")
+    with pytest.raises(ConfigError, match=r"auth\.ca_file"):
+        build_connector(source(**ews))
+
+
+def test_journal_mailboxes_reach_the_connectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 2: only the journaling mailboxes a source names unwrap journal reports (none unless named)."""
+    monkeypatch.setenv("GRAPH_SECRET", "s3cret")
+    plain = build_connector(graph_source())
+    assert isinstance(plain, GraphConnector) and plain._s.journal_mailboxes == ()
+    journaling = build_connector(graph_source(journal_mailboxes=["journal@example.com"]))
+    assert isinstance(journaling, GraphConnector) and journaling._s.journal_mailboxes == ("journal@example.com",)
