@@ -1,4 +1,9 @@
-"""`archiver hold add|list|release`: legal holds (journalled with the acting user)."""
+"""`archiver hold add|list|release`: legal holds (journalled with the acting user).
+
+`hold add` says how many archived messages the hold covers, refuses one that covers none
+unless `--allow-empty` is given (a typo must not pass for a hold), and says when it had to
+wait for another writer such as a retention run (archiver/policies/holds.py).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     what.add_argument("--custodian", metavar="ADDRESS", help="hold every message to, from or pulled for this address")
     what.add_argument("--query", metavar="Q", help="hold every message this search query finds")
     add.add_argument("--reason", required=True, help="why (recorded in the journal)")
+    add.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="place the hold even though it covers no archived message yet (for mail still to arrive)",
+    )
     add.set_defaults(func=run_add)
 
     ls = hs.add_parser("list", parents=[parent], help="list holds (released ones too with --all)")
@@ -43,14 +53,31 @@ def _show(h: H.Hold) -> None:
     say(f"{h.case}: {h.kind} {h.value} — {h.reason} (placed {h.placed_at} by {h.placed_by}; {state})")
 
 
+def _waiting() -> None:
+    say("Another process is writing to the archive (a retention run or an import); waiting for it. A retention "
+        "run under way keeps what this hold covers from its next batch on.", err=True)  # fmt: skip
+
+
 def run_add(args: argparse.Namespace) -> int:
     kind, value = next((k, getattr(args, k)) for k in H.KINDS if getattr(args, k) is not None)
     with open_archive(args) as archive:
-        hold = H.place_hold(archive, case=args.case, kind=kind, value=value, reason=args.reason, actor=actor())
+        placed = H.place_hold(
+            archive,
+            case=args.case,
+            kind=kind,
+            value=value,
+            reason=args.reason,
+            actor=actor(),
+            allow_empty=args.allow_empty,
+            on_wait=_waiting,
+        )
     if wants_json(args):
-        print_json(hold.to_json())
-    else:
-        _show(hold)
+        print_json(placed.to_json())
+        return 0
+    _show(placed.hold)
+    say(f"It covers {placed.covered} archived message{'s' if placed.covered != 1 else ''} now.")
+    for w in placed.warnings:
+        say(("note", "yellow"), f": {w}", err=True)
     return 0
 
 

@@ -1,4 +1,9 @@
-"""`archiver matter close|reopen|show`: the matter lifecycle that starts `matter_closed` retention periods."""
+"""`archiver matter close|reopen|show`: the matter lifecycle that starts `matter_closed` retention periods.
+
+A close date starts retention periods, so `close` refuses a matter no message carries and a
+date before the matter's newest message or long past, unless explicitly allowed with a
+reason (archiver/policies/matters.py).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     close = ms.add_parser("close", parents=[parent], help="record that a matter closed on a date")
     close.add_argument("matter", metavar="CLIENT/MATTER")
     close.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day the matter closed")
+    close.add_argument("--allow-empty", action="store_true", help="close a matter no archived message is filed under")
+    close.add_argument(
+        "--allow-backdate",
+        action="store_true",
+        help=f"allow a date before the matter's newest message or more than {M.MAX_BACKDATE_DAYS} days ago "
+        "(needs --reason)",
+    )
+    close.add_argument("--reason", default="", help="why the close is backdated (recorded in the journal)")
     close.set_defaults(func=run_close)
     reopen = ms.add_parser("reopen", parents=[parent], help="reopen a closed matter")
     reopen.add_argument("matter", metavar="CLIENT/MATTER")
@@ -45,7 +58,16 @@ def run_close(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--date {args.date!r} is not a date; write YYYY-MM-DD.") from None
     with open_archive(args) as archive:
-        state = M.close_matter(archive, args.matter, on, actor=actor(), today=system_clock().date())
+        state = M.close_matter(
+            archive,
+            args.matter,
+            on,
+            actor=actor(),
+            today=system_clock().date(),
+            allow_empty=args.allow_empty,
+            allow_backdate=args.allow_backdate,
+            reason=args.reason,
+        )
     _print(state, args)
     return 0
 
@@ -60,6 +82,6 @@ def run_reopen(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     client, matter = parse_matter_ref(args.matter)
     with open_archive(args, need_keys=False) as archive:
-        state = M.matter_state(archive.repo.catalog, client, matter)
+        state = M.matter_state(archive, client, matter)
     _print(state, args)
     return 0

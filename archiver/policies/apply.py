@@ -5,45 +5,88 @@ tombstone (id, hash, rule, reason) is journalled and, once committed, its wrappe
 destroyed (``Transaction.dispose``), so the ciphertext left in the append-only segments can
 never be decrypted again; the message is deleted from the index and the index segments that
 held it are rewritten (``merge_and_gc``) so its text is physically gone.  Each apply ends with
-a disposition certificate signed with the archive's Ed25519 key, journalled as a
-``disposition`` record and saved under ``certificates/``.
+a disposition certificate signed with the archive's Ed25519 key (certificates.py).
+
+Decisions are made under the journalled rules only (journalled.py): the rules file is a
+proposal until ``accept_rules`` adopts it, and ``apply``/``approve`` refuse while it differs.
+``plan`` journals nothing; it may show what the file would do (``proposed``).
 
 Before deciding anything, plan and apply bring the index up to date (query rules and query
-holds are evaluated through it) and journal the rules when they changed, refusing a change
-that would weaken a compliance-mode rule.  Everything happens under the archive's writer
-lock, so no ingest or hold change interleaves with a decision and its execution.
+holds are evaluated through it).  Everything happens under the archive's writer lock, so no
+ingest or hold change interleaves with a decision; a hold requested meanwhile is honoured
+batch by batch (lateholds.py), an interrupted run is certified by the next (recovery.py), and
+``stop`` ends a run at a batch boundary with a certificate for what it did.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import os
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from archiver.clock import iso, parse_iso
-from archiver.crypto.keys import fingerprint, verify_signature
+from archiver.clock import iso
 from archiver.errors import ArchiverError, NotFoundError, PolicyError
 from archiver.logging import get_logger
-from archiver.model import IndexDoc
+from archiver.policies.certificates import (
+    CERT_CONTEXT,
+    CERT_FORMAT,
+    Certificate,
+    Run,
+    check_against_archive,
+    issue,
+    load_certificate,
+    verify_certificate,
+)
 from archiver.policies.confirm import confirm
 from archiver.policies.holds import Hold, hold_matches, list_holds, matching
+from archiver.policies.journalled import (
+    RulesState,
+    journal_rules,
+    last_journalled_rules,
+    require_unchanged,
+    rules_in_force,
+    rules_path,
+    rules_state,
+)
+from archiver.policies.lateholds import LateHolds
 from archiver.policies.matters import closures as matter_closures
-from archiver.policies.retention import Copy, Decision, MessageRecord, Outcome, decide
-from archiver.policies.rules import RuleSet, check_change, load_rules, parse_rules
-from archiver.store.journal import canonical
-from archiver.store.segments import fsync_dir
+from archiver.policies.records import LoadedMessage, iter_records
+from archiver.policies.recovery import journal_start, purge_index, recover_disposals
+from archiver.policies.retention import Decision, Outcome, decide
+from archiver.policies.rules import RuleSet, check_change
+from archiver.policies.unmatched import RuleUsage
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
 
-CERT_CONTEXT = b"archiver/disposition-certificate/v1\x00"
-CERT_FORMAT = "archiver/disposition-certificate/v1"
+__all__ = [
+    "BATCH",
+    "CERT_CONTEXT",
+    "CERT_FORMAT",
+    "Acceptance",
+    "Certificate",
+    "HoldCheck",
+    "LoadedMessage",
+    "Plan",
+    "PlanItem",
+    "accept_rules",
+    "apply",
+    "approve",
+    "check_against_archive",
+    "evaluate",
+    "iter_records",
+    "last_journalled_rules",
+    "load_certificate",
+    "plan",
+    "review",
+    "rules_in_force",
+    "rules_path",
+    "rules_state",
+    "verify_certificate",
+]
+
 BATCH = 500
 _log = get_logger("archiver.retention")
 
@@ -94,13 +137,25 @@ class Plan:
     #: what the index answered to each query of the standing holds and rules (query -> ids):
     #: confirm.confirm checks the messages due against the same queries on their own.
     index_matches: dict[str, set[str]] = field(default_factory=dict)
+    #: how many messages each rule matched (a copy of them, at least).
+    rule_counts: dict[str, int] = field(default_factory=dict)
+    #: rule values and rules that match no archived message (unmatched.py).
+    findings: list[str] = field(default_factory=list)
+    #: planned under the rules file rather than the journalled rules (``plan --proposed``).
+    proposed: bool = False
+    #: the rules in force and the rules file (journalled.RulesState.to_json).
+    rules: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "as_of": iso(self.as_of),
             "rules_file": self.rules_file,
             "rules_fingerprint": self.rules_fingerprint,
+            "proposed": self.proposed,
+            "rules": self.rules,
             "counts": self.counts,
+            "rule_counts": self.rule_counts,
+            "findings": self.findings,
             "dispose": [i.to_json() for i in self.dispose],
             "review": [i.to_json() for i in self.review],
             "held": [i.to_json() for i in self.held],
@@ -108,192 +163,28 @@ class Plan:
         }
 
 
-@dataclass
-class Certificate:
-    """A signed disposition certificate (``body`` is what the signature covers)."""
-
-    body: dict[str, Any]
-    signature: str
-    path: Path | None = None
-
-    @property
-    def disposed(self) -> int:
-        return int(self.body["counts"]["disposed"])
-
-    @property
-    def ids(self) -> list[str]:
-        return [d["id"] for d in self.body["disposed"]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": CERT_FORMAT, "algorithm": "ed25519", "certificate": self.body, "signature": self.signature}
+# -- deciding ---------------------------------------------------------------------------------
 
 
-# -- rules ------------------------------------------------------------------------------------
-
-
-def rules_path(archive: Archive) -> Path:
-    return archive.cfg.retention.rules_file
-
-
-def last_journalled_rules(archive: Archive) -> tuple[RuleSet, dict[str, Any]] | None:
-    """The rules as last journalled (and when, by whom), or None before the first plan or apply."""
-    row = archive.repo.catalog.conn.execute(
-        "SELECT rules, fingerprint, time, actor, seq FROM retention_rules ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return None
-    info = {"fingerprint": row[1], "time": row[2], "actor": row[3], "seq": row[4]}
-    return parse_rules(json.loads(row[0]), f"journal record {row[4]}"), info
-
-
-def sync_rules(archive: Archive, rules: RuleSet, *, actor: str) -> list[str]:
-    """Journal the rules when they differ from the last journalled ones; PolicyError if that weakens compliance."""
-    last = last_journalled_rules(archive)
-    if last is not None and last[1]["fingerprint"] == rules.fingerprint:
-        return []
-    changes = ["initial rules"] if last is None else check_change(last[0], rules)
-    with archive.repo.transaction(actor) as tx:
-        tx.event(
-            "retention_rules",
-            {
-                "fingerprint": rules.fingerprint,
-                "file": str(rules_path(archive)),
-                "changes": changes,
-                "rules": rules.canonical(),
-            },
-        )
-    return changes
-
-
-# -- building records ---------------------------------------------------------------------------
-
-
-def _dt(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        d = parse_iso(text)
-    except ValueError:
-        return None
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
-
-
-def _domain(addr: str) -> str:
-    return addr.rpartition("@")[2].lower() if "@" in addr else ""
-
-
-_OBJECTS_SQL = (
-    "SELECT o.id, o.ingested_at, t.client, t.matters, m.date, m.from_addr, m.to_addrs, m.cc_addrs, m.bcc_addrs,"
-    " m.subject FROM objects o LEFT JOIN tags t ON t.id = o.id LEFT JOIN message_rows m ON m.obj = o.ingest_seq"
-    " WHERE o.disposed_at IS NULL {where} ORDER BY o.id"
-)
-_PROV_SQL = (
-    "SELECT p.id, p.source, p.account, p.folder, p.internaldate, p.fetched_at, p.flags, p.envelope_recipients"
-    " FROM provenance p JOIN objects o ON o.id = p.id WHERE o.disposed_at IS NULL {where} ORDER BY p.id, p.seq"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedMessage:
-    record: MessageRecord
-    addresses: frozenset[str]
-    subject: str
-    date: str
-
-
-def iter_records(
-    archive: Archive, query_rules: dict[str, set[str]], ids: Sequence[str] | None = None
-) -> Iterator[LoadedMessage]:
-    """Every live message (or those in ``ids``) as a MessageRecord, streaming (a merge join by id)."""
-    conn = archive.repo.catalog.conn
-    if ids is not None:
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            yield from _merge(
-                conn.execute(_OBJECTS_SQL.format(where=f"AND o.id IN ({marks})"), chunk),
-                conn.execute(_PROV_SQL.format(where=f"AND p.id IN ({marks})"), chunk),
-                query_rules,
-            )
-        return
-    yield from _merge(
-        conn.execute(_OBJECTS_SQL.format(where="")), conn.execute(_PROV_SQL.format(where="")), query_rules
-    )
-
-
-def _merge(objects: Iterable[Any], provs: Iterable[Any], query_rules: dict[str, set[str]]) -> Iterator[LoadedMessage]:
-    prov_iter = iter(provs)
-    pending = next(prov_iter, None)
-    for oid, ingested_at, client, matters_json, date, from_addr, to_j, cc_j, bcc_j, subject in objects:
-        rows = []
-        while pending is not None and pending[0] < oid:
-            pending = next(prov_iter, None)
-        while pending is not None and pending[0] == oid:
-            rows.append(pending)
-            pending = next(prov_iter, None)
-        ingested = _dt(ingested_at) or datetime.fromtimestamp(0, UTC)
-        addresses: set[str] = set()
-        to_domains: set[str] = set()
-        recipients = [a[0] for j in (to_j, cc_j, bcc_j) if j for a in json.loads(j)]
-        copies = []
-        for _id, source, account, folder, internaldate, fetched_at, flags_j, env_j in rows:
-            envelope = [str(x).lower() for x in json.loads(env_j or "[]")]
-            recipients.extend(envelope)
-            if account:
-                addresses.add(str(account).lower())
-            labels = tuple(f for f in json.loads(flags_j or "[]") if not str(f).startswith("\\"))
-            copies.append(
-                Copy(
-                    source=source,
-                    account=account,
-                    folder=folder,
-                    labels=labels,
-                    received=_dt(internaldate) or _dt(fetched_at) or ingested,
-                )
-            )
-        for r in recipients:
-            addresses.add(r.lower())
-            if domain := _domain(r):
-                to_domains.add(domain)
-        if from_addr:
-            addresses.add(from_addr.lower())
-        record = MessageRecord(
-            id=oid,
-            client=client or "unfiled",
-            matters=tuple(json.loads(matters_json)) if matters_json else (),
-            sent=_dt(date) or ingested,
-            from_domains=frozenset({_domain(from_addr)} if from_addr and _domain(from_addr) else ()),
-            to_domains=frozenset(to_domains),
-            copies=tuple(copies),
-            query_rules=frozenset(name for name, hit in query_rules.items() if oid in hit),
-        )
-        yield LoadedMessage(record, frozenset(addresses), subject or "", date or "")
-
-
-# -- planning ---------------------------------------------------------------------------------
-
-
-def _prepare(archive: Archive, actor: str) -> RuleSet:
-    """Under the lock: recover, bring the index up to date, load and journal the rules."""
-    repo = archive.repo
-    repo.recover()
-    rules = load_rules(rules_path(archive))
-    sync_rules(archive, rules, actor=actor)
-    _reconcile_index(archive)
+def _prepare(archive: Archive, *rulesets: RuleSet) -> None:
+    """Under the lock: recover, and bring the index up to date (query holds and rules run through it)."""
+    archive.repo.recover()
+    purge_index(archive)
     archive.catch_up()
-    if _has_queries(archive, rules) and (left := archive.repo.catalog.unindexed(1)):
+    if _has_queries(archive, rulesets) and (left := archive.repo.catalog.unindexed(1)):
         raise PolicyError(
             f"Message {left[0][:12]} (and perhaps others) could not be indexed, so the query holds and "
             "rules cannot be checked against it: nothing was decided. Run `archiver verify --full` and "
             "`archiver reindex`."
         )
-    return rules
 
 
-def _has_queries(archive: Archive, rules: RuleSet) -> bool:
+def _has_queries(archive: Archive, rulesets: Sequence[RuleSet]) -> bool:
     """Do any standing holds or retention rules select messages by search query?"""
     holds = list_holds(archive.repo.catalog, active_only=True)
-    return any(h.kind == "query" for h in holds) or any(r.match.query is not None for r in rules.rules)
+    return any(h.kind == "query" for h in holds) or any(
+        r.match.query is not None for rules in rulesets for r in rules.rules
+    )
 
 
 def _check_journal_state(archive: Archive) -> None:
@@ -387,12 +278,14 @@ def _item(loaded: LoadedMessage, out: Outcome) -> PlanItem:
     )
 
 
-def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
-    rules = _prepare(archive, actor)
+def _build_plan(archive: Archive, rules: RuleSet, now: datetime) -> Plan:
+    """Decide every live message under ``rules`` (the index and holds already prepared)."""
     plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
     plan.holds = list_holds(archive.repo.catalog)
     counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
+    usage = RuleUsage()
     for loaded, out in evaluate(archive, rules, now, answers=plan.index_matches):
+        usage.add(loaded.record, out)
         counts["messages"] += 1
         counts[out.decision.value] += 1
         if out.end is None and _waiting(out):
@@ -405,6 +298,8 @@ def _plan_locked(archive: Archive, now: datetime, actor: str) -> Plan:
             counts["held_past_end"] += 1
             plan.held.append(_item(loaded, out))
     plan.counts = counts
+    plan.rule_counts = {r.name: usage.matched.get(r.name, 0) for r in rules.all_rules()}
+    plan.findings = usage.report(rules)
     return plan
 
 
@@ -413,169 +308,207 @@ def _waiting(out: Outcome) -> bool:
     return any(c.start is None for c in out.copies)
 
 
-def plan(archive: Archive, now: datetime, actor: str = "system") -> Plan:
+def plan(archive: Archive, now: datetime, actor: str = "system", *, proposed: bool = False) -> Plan:
     """A dry run at ``now``: what would be disposed (and under which rule), reviewed, and kept by holds.
 
-    Nothing is disposed, but the rules are journalled when they changed (and refused when
-    that would weaken a compliance-mode rule), and the index is brought up to date.
+    Under the journalled rules; ``proposed`` plans under the rules file instead, to see what
+    accepting it would do.  Nothing is journalled (``actor`` is kept for the callers' sake);
+    the index is brought up to date, as every reader of it would.
     """
+    del actor
     with archive.repo.lock():
-        return _plan_locked(archive, now, actor)
-
-
-# -- disposing --------------------------------------------------------------------------------
-
-
-def _reconcile_index(archive: Archive) -> int:
-    """Make the index hold exactly the live messages the catalog says it holds.
-
-    A disposed message still in it (a crash between the two steps) is deleted.  A live
-    message the catalog marks as indexed but the index lacks (the index folder deleted,
-    which docs/format.md allows, or documents removed) is marked unindexed, for
-    ``catch_up`` to index again: query holds are evaluated through the index, and a
-    message missing from it would otherwise escape every one of them.  Returns how many
-    documents were deleted.
-    """
-    catalog = archive.repo.catalog
-    live = set(catalog.live_ids())
-    try:
-        in_index = archive.index.all_ids()
-    except Exception:
-        in_index = set()  # no usable index: catch_up rebuilds it
-    stale = in_index - live
-    if stale:
-        archive.index.delete(stale)
-        archive.index.commit()
-    missing = [i for i in catalog.indexed_live_ids() if i not in in_index]
-    if missing:
-        _log.warning("index_missing_messages", count=len(missing))
-        catalog.mark_indexed(missing, 0)
-    return len(stale)
-
-
-def _reload_docs(archive: Archive) -> Any:
-    def reload(ids: Sequence[str]) -> list[IndexDoc]:
-        with archive.workers() as w:
-            return archive.docs_for([(oid, p) for oid, p, _err in archive.reparse(ids, w) if p is not None])
-
-    return reload
-
-
-def _dispose(
-    archive: Archive,
-    items: Sequence[PlanItem],
-    *,
-    now: datetime,
-    actor: str,
-    kind: str,
-    rules_fingerprint: str,
-    counts: dict[str, int],
-    index_matches: Mapping[str, Collection[str]],
-) -> Certificate:
-    """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate.
-
-    First the messages themselves must confirm what the plan read from the catalog and the
-    index (:mod:`archiver.policies.confirm`); those that do not are kept and listed.
-    """
-    repo = archive.repo
-    started = iso(repo.clock())
-    confirmation = confirm(archive, [it.id for it in items], index_matches)
-    for oid, why in confirmation.kept:
-        _log.warning("disposal_withheld", id=oid, reason=why)
-    due = set(confirmation.due)
-    items = [it for it in items if it.id in due]
-    for start in range(0, len(items), BATCH):
-        batch = items[start : start + BATCH]
-        with repo.transaction(actor) as tx:
-            for it in batch:
-                reason = f"{kind}: retention ended {it.end[:10] if it.end else '-'} ({it.reason})"
-                tx.dispose(it.id, it.rule, reason)
-        archive.index.delete([it.id for it in batch])
-        archive.index.commit()
-    if items:
-        _reconcile_index(archive)
-        archive.index.merge_and_gc(_reload_docs(archive))
-    disposed = []
-    for it in items:
-        row = repo.catalog.object(it.id)
-        disposed.append(
-            {
-                "id": it.id,
-                "sha256": it.id,
-                "rule": it.rule,
-                "end": it.end,
-                "disposed_at": row.disposed_at if row else None,
-            }
-        )
-    head = repo.catalog.head()
-    by_rule: dict[str, int] = {}
-    for it in items:
-        by_rule[it.rule] = by_rule.get(it.rule, 0) + 1
-    keys = repo.require_keys()
-    body = {
-        "type": "disposition",
-        "kind": kind,
-        "archive_id": repo.archive_id,
-        "public_key": base64.b64encode(keys.public_key).decode(),
-        "public_key_fingerprint": fingerprint(keys.public_key),
-        "as_of": iso(now),
-        "started_at": started,
-        "finished_at": iso(repo.clock()),
-        "actor": actor,
-        "rules_fingerprint": rules_fingerprint,
-        "counts": {**counts, "disposed": len(items), "by_rule": by_rule, "withheld": len(confirmation.kept)},
-        "disposed": disposed,
-        "withheld": [{"id": oid, "reason": why} for oid, why in confirmation.kept],
-        "journal": {"seq": head.seq - 1, "hash": head.hash},
-    }
-    signature = base64.b64encode(keys.sign(CERT_CONTEXT + canonical(body))).decode()
-    cert = Certificate(body=body, signature=signature)
-    digest = hashlib.sha256(canonical(cert.to_json())).hexdigest()
-    name = f"disposition-{repo.clock().strftime('%Y%m%dT%H%M%SZ')}-{head.seq:08d}.json"
-    with repo.transaction(actor) as tx:
-        tx.event("disposition", {"file": name, "sha256": digest, "certificate": body, "signature": signature})
-    cert.path = _save(repo.path / "certificates", name, cert.to_json())
-    return cert
-
-
-def _save(folder: Path, name: str, doc: dict[str, Any]) -> Path:
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / name
-    tmp = folder / (name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(folder)
-    return path
-
-
-def apply(archive: Archive, now: datetime, actor: str = "system") -> Certificate:
-    """Dispose of every message whose retention has ended at ``now`` under a ``delete`` rule.
-
-    Held messages and review items are not touched.  Returns the signed certificate
-    (``.disposed`` is the count), which is journalled and saved under ``certificates/``.
-    """
-    with archive.repo.lock():
-        _check_journal_state(archive)
-        p = _plan_locked(archive, now, actor)
-        counts = {k: p.counts[k] for k in ("messages", "review", "hold", "held_past_end")}
-        return _dispose(
-            archive,
-            p.dispose,
-            now=now,
-            actor=actor,
-            kind="retention",
-            rules_fingerprint=p.rules_fingerprint,
-            counts=counts,
-            index_matches=p.index_matches,
-        )
+        state = rules_state(archive)
+        rules = state.in_force
+        if proposed:
+            if state.file_rules is None:
+                raise PolicyError(state.file_error or f"The rules file {state.file} cannot be read.")
+            rules = state.file_rules
+        _prepare(archive, rules)
+        p = _build_plan(archive, rules, now)
+        p.proposed, p.rules = proposed, state.to_json()
+        return p
 
 
 def review(archive: Archive, now: datetime, actor: str = "system") -> list[PlanItem]:
     """Messages whose retention ended under a ``review`` rule, waiting for a person's approval."""
     return plan(archive, now, actor).review
+
+
+# -- adopting a rules file --------------------------------------------------------------------
+
+
+@dataclass
+class Acceptance:
+    """What accepting the rules file changed: the rules, and the plan's counts before and after."""
+
+    fingerprint: str
+    changes: list[str]
+    before: dict[str, int]
+    after: dict[str, int]
+    findings: list[str]
+    unchanged: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "unchanged": self.unchanged,
+            "changes": self.changes,
+            "effect": {"before": self.before, "after": self.after},
+            "findings": self.findings,
+        }
+
+
+def _new_compliance_findings(old: RuleSet, new: RuleSet, findings: Sequence[str]) -> list[str]:
+    """The findings about compliance rules this acceptance adds: once journalled, what they
+    match can never change, so a typo in one would be kept for good."""
+    added = [r.name for r in new.rules if r.mode == "compliance" and old.rule(r.name) is None]
+    return [f for f in findings if any(f.startswith(f"rule {name!r}") for name in added)]
+
+
+def accept_rules(archive: Archive, now: datetime, actor: str, *, allow_unmatched: bool = False) -> Acceptance:
+    """Adopt the rules file as the rules in force, journalled with ``actor``, what changed and its effect.
+
+    Refused when the file does not validate or would weaken a compliance rule (rules.check_change),
+    and, unless ``allow_unmatched``, when a new compliance rule has values matching no archived
+    message (unmatched.py).
+    """
+    with archive.repo.lock():
+        state = rules_state(archive)
+        new = state.file_rules
+        if new is None:
+            raise PolicyError(state.file_error or f"The rules file {state.file} cannot be read.")
+        if not state.differs:
+            return Acceptance(fingerprint=new.fingerprint, changes=[], before={}, after={}, findings=[], unchanged=True)
+        changes = check_change(state.in_force, new)
+        _prepare(archive, state.in_force, new)
+        before = _build_plan(archive, state.in_force, now)
+        after = _build_plan(archive, new, now)
+        frozen = _new_compliance_findings(state.in_force, new, after.findings)
+        if frozen and not allow_unmatched:
+            raise PolicyError(
+                "The rules file was not accepted: " + "; ".join(frozen) + ". A compliance rule's match can never "
+                "change once accepted: correct the value, or give --allow-unmatched if it is meant for mail to come."
+            )
+        effect = {"as_of": iso(now), "before": before.counts, "after": after.counts, "findings": after.findings}
+        journal_rules(archive, new, changes, actor=actor, effect=effect)
+        return Acceptance(new.fingerprint, changes, before.counts, after.counts, after.findings)
+
+
+# -- disposing --------------------------------------------------------------------------------
+
+
+def _dispose_batch(archive: Archive, batch: Sequence[PlanItem], kind: str, actor: str) -> list[dict[str, Any]]:
+    """Journal the tombstones of ``batch`` (the keys go at the commit) and delete its documents."""
+    repo = archive.repo
+    with repo.transaction(actor) as tx:
+        for it in batch:
+            tx.dispose(it.id, it.rule, f"{kind}: retention ended {it.end[:10] if it.end else '-'} ({it.reason})")
+    archive.index.delete([it.id for it in batch])
+    archive.index.commit()
+    out = []
+    for it in batch:
+        row = repo.catalog.object(it.id)
+        out.append({"id": it.id, "sha256": it.id, "rule": it.rule, "end": it.end,
+                    "disposed_at": row.disposed_at if row else None})  # fmt: skip
+    return out
+
+
+def _withhold(kept: Mapping[str, str]) -> list[dict[str, str]]:
+    for oid, why in kept.items():
+        _log.warning("disposal_withheld", id=oid, reason=why)
+    return [{"id": oid, "reason": why} for oid, why in kept.items()]
+
+
+def _dispose(
+    archive: Archive,
+    items: Sequence[PlanItem],
+    run: Run,
+    *,
+    index_matches: Mapping[str, Collection[str]],
+    planned_holds: Sequence[Hold],
+    stop: Callable[[], bool] | None = None,
+) -> Certificate:
+    """Shred ``items`` in batches, purge the index, then sign, journal and save the certificate.
+
+    Each batch is first confirmed by the messages themselves (:mod:`archiver.policies.confirm`)
+    and checked against holds the plan did not see (:mod:`archiver.policies.lateholds`); what
+    fails either is kept and listed.  ``stop`` is asked before each batch: a run told to stop
+    ends there, with a certificate for what it disposed of.
+    """
+    if items:
+        journal_start(archive, kind=run.kind, actor=run.actor, as_of=run.as_of,
+                      rules_fingerprint=run.rules_fingerprint, ids=[it.id for it in items])  # fmt: skip
+    late = LateHolds(planned_holds)
+    disposed: list[dict[str, Any]] = []
+    withheld: list[dict[str, str]] = []
+    left = list(items)
+    while left and not (stop is not None and stop()):
+        batch, left = left[:BATCH], left[BATCH:]
+        confirmation = confirm(archive, [it.id for it in batch], index_matches)
+        kept = dict(confirmation.kept)
+        kept.update(late.covering(archive, confirmation.due))
+        withheld.extend(_withhold(kept))
+        due = [it for it in batch if it.id not in kept]
+        if due:
+            disposed.extend(_dispose_batch(archive, due, run.kind, run.actor))
+    purge_index(archive, shredded=bool(disposed))
+    extra = dict(run.extra)
+    if left:
+        _log.warning("disposition_stopped", remaining=len(left))
+        extra["stopped"] = {"remaining": len(left), "note": "stopped at a batch boundary; the next run goes on"}
+    return issue(archive, dataclasses.replace(run, extra=extra), disposed, withheld)
+
+
+def _begin_disposal(archive: Archive, doing: str, actor: str, now: datetime) -> RulesState:
+    """What every disposing command does first, under the lock: verify, refuse a changed rules
+    file, and certify what an interrupted run left uncertified."""
+    archive.repo.recover()
+    _check_journal_state(archive)
+    state = require_unchanged(archive, doing)
+    recover_disposals(archive, actor=actor, now=now)
+    return state
+
+
+def apply(
+    archive: Archive, now: datetime, actor: str = "system", *, stop: Callable[[], bool] | None = None
+) -> Certificate:
+    """Dispose of every message whose retention has ended at ``now`` under a ``delete`` rule.
+
+    Held messages and review items are not touched.  Returns the signed certificate
+    (``.disposed`` is the count), which is journalled and saved under ``certificates/``.
+    ``stop`` (the daemon's shutdown flag) ends the run at the next batch boundary.
+    """
+    with archive.repo.lock():
+        started = iso(archive.repo.clock())
+        state = _begin_disposal(archive, "disposed", actor, now)
+        _prepare(archive, state.in_force)
+        p = _build_plan(archive, state.in_force, now)
+        counts = {k: p.counts[k] for k in ("messages", "review", "hold", "held_past_end")}
+        run = Run(kind="retention", actor=actor, as_of=now, started_at=started, rules_fingerprint=p.rules_fingerprint,
+                  counts=counts, extra={"findings": p.findings} if p.findings else {})  # fmt: skip
+        return _dispose(archive, p.dispose, run, index_matches=p.index_matches, planned_holds=p.holds, stop=stop)
+
+
+def _approvable(
+    found: Mapping[str, tuple[LoadedMessage, Outcome]], wanted: Sequence[str], rule: str
+) -> tuple[list[PlanItem], list[str]]:
+    """The items ``approve`` may dispose of, and why the others may not be."""
+    problems = []
+    items = []
+    for oid in dict.fromkeys(wanted):
+        if oid not in found:
+            problems.append(f"{oid[:12]} was already disposed of")
+            continue
+        loaded, out = found[oid]
+        if out.decision is Decision.HOLD:
+            problems.append(f"{oid[:12]} is under legal hold ({', '.join(out.holds)})")
+        elif out.decision is not Decision.REVIEW:
+            problems.append(f"{oid[:12]} is not awaiting review ({out.reason})")
+        elif out.rule != rule:
+            problems.append(f"{oid[:12]} is awaiting review under rule {out.rule!r}, not {rule!r}")
+        else:
+            items.append(_item(loaded, out))
+    return items, problems
 
 
 def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, actor: str) -> Certificate:
@@ -585,94 +518,23 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
     rule, or unknown: compliance periods cannot be cut short by approving early.
     """
     with archive.repo.lock():
-        _check_journal_state(archive)
-        rules = _prepare(archive, actor)
+        started = iso(archive.repo.clock())
+        rules = _begin_disposal(archive, "disposed", actor, now).in_force
+        _prepare(archive, rules)
         if rules.rule(rule) is None:
-            raise PolicyError(f"There is no retention rule named {rule!r} in {rules_path(archive)}.")
+            raise PolicyError(f"There is no retention rule named {rule!r} in the journalled rules.")
         wanted = [archive.repo.resolve(i) for i in ids]
         answers: dict[str, set[str]] = {}
+        check = HoldCheck(archive, wanted)
         found = {
-            loaded.record.id: (loaded, out) for loaded, out in evaluate(archive, rules, now, wanted, answers=answers)
+            loaded.record.id: (loaded, out)
+            for loaded, out in evaluate(archive, rules, now, wanted, holds=check, answers=answers)
         }
-        problems = []
-        items = []
-        for oid in dict.fromkeys(wanted):
-            if oid not in found:
-                problems.append(f"{oid[:12]} was already disposed of")
-                continue
-            loaded, out = found[oid]
-            if out.decision is Decision.HOLD:
-                problems.append(f"{oid[:12]} is under legal hold ({', '.join(out.holds)})")
-            elif out.decision is not Decision.REVIEW:
-                problems.append(f"{oid[:12]} is not awaiting review ({out.reason})")
-            elif out.rule != rule:
-                problems.append(f"{oid[:12]} is awaiting review under rule {out.rule!r}, not {rule!r}")
-            else:
-                items.append(_item(loaded, out))
+        items, problems = _approvable(found, wanted, rule)
         if problems:
             raise PolicyError("Nothing was disposed: " + "; ".join(problems) + ".")
         if not items:
             raise NotFoundError("No messages to approve.")
-        return _dispose(
-            archive,
-            items,
-            now=now,
-            actor=actor,
-            kind="review-approved",
-            rules_fingerprint=rules.fingerprint,
-            counts={"approved": len(items)},
-            index_matches=answers,
-        )
-
-
-# -- certificates -------------------------------------------------------------------------------
-
-
-def load_certificate(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PolicyError(f"{path} is not a readable certificate: {exc}.") from None
-    if not isinstance(doc, dict) or doc.get("format") != CERT_FORMAT or not isinstance(doc.get("certificate"), dict):
-        raise PolicyError(f"{path} is not a disposition certificate ({CERT_FORMAT}).")
-    return doc
-
-
-def verify_certificate(doc: dict[str, Any], public_key: bytes) -> list[str]:
-    """Problems with a certificate (empty when it is genuine): signature and key under ``public_key``."""
-    problems = []
-    body = doc.get("certificate")
-    if not isinstance(body, dict):
-        return ["the document holds no certificate"]
-    try:
-        sig = base64.b64decode(str(doc.get("signature", "")), validate=True)
-    except ValueError:
-        return ["the signature is not base64"]
-    if body.get("public_key") != base64.b64encode(public_key).decode():
-        problems.append("the certificate names another public key than the one it is checked against")
-    if not verify_signature(public_key, sig, CERT_CONTEXT + canonical(body)):
-        problems.append("the signature does not verify: the certificate was altered or not signed by this archive")
-    disposed = body.get("disposed")
-    counts = body.get("counts")
-    if not isinstance(disposed, list) or not isinstance(counts, dict) or counts.get("disposed") != len(disposed):
-        problems.append("the disposed count does not match the list of disposed messages")
-    return problems
-
-
-def check_against_archive(archive: Archive, doc: dict[str, Any]) -> list[str]:
-    """Problems between a certificate and the archive's journal: journalled, and every id disposed."""
-    problems = []
-    body = doc["certificate"]
-    if body.get("archive_id") != archive.repo.archive_id:
-        problems.append("the certificate belongs to another archive")
-        return problems
-    rows = archive.repo.catalog.conn.execute("SELECT data FROM events WHERE type='disposition'").fetchall()
-    if not any(json.loads(r[0]).get("signature") == doc.get("signature") for r in rows):
-        problems.append("the journal holds no disposition record for this certificate")
-    for d in body.get("disposed", []):
-        row = archive.repo.catalog.object(str(d.get("id", "")))
-        if row is None or not row.disposed_at:
-            problems.append(f"message {d.get('id')} is not disposed of in the archive")
-        elif archive.repo.keystore.get(row.id) is not None:
-            problems.append(f"message {row.id} still has a data key")
-    return problems
+        run = Run(kind="review-approved", actor=actor, as_of=now, started_at=started,
+                  rules_fingerprint=rules.fingerprint, counts={"approved": len(items)}, extra={})  # fmt: skip
+        return _dispose(archive, items, run, index_matches=answers, planned_holds=check.holds)

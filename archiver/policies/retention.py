@@ -9,7 +9,10 @@ milliseconds and explained afterwards.  Precedence (docs/retention.md):
    them the longest retention (the latest end) wins, and ``forever`` beats any date;
 3. a message stored once but referenced by several copies (deduplication) ends only when the
    retention of every copy has ended: the latest end over its copies decides;
-4. an event-based start (``matter_closed``) whose event has not happened keeps the message.
+4. an event-based start (``matter_closed``) whose event has not happened keeps the message;
+5. a compliance-mode default is a floor: it governs every copy alongside the rules that match
+   it, so no rule added later (a catch-all governance rule, say) can end a message's retention
+   before the default promised.
 
 At the end the deciding rule's action applies: ``delete`` makes the message due for
 disposal, ``review`` lists it for a person to approve.  When two rules end on the same day,
@@ -45,6 +48,8 @@ class Copy:
     labels: tuple[str, ...] = ()
     #: the server's INTERNALDATE, else when it was fetched, else when it was archived.
     received: datetime
+    #: why ``received`` is not the source's own time (empty when it is), for the plan's reasons.
+    received_note: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +66,12 @@ class MessageRecord:
     copies: tuple[Copy, ...]
     #: names of the rules whose search query matches this message (evaluated through the index).
     query_rules: frozenset[str] = frozenset()
+    #: the (client, matter) pairs it carries (archiver/policies/filing.py): its client with each
+    #: matter, and each matter with the client owning it.  Empty: its client with each matter.
+    filings: tuple[tuple[str, str], ...] = ()
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return self.filings or tuple((self.client, m) for m in self.matters)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +85,8 @@ class CopyOutcome:
     start: datetime | None
     end: datetime | None
     note: str
+    #: every rule that matched this copy (the default when none did, or when it is a compliance floor).
+    matched: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,12 +121,30 @@ def _domain_any(patterns: Sequence[str], domains: Collection[str]) -> bool:
     return any(d == p or d.endswith("." + p) for p in patterns for d in domains)
 
 
-def rule_matches(rule: Rule, msg: MessageRecord, copy: Copy) -> bool:
-    """True when every criterion of the rule's match holds for this copy of the message."""
+def _matched_pairs(rule: Rule, msg: MessageRecord) -> list[tuple[str, str]]:
+    """The (client, matter) pairs of the message that a rule naming both client and matter matches."""
+    clients = _ci(rule.match.client)
+    return [(c, x) for c, x in msg.pairs() if c.casefold() in clients and _glob_any(rule.match.matter, x)]
+
+
+def _filing_matches(rule: Rule, msg: MessageRecord) -> bool:
+    """The rule's ``client`` and ``matter`` criteria (either may be absent)."""
     m = rule.match
-    if m.client and msg.client.casefold() not in _ci(m.client):
-        return False
-    if m.matter and not any(_glob_any(m.matter, x) for x in msg.matters):
+    if m.client and m.matter:
+        return bool(_matched_pairs(rule, msg))
+    if m.client:
+        return msg.client.casefold() in _ci(m.client)
+    return not m.matter or any(_glob_any(m.matter, x) for x in msg.matters)
+
+
+def rule_matches(rule: Rule, msg: MessageRecord, copy: Copy) -> bool:
+    """True when every criterion of the rule's match holds for this copy of the message.
+
+    ``client`` alone is the message's client; ``client`` with ``matter`` match a matter the
+    message carries under that client, its own or the one owning the matter (filing.py).
+    """
+    m = rule.match
+    if not _filing_matches(rule, msg):
         return False
     if m.source and not _glob_any(m.source, copy.source):
         return False
@@ -130,25 +161,54 @@ def rule_matches(rule: Rule, msg: MessageRecord, copy: Copy) -> bool:
     return not (m.query is not None and rule.name not in msg.query_rules)
 
 
-def _start(
-    rule: AnyRule, msg: MessageRecord, copy: Copy, closures: Mapping[tuple[str, str], datetime]
-) -> tuple[datetime | None, str]:
+#: (client, matter), both casefolded -> when the matter closed, or None when it was reopened
+#: (its latest event is a reopen); a matter with no event is absent.
+Closures = Mapping[tuple[str, str], datetime | None]
+
+
+def _closed_on(pairs: Sequence[tuple[str, str]], closures: Closures) -> datetime | None:
+    """When the matter of ``pairs`` (one matter under each client it is carried under) closed.
+
+    Closed under any of them counts, unless it was reopened under one of them; the latest
+    close date decides.
+    """
+    dates = []
+    for c, x in pairs:
+        key = (c.casefold(), x.casefold())
+        if key in closures:
+            when = closures[key]
+            if when is None:
+                return None
+            dates.append(when)
+    return max(dates) if dates else None
+
+
+def _start(rule: AnyRule, msg: MessageRecord, copy: Copy, closures: Closures) -> tuple[datetime | None, str]:
     if rule.start == "sent":
         return msg.sent, "sent"
     if rule.start == "received":
-        return copy.received, "received"
-    matters = list(msg.matters)
+        return copy.received, f"received{copy.received_note}"
+    pairs = list(msg.pairs())
     if isinstance(rule, Rule) and rule.match.matter:
-        matters = [x for x in matters if _glob_any(rule.match.matter, x)]
-    if not matters:
+        pairs = (
+            _matched_pairs(rule, msg) if rule.match.client else [p for p in pairs if _glob_any(rule.match.matter, p[1])]
+        )
+    by_matter: dict[str, list[tuple[str, str]]] = {}
+    for c, x in pairs:
+        by_matter.setdefault(x.casefold(), []).append((c, x))
+    if not by_matter:
         return None, "no matter to close (kept until filed under a matter that closes)"
     dates = []
-    for x in matters:
-        when = closures.get((msg.client, x))
+    for group in by_matter.values():
+        when = _closed_on(group, closures)
         if when is None:
-            return None, f"matter {msg.client}/{x} is open (kept until it closes)"
+            return None, f"matter {group[0][0]}/{group[0][1]} is open (kept until it closes)"
         dates.append(when)
-    return max(dates), "matter closed"
+    closed = max(dates)
+    if msg.sent > closed:
+        # Mail dated after the close (a late message, or a close date entered too early) counts from its own date.
+        return msg.sent, "sent (after its matter closed)"
+    return closed, "matter closed"
 
 
 def _rank(end: datetime | None, rule: AnyRule) -> tuple[datetime | None, int, int]:
@@ -165,13 +225,15 @@ def _later(a: tuple[datetime | None, int, int], b: tuple[datetime | None, int, i
     return a[1:] > b[1:]
 
 
-def decide_copy(
-    msg: MessageRecord, copy: Copy, rules: RuleSet, closures: Mapping[tuple[str, str], datetime]
-) -> tuple[CopyOutcome, AnyRule]:
-    """The retention of one copy: the longest of the rules that match it (or the default)."""
+def decide_copy(msg: MessageRecord, copy: Copy, rules: RuleSet, closures: Closures) -> tuple[CopyOutcome, AnyRule]:
+    """The retention of one copy: the longest of the rules that match it (or the default).
+
+    A compliance-mode default takes part for every copy: otherwise a rule added later that
+    matches everything would take all mail out from under it.
+    """
     matching: list[AnyRule] = [r for r in rules.rules if rule_matches(r, msg, copy)]
-    if not matching:
-        matching = [rules.default]
+    if not matching or rules.default.mode == "compliance":
+        matching.append(rules.default)
     best: tuple[tuple[datetime | None, int, int], AnyRule, datetime | None, str] | None = None
     for r in matching:
         start, note = _start(r, msg, copy, closures)
@@ -192,6 +254,7 @@ def decide_copy(
             start=start,
             end=end,
             note=note,
+            matched=tuple(r.name for r in matching),
         ),
         rule,
     )
@@ -202,7 +265,7 @@ def decide(
     rules: RuleSet,
     now: datetime,
     *,
-    closures: Mapping[tuple[str, str], datetime] | None = None,
+    closures: Closures | None = None,
     holds: Sequence[str] = (),
 ) -> Outcome:
     """Keep, dispose, review or hold one message at ``now``; see the module docstring."""

@@ -62,8 +62,17 @@ def _no_traceback(r: CliResult) -> None:
 def test_brackets_in_a_hold_are_printed_literally_and_do_not_break_later_commands(
     initialised: Callable[..., CliResult],
 ) -> None:
+    # the archive is empty: --allow-empty places a hold for mail still to come
     r = initialised(
-        "hold", "add", "--case", "B [x", "--custodian", "jeff@example.com", "--reason", "per counsel [/red] request"
+        "hold",
+        "add",
+        "--case",
+        "B [x",
+        "--custodian",
+        "jeff@example.com",
+        "--reason",
+        "per counsel [/red] request",
+        "--allow-empty",
     )
     assert r.code == 0, r.err
     assert "B [x: custodian jeff@example.com — per counsel [/red] request" in r.out

@@ -9,95 +9,23 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from archiver.archive import Archive
 from archiver.config import load_config
 from archiver.errors import NotFoundError, PolicyError
 from archiver.policies import apply as retention
 from archiver.store.segments import Location
-from tests.conftest import SAMPLE_MAILDIR, TAGGING, CliResult
+from tests.conftest import SAMPLE_MAILDIR
+from tests.policies.support import Env, Y, dictionary_terms
 
 NEWSLETTER_WORD = "proportionality"  # only in the sample newsletter's body
 
 
-@pytest.fixture
-def env(tmp_path: Path, cli: Callable[..., CliResult]) -> Iterator[Env]:
-    cfg = {
-        "archive": {"path": str(tmp_path / "archive")},
-        "tagging": TAGGING,
-        "ingest": {"workers": 2},
-        "retention": {"rules_file": "rules.yaml"},
-    }
-    path = tmp_path / "archiver.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    e = Env(path, tmp_path / "rules.yaml", cli)
-    assert e.run("init").code == 0
-    r = e.run("import", str(SAMPLE_MAILDIR), "--source", "legacy", "--json")
-    assert r.code == 0, r.err
-    yield e
-    e.close()
-
-
-class Env:
-    def __init__(self, config: Path, rules: Path, cli: Callable[..., CliResult]) -> None:
-        self.config, self.rules, self._cli = config, rules, cli
-        self._archive: Archive | None = None
-
-    def run(self, *args: str) -> CliResult:
-        self.close()
-        return self._cli(*args, config=self.config)
-
-    def write_rules(self, *rules: dict[str, Any], default: dict[str, Any] | None = None) -> None:
-        data: dict[str, Any] = {"version": 1, "rules": list(rules)}
-        if default:
-            data["default"] = default
-        self.rules.write_text(yaml.safe_dump(data), encoding="utf-8")
-
-    @property
-    def archive(self) -> Archive:
-        if self._archive is None:
-            self._archive = Archive.open(load_config(self.config))
-        return self._archive
-
-    def close(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-
-    def ids(self, where: str, *params: Any) -> set[str]:
-        rows = self.archive.repo.catalog.conn.execute(
-            "SELECT o.id FROM objects o JOIN tags t ON t.id = o.id LEFT JOIN messages m ON m.id = o.id "
-            f"WHERE o.disposed_at IS NULL AND {where}",
-            params,
-        ).fetchall()
-        return {r[0] for r in rows}
-
-    def disposed(self) -> set[str]:
-        rows = self.archive.repo.catalog.conn.execute("SELECT id FROM objects WHERE disposed_at IS NOT NULL")
-        return {r[0] for r in rows}
-
-
-def Y(year: int, month: int = 1, day: int = 1) -> datetime:
-    return datetime(year, month, day, tzinfo=UTC)
-
-
 UNFILED_1Y = {"name": "unfiled", "match": {"client": "unfiled"}, "period": "1y", "start": "sent", "action": "delete"}
-
-
-def dictionary_terms(archive: Archive, prefix: str) -> list[tuple[str, int]]:
-    """Terms in the index files' term dictionaries (deleted documents count until their segment is rewritten)."""
-    from archiver.index import schema as S
-
-    archive.index.reload()
-    return list(archive.index._index.searcher().terms_with_prefix(S.F_BODY, prefix))
 
 
 def test_disposed_message_is_shredded_unsearchable_and_verify_passes(env: Env) -> None:
@@ -153,8 +81,10 @@ def test_certificate_is_signed_saved_journalled_and_checkable(env: Env, tmp_path
     assert doc["certificate"]["archive_id"] == env.archive.repo.archive_id
     assert retention.verify_certificate(doc, env.archive.repo.public_key) == []
     assert retention.check_against_archive(env.archive, doc) == []
-    events = env.archive.repo.catalog.conn.execute("SELECT actor FROM events WHERE type='disposition'").fetchall()
-    assert events == [("tester",)]
+    events = env.archive.repo.catalog.conn.execute(
+        "SELECT actor, json_extract(data, '$.phase') FROM events WHERE type='disposition' ORDER BY seq"
+    ).fetchall()
+    assert events == [("tester", "started"), ("tester", None)]  # the run's start, then its certificate
 
     r = env.run("retention", "certificate", "verify", str(cert.path))
     assert r.code == 0 and r.out.startswith("OK"), r.out + r.err
@@ -256,7 +186,9 @@ def test_event_based_start_with_matter_close_and_reopen(env: Env) -> None:
     assert retention.plan(env.archive, Y(2100)).dispose == []
     future = env.run("matter", "close", "acme/10234-0001", "--date", "2999-01-01")
     assert future.code == 10 and "future" in future.err
-    r = env.run("matter", "close", "acme/10234-0001", "--date", "2025-06-30", "--json")
+    r = env.run(
+        "matter", "close", "acme/10234-0001", "--date", "2025-06-30", "--allow-backdate", "--reason", "test", "--json"
+    )
     assert r.code == 0, r.err
     assert r.json()["closed_on"] == "2025-06-30"  # type: ignore[index]
     assert retention.plan(env.archive, Y(2031, 6, 29)).dispose == []
@@ -305,7 +237,7 @@ def test_invalid_rules_file_is_refused_and_nothing_disposed(env: Env) -> None:
         "rules:\n  - name: oops\n    match: {client: unfiled}\n    period: 1 year\n    action: delete\n",
         encoding="utf-8",
     )
-    for args in (("retention", "plan"), ("retention", "apply")):
+    for args in (("retention", "plan", "--proposed"), ("retention", "rules", "accept")):
         r = env.run(*args)
         assert r.code == 10 and "rule 'oops'" in r.err and "period" in r.err, r.err
     env.rules.write_text("rules: [unclosed\n", encoding="utf-8")
@@ -322,16 +254,17 @@ def test_compliance_period_cannot_be_shortened_against_the_journal(env: Env) -> 
         "action": "delete",
         "mode": "compliance",
     }
-    env.write_rules(rule)
-    assert env.run("retention", "plan", "--json").code == 0
-    env.write_rules({**rule, "period": "1y"})
-    r = env.run("retention", "apply")
+    env.write_rules(rule, accept=False)
+    assert env.run("retention", "rules", "accept", "--json").code == 0
+    env.write_rules({**rule, "period": "1y"}, accept=False)
+    r = env.run("retention", "rules", "accept")
     assert r.code == 10 and "'keep-7'" in r.err and "cannot be shortened" in r.err
+    assert env.run("retention", "apply").code == 10
     assert env.disposed() == set()
-    env.write_rules()  # removing it is refused too
-    assert "cannot be removed" in env.run("retention", "plan").err
-    env.write_rules({**rule, "period": "8y"})  # lengthening is fine, and journalled
-    assert env.run("retention", "plan").code == 0
+    env.write_rules(accept=False)  # removing it is refused too
+    assert "cannot be removed" in env.run("retention", "rules", "accept").err
+    env.write_rules({**rule, "period": "8y"}, accept=False)  # lengthening is fine, and journalled
+    assert env.run("retention", "rules", "accept").code == 0
     shown = env.run("retention", "rules", "--json").json()
     assert isinstance(shown, dict) and shown["rules"]["rules"][0]["period"] == "8y"
     n = env.archive.repo.catalog.conn.execute("SELECT COUNT(*) FROM retention_rules").fetchone()[0]

@@ -195,7 +195,9 @@ def test_compliance_rules_cannot_be_weakened() -> None:
         {"name": "files", "match": {"client": "acme"}, "period": "100m", "start": "sent", "mode": "compliance"},
         {"name": "gov", "match": {"client": "globex"}, "period": "1y", "start": "sent"},
     )
-    assert "governance rule 'gov' changed" in check_change(old, ok)
+    changes = check_change(old, ok)
+    assert "governance rule 'gov' changed: period '2y' -> '1y'" in changes
+    assert "compliance rule 'files' changed: period '7y' -> '100m'" in changes
     for bad, words in (
         ({"period": "6y"}, "cannot be shortened from 7y to 6y"),
         ({"period": "83m"}, "cannot be shortened"),
@@ -242,7 +244,10 @@ def test_holds_match_by_matter_custodian_and_query() -> None:
 
     kw: dict[str, Any] = {"client": "acme", "matters": ("10234-0001",), "addresses": {"dana@firm.example"}}
     assert hold_matches(hold("matter", "acme/10234-0001"), **kw)
-    assert not hold_matches(hold("matter", "globex/10234-0001"), **kw)
+    # the matter number decides, whatever client the message is filed under (over-holding only keeps mail)
+    assert hold_matches(hold("matter", "globex/10234-0001"), **kw)
+    assert hold_matches(hold("matter", "acme/10234-0001"), **{**kw, "client": "globex"})
+    assert not hold_matches(hold("matter", "acme/10234-0002"), **kw)
     assert hold_matches(hold("custodian", "dana@firm.example"), **kw)
     assert not hold_matches(hold("custodian", "eve@firm.example"), **kw)
     assert hold_matches(hold("query", "x"), **kw, query_ids={"id1"}, oid="id1")
