@@ -16,10 +16,9 @@ from typing import Any
 
 from archiver.archive import Archive
 from archiver.clock import iso
-from archiver.policies.apply import HoldCheck, LoadedMessage, evaluate, iter_records, rules_path
+from archiver.policies.apply import HoldCheck, LoadedMessage, evaluate, iter_records, rules_in_force
 from archiver.policies.holds import list_holds
 from archiver.policies.retention import Outcome
-from archiver.policies.rules import load_rules
 from archiver.web.access import Scope
 
 
@@ -93,7 +92,7 @@ def status(archive: Archive, oid: str, info: dict[str, Any]) -> tuple[list[dict[
         decision = {"decision": "disposed", "at": info["disposed_at"], "rule": info.get("disposed_rule")}
     else:
         try:
-            rules = load_rules(rules_path(archive))
+            rules = rules_in_force(archive)  # what retention decides under, not the file being edited
             found = next(evaluate(archive, rules, archive.repo.clock(), [oid], holds=check, lenient=True), None)
         except Exception as exc:  # shown, never raised: see the module docstring
             loaded = next(iter_records(archive, {}, [oid]), None)

@@ -453,3 +453,23 @@ def test_hsts_is_sent_over_https_only(web_archive: WebArchiveFixture) -> None:
         for path in ("/login", "/api/me", "/static/app.css"):
             assert tls.get(path).headers["strict-transport-security"].startswith("max-age="), path
             assert "strict-transport-security" not in plain.get(path).headers, path
+
+
+def test_message_page_decides_under_the_rules_in_force_not_the_edited_file(
+    client_for: Client, web_archive: WebArchiveFixture, app: FastAPI
+) -> None:
+    """Retention decides under the journalled rules until someone accepts an edited file; the
+    page must show what a run would do, not what the file being edited says."""
+    from datetime import UTC, datetime
+
+    from archiver.policies.apply import accept_rules, rules_path
+
+    service = app.state.web.service
+    path = rules_path(service.archive)
+    path.write_text("version: 1\ndefault: {period: 1d, start: sent, action: delete}\n", encoding="utf-8")
+    oid = web_archive.ids["acme"]
+    before = client_for("carl").get(f"/api/messages/{oid}").json()["retention"]["decision"]
+    assert before != "dispose"
+    with service.lock:
+        accept_rules(service.archive, datetime.now(UTC), "test")
+    assert client_for("carl").get(f"/api/messages/{oid}").json()["retention"]["decision"] == "dispose"
