@@ -35,3 +35,24 @@ def test_a_disposed_message_imported_again_is_archived_again(
     shown = initialised("show", oid, "--raw")
     assert shown.code == 0 and shown.raw == one.read_bytes()
     assert initialised("verify", "--full").code == 0
+
+
+def test_the_disposal_certificate_still_verifies_after_the_message_arrives_again(
+    initialised: Callable[..., CliResult], config_file: Path, tmp_path: Path
+) -> None:
+    assert initialised("import", str(SAMPLE_MAILDIR)).code == 0
+    (config_file.parent / "retention_rules.yaml").write_text(
+        "version: 1\ndefault: {period: 1d, start: sent, action: delete}\n", encoding="utf-8"
+    )
+    assert initialised("retention", "rules", "accept").code == 0
+    r = initialised("retention", "apply", "--json")
+    assert r.code == 0, r.err
+    [certificate] = (config_file.parent / "archive" / "certificates").glob("*.json")
+    one = sorted((SAMPLE_MAILDIR / "new").iterdir())[0]
+    custodian = tmp_path / "custodian"
+    for sub in ("cur", "new", "tmp"):
+        (custodian / sub).mkdir(parents=True)
+    shutil.copy(one, custodian / "cur" / one.name)
+    assert initialised("import", str(custodian), "--json").json()["imported"] == 1  # type: ignore[index]
+    check = initialised("retention", "certificate", "verify", str(certificate))
+    assert check.code == 0, check.out + check.err
