@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archiver import strict_yaml
 from archiver.errors import ConfigError, PassphraseError
 
 CONFIG_ENV = "ARCHIVER_CONFIG"
@@ -558,7 +559,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"Configuration file {p} {_not_utf8(exc)}; save it as UTF-8.") from None
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml.load(text)  # a key given twice (two `sources:`) is refused, not silently dropped
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -110,3 +110,14 @@ def test_home_is_expanded_and_an_empty_archive_path_is_refused(tmp_path: Path, m
     assert cfg.archive.passphrase_file == tmp_path / "home" / "pw"
     with pytest.raises(ConfigError, match=r"archive\.path: must not be empty"):
         parse_config({"archive": {"path": " "}}, tmp_path / "c.yaml")
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second `sources:` would silently drop the first."""
+    p = tmp_path / "archiver.yaml"
+    p.write_text(
+        "archive: {path: /tmp/x}\nsources:\n  - {name: a, type: files, paths: [/m]}\nsources:\n  - {name: b, type: files, paths: [/n]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"line 4.*'sources' is given twice \(first on line 2\)"):
+        load_config(p)

@@ -35,6 +35,7 @@ from pydantic import (
 from archiver.errors import PolicyError, QueryError
 from archiver.index.query import parse_query
 from archiver.store.journal import canonical
+from archiver.strict_yaml import DuplicateKeyError, StrictLoader
 
 DEFAULT_NAME = "default"
 #: the longest period a rules file may give in calendar units: 200 years (2400 months, or as many days
@@ -342,30 +343,10 @@ def parse_rules(data: Any, where: str = "the rules data", *, journalled: bool = 
         raise PolicyError(_describe_error(data, exc, where)) from None
 
 
-class _RulesLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, made strict where YAML would silently change what a rules file says.
+class _RulesLoader(StrictLoader):
+    """The strict loader (a key given twice is refused, see archiver/strict_yaml.py), used with
+    :func:`_check_match_values` for what YAML would otherwise silently change in a rules file."""
 
-    A key given twice in one mapping (a second ``period:`` or ``rules:``) is refused: YAML
-    keeps the last one and drops the first without a word.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        seen: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                first = seen.get(key)
-            except TypeError:
-                continue  # an unhashable key: the base class refuses it with its own message
-            if first is not None:
-                raise _RulesFileError(line, f"the key {key!r} is given twice (first on line {first}); keep one")
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-_RulesLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _RulesLoader.construct_mapping)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _READ_AS = {
@@ -432,7 +413,7 @@ def load_rules(path: Path) -> RuleSet:
         data = read_rules_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"The retention rules file {path} cannot be read: {exc}.") from None
-    except _RulesFileError as exc:
+    except (_RulesFileError, DuplicateKeyError) as exc:
         raise PolicyError(
             f"The retention rules file {path} was refused ({exc}); nothing was changed or disposed."
         ) from None

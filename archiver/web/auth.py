@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import ValidationError
 
+from archiver import strict_yaml
 from archiver.config import EthicalWall, WebConfig, WebUser
 from archiver.errors import ConfigError
 from archiver.web.access import Scope, scope_for
@@ -67,7 +68,7 @@ def load_users(cfg: WebConfig) -> dict[str, WebUser]:
 
 def _read_users_file(path: Path) -> list[WebUser]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = strict_yaml.load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"Cannot read the web users file {path}: {exc.strerror}.") from None
     except yaml.YAMLError as exc:
