@@ -11,10 +11,13 @@ at-least-once delivery plus dedup gives exactly-once effect.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
+import re
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePath
 from typing import Protocol, runtime_checkable
 
 
@@ -89,8 +92,53 @@ class Batch:
 
 
 def folder_selected(path: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
-    """Folder filter of every connector: included by a glob and not excluded by one (exclude wins)."""
-    return any(fnmatch.fnmatchcase(path, p) for p in include) and not any(fnmatch.fnmatchcase(path, p) for p in exclude)
+    """Folder filter of every connector: included by a pattern and not excluded by one (exclude wins).
+
+    Patterns know only ``*`` (any run of characters, ``/`` included) and ``?`` (one character);
+    everything else, ``[`` and ``]`` included, matches itself.  fnmatch's ``[...]`` classes
+    made ``[Gmail]/Spam`` a pattern for ``G/Spam``, ``m/Spam`` ..., so Gmail's folders could be
+    neither excluded nor included by name, and an include that matched nothing archived
+    nothing without a word.  ``INBOX`` (the first level of a path) matches in any case,
+    as RFC 3501 has it for IMAP; any other part of a name is case-sensitive.
+    """
+    return any(folder_matches(path, p) for p in include) and not any(folder_matches(path, p) for p in exclude)
+
+
+def folder_matches(path: str, pattern: str) -> bool:
+    """One folder pattern against one folder path (see :func:`folder_selected`)."""
+    return _pattern(_fold_inbox(pattern)).fullmatch(_fold_inbox(path)) is not None
+
+
+def unmatched_patterns(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The patterns that match none of ``paths``: connectors warn about these.
+
+    An include pattern that matches no folder is almost always a typo or a folder that
+    was renamed, and it silently archives nothing from that mailbox.
+    """
+    names = list(paths)
+    return [p for p in patterns if not any(folder_matches(n, p) for n in names)]
+
+
+def _fold_inbox(name: str) -> str:
+    """``Inbox``, ``inbox/Sub``, ``inbox.Sub`` -> ``INBOX...``: only INBOX is case-insensitive."""
+    if name[:5].upper() == "INBOX" and (len(name) == 5 or name[5] in "/."):
+        return "INBOX" + name[5:]
+    return name
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def where_raised(exc: BaseException) -> str:
+    """``file.py:123 in function`` of the innermost frame: enough to find a bug, no message text."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown place"
+    last = frames[-1]
+    return f"{PurePath(last.filename).name}:{last.lineno} in {last.name}"
 
 
 @runtime_checkable

@@ -1,10 +1,10 @@
 """Build an :class:`~connectors.imap.ImapConnector` from an ``type: imap`` source in the config.
 
-Static mistakes (no credential, two credentials, plaintext to a remote host) are
-:class:`ConfigError` at build time.  Secrets are read only when an account logs in,
-so a missing password for one mailbox fails that mailbox (an ``AuthError`` naming
-it) while the other mailboxes of the source are still archived.  Secret values are
-never put in messages or logs.
+Static mistakes (no credential, two credentials, plaintext to a remote host, a host
+name that cannot be one, a port out of range) are :class:`ConfigError` at build time.
+Secrets are read only when an account logs in, so a missing password for one mailbox
+fails that mailbox (an ``AuthError`` naming it) while the other mailboxes of the source
+are still archived.  Secret values are never put in messages or logs.
 """
 
 from __future__ import annotations
@@ -54,8 +54,41 @@ def ssl_context(src: ImapSource) -> ssl.SSLContext:
     return context
 
 
+def check_host(name: str, host: str) -> None:
+    """Refuse a host that cannot be a host name or address, before any connection is tried.
+
+    ``mail..example.com`` or a label over 63 characters made the socket layer raise a
+    UnicodeError (IDNA) that no error handler expected; ``imaps://...`` or ``host:993``
+    would only fail as "not found" after a DNS round trip.
+    """
+    where = f"Source {name!r}: host {host!r}"
+    if not host or host != host.strip() or any(c.isspace() for c in host):
+        raise ConfigError(f"{where} is empty or holds spaces; give the server's name, e.g. mail.example.com.")
+    if "://" in host or "/" in host:
+        raise ConfigError(
+            f"{where} is a URL; give only the server's name, e.g. mail.example.com (port and tls are separate keys)."
+        )
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return  # an IPv4 or IPv6 address
+    except ValueError:
+        pass
+    if ":" in host:
+        raise ConfigError(f"{where} holds a port; put the port in port: and only the name in host:.")
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if any(not 1 <= len(label) <= 63 for label in labels) or len(host) > 253:
+        raise ConfigError(f"{where} is not a valid host name: each part between dots must have 1 to 63 characters.")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ConfigError(f"{where} is not a valid host name.") from None
+
+
 def build_imap(src: ImapSource) -> ImapConnector:
     """A connector for every account of ``src``; raises ConfigError for a source that cannot work."""
+    check_host(src.name, src.host)
+    if src.port is not None and not 1 <= src.port <= 65535:
+        raise ConfigError(f"Source {src.name!r}: port {src.port} is not a TCP port (1 to 65535).")
     if src.tls == "none" and not (src.allow_plaintext or is_loopback(src.host)):
         raise ConfigError(
             f"Source {src.name!r}: tls: none would send passwords and mail unencrypted to {src.host}. "
@@ -110,8 +143,13 @@ def _password_reader(where: str, acc: ImapAccountConfig) -> Callable[[], str]:
 
 
 def _first_line(path: Path, where: str, what: str) -> str:
+    """The first line of a secret file, without a UTF-8 byte order mark.
+
+    Windows editors (Notepad) save one; read as part of the secret it made the login
+    fail, or imaplib raise UnicodeEncodeError quoting it.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise AuthError(f"{where}: cannot read the {what} file {path}: {exc}.") from None
     if not lines or not lines[0]:
