@@ -118,7 +118,7 @@ class TaggingConfig(_Strict):
 
 
 class FolderFilter(_Strict):
-    """Glob patterns (fnmatch, case-sensitive) selecting folders; exclude wins."""
+    """Glob patterns selecting folders (`*` and `?` only, so `[Gmail]/Spam` is that folder; case-sensitive except INBOX); exclude wins."""
 
     include: list[str] = ["*"]
     exclude: list[str] = []

@@ -45,7 +45,8 @@ from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.normalize.tagging import Tagger
 from archiver.pipeline import IngestSummary, ingest
-from archiver.sources import build_connector
+from archiver.sources import IsolatedConnector, build_connector
+from connectors.base import where_raised
 
 log = get_logger("archiver.daemon")
 
@@ -162,7 +163,8 @@ class Jobs:
             error: str | None = None
             result: dict[str, Any] | None = None
             try:
-                connector = build_connector(src)
+                # a connector's unexpected exception fails this source, reported without its text
+                connector = IsolatedConnector(build_connector(src))
                 summary = ingest(
                     self.archive,
                     connector,
@@ -175,8 +177,9 @@ class Jobs:
                 error = str(exc)
                 log.error("sync failed", error=error)
             except Exception as exc:  # a bug or an unexpected fault: report it, keep the daemon up
-                error = f"{type(exc).__name__}: {exc}"
-                log.exception("sync failed unexpectedly", error=error)
+                # the type and place, not the text: a library's message may quote a secret
+                error = f"{type(exc).__name__} at {where_raised(exc)}"
+                log.error("sync failed unexpectedly", error=error)
             else:
                 result = {
                     "imported": summary.imported,

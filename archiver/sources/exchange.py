@@ -142,7 +142,7 @@ def _secret(name: str, what: str, env: str | None, file: Path | None) -> str:
             raise ConfigError(f"Source {name!r}: {what} is read from the environment variable {env}, which is not set.")
     if file is not None:
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
+            lines = file.read_text(encoding="utf-8-sig").splitlines()  # an editor's byte order mark is not the secret
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(f"Source {name!r}: cannot read {what} from {file}: {reason}.") from None

@@ -136,6 +136,25 @@ def test_a_sync_whose_path_is_gone_is_a_failure(jobs: Jobs, config_file: Path, t
     assert "sync:share" in jobs.state.failing()
 
 
+def test_a_connector_bug_fails_its_sync_without_its_text(
+    jobs: Jobs, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception inside a connector is that source's failure, named by type and
+    place only: a library's message may quote a secret (imaplib quoted a password character)."""
+    from connectors.files import FilesConnector
+
+    def broken(self: Any, checkpoints: Any) -> Any:
+        raise RuntimeError("login refused for password hunter2-secret")
+        yield  # a generator, as connectors are
+
+    monkeypatch.setattr(FilesConnector, "batches", broken)
+    use_sources(jobs, config_file, {"name": "share", "type": "files", "paths": [str(SAMPLE_MAILDIR)]})
+    jobs.sync("share")
+    job = jobs.state.job("sync:share")
+    assert job["last_error"] and "RuntimeError" in job["last_error"]
+    assert "secret" not in json.dumps(job) and "sync:share" in jobs.state.failing()
+
+
 def test_a_sync_of_an_unreachable_imap_server_is_a_failure(
     jobs: Jobs, config_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
