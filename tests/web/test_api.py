@@ -467,9 +467,14 @@ def test_message_page_decides_under_the_rules_in_force_not_the_edited_file(
     service = app.state.web.service
     path = rules_path(service.archive)
     path.write_text("version: 1\ndefault: {period: 1d, start: sent, action: delete}\n", encoding="utf-8")
-    oid = web_archive.ids["acme"]
+    oid = web_archive.ids["malicious"]  # a message no other test leaves under a hold
     before = client_for("carl").get(f"/api/messages/{oid}").json()["retention"]["decision"]
     assert before != "dispose"
-    with service.lock:
-        accept_rules(service.archive, datetime.now(UTC), "test")
-    assert client_for("carl").get(f"/api/messages/{oid}").json()["retention"]["decision"] == "dispose"
+    try:
+        with service.lock:
+            accept_rules(service.archive, datetime.now(UTC), "test")
+        assert client_for("carl").get(f"/api/messages/{oid}").json()["retention"]["decision"] == "dispose"
+    finally:  # the app is shared by later tests: keep everything again
+        path.write_text("version: 1\ndefault: {period: forever}\n", encoding="utf-8")
+        with service.lock:
+            accept_rules(service.archive, datetime.now(UTC), "test")
