@@ -26,7 +26,7 @@ from archiver.logging import get_logger
 from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
 from archiver.prefetch import prefetch
 from archiver.store.objects import message_id_of
-from archiver.store.repository import prov_dict
+from archiver.store.repository import prov_dict, safe_text
 from archiver.threads import LateParents
 from archiver.workers import Workers, prepare, train
 from connectors.base import Batch, Connector, Origin
@@ -248,7 +248,9 @@ def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) ->
     """Hash every message; send the ones not yet stored to the workers for parsing and sealing
     (compressed with dictionary number ``dictionary``, 0 for none)."""
     hashed = [[(i, message_id_of(msg.data)) for i, msg in enumerate(b.messages)] for b in group]
-    stored = repo.catalog.existing([oid for pairs in hashed for _i, oid in pairs], live=True)
+    stored = repo.catalog.already_stored(
+        [(oid, _place(b.messages[i].origin)) for b, pairs in zip(group, hashed, strict=True) for i, oid in pairs]
+    )
     tasks: list[tuple[bytes, str, Any, int]] = []
     seen: set[str] = set()
     now = repo.clock()
@@ -261,6 +263,11 @@ def _submit(repo: Any, workers: Workers, group: list[Batch], dictionary: int) ->
                 (batch.messages[i].data, oid, received_at(batch.messages[i].origin.internaldate, now), dictionary)
             )
     return group, hashed, (workers.submit(prepare, tasks) if tasks else None), now
+
+
+def _place(origin: Any) -> tuple[str, str, str]:
+    """Where a copy was found, as the catalog's provenance records it (source, account, folder)."""
+    return (safe_text(origin.source), safe_text(origin.account), safe_text(origin.folder))
 
 
 def _commit(

@@ -394,6 +394,26 @@ class Catalog:
             )
         return found
 
+    def already_stored(self, arrivals: Sequence[tuple[str, tuple[str, str, str]]]) -> set[str]:
+        """Which of these (id, (source, account, folder)) arrivals are not to be stored again.
+
+        A live object, and a disposed one already seen in that place: re-reading a place (an
+        mbox that grew, a folder read again after a UIDVALIDITY change or a delta reset)
+        must not bring back what retention disposed of.  A disposed message arriving from a
+        new place (a custodian's mailbox under a hold) is stored again.
+        """
+        ids = list(dict.fromkeys(oid for oid, _place in arrivals))
+        known = self.existing(ids, live=True)
+        seen: dict[str, set[tuple[str, str, str]]] = {}
+        for chunk, marks in in_chunks(ids):
+            for oid, source, account, folder in self.conn.execute(
+                "SELECT o.id, p.source, p.account, p.folder FROM objects o JOIN provenance p ON p.id = o.id "
+                f"WHERE o.id IN ({marks}) AND o.disposed_at IS NOT NULL",
+                chunk,
+            ):
+                seen.setdefault(oid, set()).add((source, account, folder))
+        return known | {oid for oid, place in arrivals if place in seen.get(oid, ())}
+
     def has_object(self, oid: str, *, live: bool = False) -> bool:
         where = " AND disposed_at IS NULL" if live else ""
         return self.conn.execute(f"SELECT 1 FROM object_rows WHERE id=?{where}", (oid,)).fetchone() is not None
@@ -876,26 +896,32 @@ def _stored_metadata(p: ParsedMessage) -> tuple[Any, ...]:
 
 
 
-def _forget_disposed(c: sqlite3.Connection, ids: Sequence[str]) -> None:
-    """Drop the rows of disposed messages that an ``ingest`` record stores again.
+def _forget_disposed(c: sqlite3.Connection, stored: Sequence[tuple[int, str]]) -> None:
+    """Replace the rows of disposed messages that an ``ingest`` record stores again.
 
-    A message disposed of can arrive again (a custodian's mailbox under a hold, a matter
-    folder kept longer): it is stored anew under a new ``ingest`` record and data key, and
-    the retention rules and holds decide about it afresh.  Its old row, copies and matter
-    rows described the disposed object; the journal keeps their history.
+    ``stored`` holds the new ``ingest`` records' (seq, id).  A message disposed of is stored
+    anew when it arrives from a place it had not been seen in (a custodian's mailbox under a
+    hold: :meth:`Catalog.already_stored`), under a new record and data key, and the rules
+    and holds decide about it afresh.  The disposed object's row goes (``superseded`` keeps
+    where its segment record lies, so that verify can account for it); its copies stay, now
+    the new object's: the message is still known to be in those places, and a later re-read
+    of one of them is then a copy, not another arrival.
     """
-    old = [r[0] for chunk, marks in in_chunks(ids) for r in c.execute(
-        f"SELECT ingest_seq FROM object_rows WHERE id IN ({marks}) AND disposed_at IS NOT NULL", chunk
+    new_seq = dict((oid, seq) for seq, oid in stored)
+    old = [tuple(r) for chunk, marks in in_chunks(list(new_seq)) for r in c.execute(
+        f"SELECT ingest_seq, id FROM object_rows WHERE id IN ({marks}) AND disposed_at IS NOT NULL", chunk
     )]  # fmt: skip
-    for chunk, marks in in_chunks(old):
-        for table in ("copies", "matter_rows", "message_rows"):
-            c.execute(f"DELETE FROM {table} WHERE obj IN ({marks})", chunk)
+    for old_seq, oid in old:
+        c.execute("UPDATE copies SET obj = ? WHERE obj = ?", (new_seq[oid], old_seq))
+        c.execute("DELETE FROM matter_rows WHERE obj = ?", (old_seq,))
+        c.execute("DELETE FROM message_rows WHERE obj = ?", (old_seq,))
         c.execute(
             "INSERT INTO superseded(segment, offset, id, record_sha256) SELECT segment, offset, id, record_sha256"
-            f" FROM object_rows WHERE ingest_seq IN ({marks})",
-            chunk,
+            " FROM object_rows WHERE ingest_seq = ?",
+            (old_seq,),
         )
-        c.execute(f"DELETE FROM object_rows WHERE ingest_seq IN ({marks})", chunk)
+        c.execute("DELETE FROM object_rows WHERE ingest_seq = ?", (old_seq,))
+
 
 class _Batch:
     """Applies journal records, the frequent ones (ingest, copy, checkpoint) as one ``executemany`` per
@@ -944,7 +970,7 @@ class _Batch:
     def flush(self) -> None:
         c = self.c
         if self.objects:
-            _forget_disposed(c, [row[1] for row in self.objects])
+            _forget_disposed(c, [(row[0], row[1]) for row in self.objects])
             c.executemany(
                 "INSERT INTO object_rows(ingest_seq,id,size,segment,offset,length,record_sha256,ingested_at,"
                 "client,matters) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -138,8 +138,10 @@ class Transaction:
         self.actors: dict[int, str] = {}
         self._copies: set[tuple[str, ...]] = set()
 
-    def has(self, oid: str) -> bool:
-        return oid in self.new_ids or self.repo.catalog.has_object(oid, live=True)
+    def has(self, oid: str, pd: dict[str, Any]) -> bool:
+        """Whether a copy of ``oid`` found where ``pd`` says is only a copy (Catalog.already_stored)."""
+        place = (pd["source"], pd["account"], pd["folder"])
+        return oid in self.new_ids or bool(self.repo.catalog.already_stored([(oid, place)]))
 
     def put(
         self,
@@ -156,7 +158,7 @@ class Transaction:
         ``prov`` may already be in journal form (:func:`prov_dict`), as the pipeline has it.
         """
         pd = prov if isinstance(prov, dict) else prov_dict(prov)
-        if obj.id in self.new_ids or (not known_new and self.repo.catalog.has_object(obj.id, live=True)):
+        if obj.id in self.new_ids or (not known_new and self.has(obj.id, pd)):
             self.add_copy(obj.id, pd)
             return False
         loc = self.repo.segments.append(bytes.fromhex(obj.id), obj.codec, obj.payload)
@@ -186,7 +188,7 @@ class Transaction:
     def put_raw(self, raw: bytes, prov: ProvenanceRow, tags: Tags, parsed: ParsedMessage | None = None) -> str:
         """Seal and store raw bytes in this process (convenience for small callers and tests)."""
         oid = message_id_of(raw)
-        if not self.has(oid):
+        if not self.has(oid, prov_dict(prov)):
             repo = self.repo
             sealed = seal(repo.require_keys().master, raw, oid, repo.dictionaries, repo.current_dictionary())
             self.put(sealed, prov, tags, parsed, known_new=True)

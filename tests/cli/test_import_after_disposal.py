@@ -29,12 +29,23 @@ def test_a_disposed_message_imported_again_is_archived_again(
         archive.index.delete([oid])
         archive.index.commit()
     assert initialised("show", oid).code == 8
+    # the place it was disposed from, read again: it stays disposed (no resurrection per re-read)
+    again = initialised("import", str(SAMPLE_MAILDIR), "--json")
+    assert again.code == 0 and again.json()["imported"] == 0, again.out  # type: ignore[index]
+    assert initialised("show", oid).code == 8
     r = initialised("import", str(custodian), "--source", "custodian", "--json")
     assert r.code == 0, r.err
     assert r.json()["imported"] == 1 and r.json()["duplicates"] == 0  # type: ignore[index]
     shown = initialised("show", oid, "--raw")
     assert shown.code == 0 and shown.raw == one.read_bytes()
     assert initialised("verify", "--full").code == 0
+    # its evidence bundle proves both arrivals: the places it was seen in are the journal's
+    ids = tmp_path / "ids.txt"
+    ids.write_text(oid + "\n")
+    bundle = tmp_path / "again.zip"
+    assert initialised("export", "--ids", str(ids), "--case", "C", "--out", str(bundle)).code == 0
+    checked = initialised("bundle", "verify", str(bundle))
+    assert checked.code == 0, checked.out
 
 
 def test_the_disposal_certificate_still_verifies_after_the_message_arrives_again(
@@ -53,6 +64,7 @@ def test_the_disposal_certificate_still_verifies_after_the_message_arrives_again
     for sub in ("cur", "new", "tmp"):
         (custodian / sub).mkdir(parents=True)
     shutil.copy(one, custodian / "cur" / one.name)
-    assert initialised("import", str(custodian), "--json").json()["imported"] == 1  # type: ignore[index]
+    r = initialised("import", str(custodian), "--source", "custodian", "--json")
+    assert r.json()["imported"] == 1  # type: ignore[index]
     check = initialised("retention", "certificate", "verify", str(certificate))
     assert check.code == 0, check.out + check.err

@@ -241,12 +241,17 @@ def test_a_disposed_message_that_arrives_again_is_stored_again(repo: Repository,
     with repo.transaction("officer") as tx:
         tx.dispose(gone, rule="junk")
     assert repo.keystore.get(gone) is None
+    # read again where it was disposed of (an mbox that grew, a folder read again): only a copy
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(5), Tags())
+    assert repo.keystore.get(gone) is None and repo.catalog.object(gone).disposed_at  # type: ignore[union-attr]
+    # found in a new place: stored again, the places it was seen in kept
     with repo.transaction() as tx:
         assert tx.put_raw(msg(1), prov(7, folder="Custodian/INBOX"), Tags()) == gone
     assert repo.read_raw(gone) == msg(1)
     row = repo.catalog.object(gone)
     assert row is not None and not row.disposed_at
-    assert [p["folder"] for p in repo.catalog.provenance(gone)] == ["Custodian/INBOX"]
+    assert [p["folder"] for p in repo.catalog.provenance(gone)] == ["INBOX", "INBOX", "Custodian/INBOX"]
     ingests = [r for r in read_records(tmp_path / "a") if r["type"] == "ingest"]
     assert [r["data"]["id"] for r in ingests] == [gone, gone]
     assert repo.verify(full=True).ok
@@ -263,7 +268,8 @@ def test_an_uncommitted_second_copy_of_a_disposed_message_leaves_no_key(repo: Re
     with repo.transaction() as tx:
         tx.dispose(gone, rule="junk")
     with pytest.raises(RuntimeError), repo.transaction() as tx:
-        tx.put_raw(msg(1), prov(2), Tags())
+        tx.put_raw(msg(1), prov(2, folder="Custodian/INBOX"), Tags())
+        assert tx.keys, "a new place: stored again, with a new key"
         raise RuntimeError("crash before the commit")
     assert repo.keystore.get(gone) is None
     assert repo.verify().ok
