@@ -86,12 +86,15 @@ def data_digest(data: Any) -> str:
 
 
 def record_hash(rec: dict[str, Any]) -> str:
-    """The hash a record must carry; raises KeyError when a field it covers is missing.
+    """The hash a record of the archive's journal must carry; raises KeyError when a field it covers is missing.
 
-    A version-2 record may come without ``data`` but with ``data_sha256`` (a bundle's
-    proof of a record it does not disclose).  An unknown version gives "" (no hash
-    matches it): a record cannot be made to verify by relabelling its version.
+    Records in the journal always carry their ``data``: the form without it (header and
+    ``data_sha256``) exists only in a bundle's proofs, checked by archiver/export/verify.py,
+    and is no record here (KeyError, so it is reported as damage).  An unknown version gives
+    "" (no hash matches it): a record cannot be made to verify by relabelling its version.
     """
+    if "data_sha256" in rec:
+        raise KeyError("data")
     version = rec.get("v", 1)
     if version == 1 and "v" not in rec:
         body = {k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")}
@@ -99,7 +102,7 @@ def record_hash(rec: dict[str, Any]) -> str:
     if type(version) is not int or version != RECORD_VERSION:
         return ""
     body = {k: rec[k] for k in _HEADER_FIELDS}
-    body["data_sha256"] = data_digest(rec["data"]) if "data" in rec else rec["data_sha256"]
+    body["data_sha256"] = data_digest(rec["data"])
     body["v"] = RECORD_VERSION
     return hashlib.sha256(canonical(body)).hexdigest()
 

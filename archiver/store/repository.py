@@ -773,7 +773,10 @@ class Repository:
         would do harm: a disposal steered by a deleted hold row, an evidence bundle signing a
         custodian or matter that someone wrote into the catalog.
         """
-        report = self.verify()
+        # Under the writer lock: the catalog is compared with the journal, and a commit landing
+        # between the two reads (a daemon's sync batch) would look like an edited catalog.
+        with self.lock():
+            report = self.verify()
         if not report.ok:
             more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
             raise error(

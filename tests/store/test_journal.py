@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from archiver.export.verify import record_hash as proof_hash
 from archiver.store.journal import GENESIS, canonical, data_digest, make_record, record_hash
 
 DATA: list[dict[str, Any]] = [
@@ -43,8 +44,12 @@ def test_a_record_proves_its_link_without_its_data() -> None:
     rec, _ = make_record(seq=3, prev=GENESIS, time="2026", type="ingest", actor="a", data={"id": "cd" * 32})
     assert rec["v"] == 2
     redacted = {k: v for k, v in rec.items() if k != "data"} | {"data_sha256": data_digest(rec["data"])}
-    assert record_hash(redacted) == rec["hash"]
-    assert record_hash(redacted | {"data_sha256": data_digest({"id": "ef" * 32})}) != rec["hash"]
+    assert proof_hash(redacted) == rec["hash"] == proof_hash(rec)
+    assert proof_hash(redacted | {"data_sha256": data_digest({"id": "ef" * 32})}) != rec["hash"]
+    assert proof_hash(rec | {"data_sha256": redacted["data_sha256"]}) == ""  # never both
+    # in the archive's own journal a record without its data is damage, not a record
+    with pytest.raises(KeyError):
+        record_hash(redacted)
     # relabelling the version never makes a record verify
     assert record_hash(rec | {"v": 3}) == "" and record_hash(rec | {"v": True}) == ""
     assert record_hash({k: v for k, v in rec.items() if k != "v"}) != rec["hash"]

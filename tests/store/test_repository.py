@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -412,6 +413,50 @@ def test_an_edited_record_count_in_the_newest_commit_is_reported(repo: Repositor
     _drop_catalog(tmp_path)
     report = Repository.open(tmp_path / "a", PW).verify()
     assert any("says its transaction has 99 records" in p for p in report.problems), report.problems
+
+
+def test_a_record_whose_data_is_swapped_for_its_digest_is_damage(repo: Repository, tmp_path: Path) -> None:
+    """Only a bundle's proofs show records without their data; in the journal it is damage,
+    reported by verify (with the catalog, and rebuilding it), never a traceback."""
+    _two_commits_then(tmp_path, repo)
+    recs = read_records(tmp_path / "a")
+    ingest = next(r for r in recs if r["type"] == "ingest")
+    ingest["data_sha256"] = hashlib.sha256(canonical(ingest.pop("data"))).hexdigest()
+    write_records(tmp_path / "a", recs)
+    report = Repository.open(tmp_path / "a", PW).verify()
+    assert not report.ok and any("does not match its hash" in p for p in report.problems), report.problems
+
+
+def test_the_pre_export_check_holds_the_writer_lock(repo: Repository, tmp_path: Path) -> None:
+    """require_verified compares the catalog with the journal: a commit by another writer (the
+    daemon's sync) between the two reads looked like an edited catalog and refused an export."""
+    import threading
+    import time
+
+    with repo.transaction() as tx:
+        tx.put_raw(msg(1), prov(1), Tags())
+    other = Repository.open(tmp_path / "a", PW)
+    started, committed = threading.Event(), threading.Event()
+    real_verify = repo.verify
+
+    def slow_verify(*a: Any, **k: Any) -> Any:
+        started.set()
+        time.sleep(0.5)  # another writer tries to commit meanwhile
+        assert not committed.is_set(), "a commit landed while the catalog was being compared"
+        return real_verify(*a, **k)
+
+    def write() -> None:
+        started.wait(5)
+        with other.transaction() as tx:
+            tx.put_raw(msg(2), prov(2), Tags())
+        committed.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    repo.verify = slow_verify  # type: ignore[method-assign]
+    repo.require_verified("Nothing was exported")
+    writer.join(10)
+    assert committed.is_set()
 
 
 def test_keystore_rows_of_the_wrong_type_are_reported_not_crashed_on(repo: Repository, tmp_path: Path) -> None:
