@@ -92,6 +92,8 @@ class Selection:
     value: str
     ids: list[str]
     unresolved: list[dict[str, str]] = field(default_factory=list)
+    #: sentences for custody.json about what the selection left out and why
+    notes: list[str] = field(default_factory=list)
 
 
 def proof_form(rec: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +138,9 @@ def select_matter(archive: Any, spec: str) -> Selection:
 
     Names compare case-insensitively, as holds do.  A message that carries the matter but is
     filed under another client is not exported (matter numbers are not unique across
-    clients, and a bundle must not disclose another client's mail), but it is listed in
-    custody.json with the reason, so a production never leaves a document out unsaid.
+    clients, and a bundle must not disclose another client's mail, not even its id or the
+    client's name); custody.json says how many there are, so a production never leaves
+    documents out unsaid.
     """
     client, sep, matter = spec.partition("/")
     if not sep or not client or not matter:
@@ -149,12 +152,13 @@ def select_matter(archive: Any, spec: str) -> Selection:
     ).fetchall()
     wanted = client.strip().casefold()
     ids = [oid for oid, owner in rows if owner.casefold() == wanted]
-    elsewhere = [
-        {"id": oid, "reason": f"carries matter {matter.strip()} but is filed under client {owner!r}"}
-        for oid, owner in rows
-        if owner.casefold() != wanted
-    ]
-    return Selection("matter", spec, ids, elsewhere)
+    elsewhere = len(rows) - len(ids)
+    notes = (
+        [f"{elsewhere} other message(s) carry matter {matter.strip()} but are filed under other clients; "
+         "they are not part of this selection (names and ids withheld)"]
+        if elsewhere else []
+    )  # fmt: skip
+    return Selection("matter", spec, ids, notes=notes)
 
 
 def select_ids(archive: Any, path: Path) -> Selection:
@@ -517,7 +521,9 @@ class BundleWriter:
             },
             "bates": {"prefix": self.bates_prefix, "first": first, "last": last},
             "not_exported": skipped,
-        } | ({"query_note": QUERY_NOTE} if selection.kind == "query" else {})
+        } | ({"query_note": QUERY_NOTE} if selection.kind == "query" else {}) | (
+            {"notes": selection.notes} if selection.notes else {}
+        )
 
     def _manifest(self, zf: zipfile.ZipFile, rows: Path, count: int, first: str, last: str) -> str:
         header = {
