@@ -4,10 +4,9 @@ Standard-library logging (exchangelib, msal, apscheduler, imapclient, the connec
 is routed into the same stream so a service has one log format, and the fields such a
 logger passes in ``extra={...}`` (the connectors' ``mailbox``, ``wait_s``) are kept as
 fields.  Context (job, source, account) is bound per job with ``structlog.contextvars``.
-contextvars do not cross threads on their own, and a connector may fetch in a thread
-pool of its own (Graph does), so a thread started while a log context is bound is
-started with that context bound in it too (``_inherit_log_context``); without that,
-every line those threads write would lose its job and source.
+contextvars do not cross threads on their own: code that logs from threads of its own
+runs them in a copy of its context (``contextvars.copy_context().run``, as the Graph
+connector's fetch pool and archiver/prefetch.py do), so their lines keep the job and source.
 
 Secrets stay out of the log: tracebacks are rendered without frame locals (structlog's
 console renderer shows every frame's locals through rich by default, and msal's frames
@@ -20,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -100,46 +97,9 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: Any = None) ->
         logging.getLogger(name).setLevel(max(wanted, logging.INFO))
     for name in _REQUEST_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if wanted == logging.DEBUG else max(wanted, logging.WARNING))
-    _inherit_log_context()
 
 
 def get_logger(name: str = "archiver") -> Any:
     return structlog.get_logger(name)
 
 
-_original_start: Callable[[threading.Thread], None] | None = None
-
-
-def _inherit_log_context() -> None:
-    """Make a thread start with the log context of the thread that starts it (idempotent).
-
-    ``Thread.start`` runs in the parent thread, so it can read the parent's bound
-    structlog context and have the child bind the same values before its ``run``.  Only
-    structlog's own keys travel (not a copy of every contextvar, which would share
-    mutable ones such as decimal's context between threads), and only when something is
-    bound, so threads started by the scheduler, the HTTP servers and the main thread are
-    unaffected.  A thread pool created inside a job, such as the Graph connector's fetch
-    pool, thus logs with the job's ``job``/``source``/``account``; values the thread
-    binds itself take precedence.  This is what Python 3.14 offers as
-    ``Thread(context=...)``; until then the connectors, which import nothing from
-    ``archiver``, need not know about logging context at all.
-    """
-    global _original_start
-    if _original_start is not None:
-        return
-    original = threading.Thread.start
-    _original_start = original
-
-    def start(self: threading.Thread) -> None:
-        bound = structlog.contextvars.get_contextvars()
-        if bound:
-            run = self.run
-
-            def run_with_context() -> None:
-                structlog.contextvars.bind_contextvars(**bound)
-                run()
-
-            self.run = run_with_context  # type: ignore[method-assign]
-        original(self)
-
-    threading.Thread.start = start  # type: ignore[method-assign]

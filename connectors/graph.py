@@ -44,6 +44,7 @@ Rules the connector keeps:
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import logging
 import ssl
@@ -455,7 +456,9 @@ class GraphConnector:
         with ThreadPoolExecutor(max_workers=self._s.concurrency, thread_name_prefix="graph-mime") as pool:
             pending: deque[Future[bytes | ProtocolError | None]] = deque()
             for mid in ids:
-                pending.append(pool.submit(fetch, mid))
+                # each fetch runs in a copy of this thread's context: the log context the
+                # daemon bound for this job (job, source, account) goes with it
+                pending.append(pool.submit(contextvars.copy_context().run, fetch, mid))
                 if len(pending) >= self._s.concurrency:
                     yield pending.popleft().result()
             while pending:

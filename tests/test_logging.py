@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,23 +63,31 @@ def test_stdlib_extra_fields_are_kept() -> None:
     assert "message" not in line and "_record" not in line
 
 
-def test_threads_started_in_a_job_log_with_its_context() -> None:
-    """A connector's own thread pool (Graph fetches in one) keeps the job's context."""
+def test_the_graph_fetch_pool_logs_with_the_jobs_context() -> None:
+    """Graph fetches messages in a thread pool of its own; each fetch runs in a copy of the
+    syncing thread's context, so its lines keep the job, source and account the daemon bound.
+    Threads that copy nothing (the scheduler's, the HTTP server's) carry no job's context."""
+    import inspect
+
+    from connectors import graph
+
+    assert "copy_context().run" in inspect.getsource(graph), "the fetch pool must copy the caller's context"
     out = _Stream(tty=False)
     setup_logging("info", "json", out)
     log = logging.getLogger("connectors.graph")
     with bound_contextvars(job="sync:exo", source="exo", account="jeff@example.com"), ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda _: log.info("graph request retried", extra={"wait_s": 2}), [1, 2]))
-    # Threads started with nothing bound (the scheduler's, the HTTP server's) carry nothing.
-    t = threading.Thread(target=lambda: log.info("outside any job"))
-    t.start()
-    t.join()
+        futures = [pool.submit(contextvars.copy_context().run, log.info, "graph request retried", extra={"wait_s": 2})
+                   for _ in range(2)]  # fmt: skip
+        for f in futures:
+            f.result()
+        # the same pool's threads, reused without a copied context, log without the job
+        pool.submit(log.info, "reused thread").result()
     retried = [e for e in lines(out) if e["event"] == "graph request retried"]
     assert len(retried) == 2
     for e in retried:
         assert (e["job"], e["source"], e["account"], e["wait_s"]) == ("sync:exo", "exo", "jeff@example.com", 2)
-    [outside] = [e for e in lines(out) if e["event"] == "outside any job"]
-    assert "job" not in outside and "source" not in outside
+    [reused] = [e for e in lines(out) if e["event"] == "reused thread"]
+    assert "job" not in reused
 
 
 def _fail_with_a_secret_local() -> None:
