@@ -28,9 +28,12 @@ class StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (:class:`DuplicateKeyError`)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
+        # Only keys written in this mapping count: a key that overrides one merged in with
+        # ``<<: *base`` is what merge keys are for.
         seen: dict[Any, int] = {}
         for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
@@ -40,6 +43,7 @@ class StrictLoader(yaml.SafeLoader):
             if first is not None:
                 raise DuplicateKeyError(key, key_node.start_mark, first)
             seen[key] = line
+        self.flatten_mapping(node)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -121,3 +121,16 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"line 4.*'sources' is given twice \(first on line 2\)"):
         load_config(p)
+
+
+def test_a_key_overriding_a_merged_one_is_not_a_duplicate(tmp_path: Path) -> None:
+    p = tmp_path / "archiver.yaml"
+    p.write_text(
+        "archive: {path: /tmp/x}\n"
+        "base: &base {type: files, paths: [/m], interval: 60}\n"
+        "sources:\n  - {<<: *base, name: a, interval: 120}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(p)
+    assert "given twice" not in str(refused.value) and "base" in str(refused.value)  # the unknown key only
