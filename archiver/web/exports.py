@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -96,6 +97,13 @@ class ExportJobs:
         self.folder = folder or Path(tempfile.mkdtemp(prefix="archiver-web-exports-"))
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            st = self.folder.stat()
+            if st.st_mode & stat.S_ISVTX or st.st_uid != os.geteuid():
+                # a shared folder (/tmp, someone else's): making it 0700 would break it for others
+                raise ConfigError(
+                    f"The export folder {self.folder} is shared (sticky) or owned by another user; "
+                    "give web.export_dir a folder of the server's own, e.g. /var/lib/archiver/web-exports."
+                )
             os.chmod(self.folder, 0o700)
             self._remove_leftovers()
         except OSError as exc:

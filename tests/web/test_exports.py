@@ -81,6 +81,20 @@ def test_bundles_are_private_whatever_the_umask(web_archive: WebArchiveFixture, 
             assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
 
 
+def test_a_shared_export_folder_is_refused_not_made_private(web_archive: WebArchiveFixture, tmp_path: Path) -> None:
+    """web.export_dir: /tmp would have been chmodded 0700 (breaking it for everyone else)."""
+    from archiver.errors import ConfigError
+    from archiver.web.exports import ExportJobs
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    web = web_archive.make_app().state.web
+    with pytest.raises(ConfigError, match="shared"):
+        ExportJobs(web.service, shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
 def test_bundles_of_an_earlier_run_are_deleted_at_start_up(web_archive: WebArchiveFixture, tmp_path: Path) -> None:
     """F12: jobs live in memory, so an earlier server's bundles could never be downloaded again."""
     folder = tmp_path / "exports"
