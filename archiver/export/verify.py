@@ -142,7 +142,9 @@ def record_hash(rec: dict[str, Any]) -> str:
     whole.  Any other version gives "" and so never matches.
     """
     if "v" not in rec:
-        return hashlib.sha256(canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})).hexdigest()
+        return hashlib.sha256(
+            canonical({k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")})
+        ).hexdigest()
     if type(rec["v"]) is not int or rec["v"] != 2 or ("data" in rec) == ("data_sha256" in rec):
         return ""
     body = {k: rec[k] for k in ("actor", "prev", "seq", "time", "type")}
@@ -296,11 +298,6 @@ def load_expected_key(data: bytes) -> ExpectedKey:
     raise ValueError("not an Ed25519 public key (expected base64 of 32 bytes, PEM, or `keys show --json` output)")
 
 
-def load_public_key(data: bytes) -> bytes:
-    """A raw 32-byte Ed25519 key from a key file (see :func:`load_expected_key`, which also gives the archive)."""
-    return load_expected_key(data).public_key
-
-
 #: What the verifier checks (docs/bundles.md section 8), in the order the report lists them:
 #: (name, what it covers).  Every problem belongs to one of them.
 CHECKS: tuple[tuple[str, str], ...] = (
@@ -359,10 +356,9 @@ class Report:
         self.section = section
         self.reached.add(section)
 
-    def problem(self, text: str, section: str | None = None) -> None:
-        where = section or self.section
-        self.reached.add(where)
-        self.failures[where] = self.failures.get(where, 0) + 1
+    def problem(self, text: str) -> None:
+        self.reached.add(self.section)
+        self.failures[self.section] = self.failures.get(self.section, 0) + 1
         if len(self.problems) < self.limit:
             self.problems.append(text)
         elif len(self.problems) == self.limit:
@@ -919,7 +915,7 @@ def _verify(
     # One pass over the rows: each is checked against its files, its manifest.csv and
     # loadfile.dat records and the proofs as it is read, so memory does not grow with them.
     report.begin("proofs")
-    proofs = _Proofs.load(zf, manifest, report) if _proofs_readable(z, report) else None
+    proofs = _Proofs.load(z, manifest, report)
     report.begin("listings")
     listings = [x for x in (_Listing.open(z, MANIFEST_CSV, report), _Listing.open(z, LOADFILE, report)) if x]
     bates = _Bates(prefix)
@@ -1377,36 +1373,6 @@ class _Listing:
             self.fh.close()
 
 
-def _proofs_readable(z: _Zip, report: Report) -> bool:
-    """Whether proofs/journal.jsonl may be handed to _Proofs.load, after a bounded first reading of it.
-
-    The first reading refuses what _Proofs would take without a word or could not survive:
-    a record with a key twice (parsers disagree on which value counts), a line of gigabytes
-    (a zip bomb), nesting too deep to parse.  A missing file is for _Proofs to handle (it
-    returns None; the files check names it); an unreadable one is never opened.
-    """
-    if PROOFS not in z.files:
-        return z.missing(PROOFS)
-    with z.zf.open(PROOFS) as fh:
-        for n, line in enumerate(_lines(fh, MAX_LINE_BYTES), 1):
-            if line is None:
-                report.problem(
-                    f"proofs/journal.jsonl line {n} is longer than {MAX_LINE_BYTES:,} bytes, far more than a "
-                    "journal record takes; the proofs were not read."
-                )
-                return False
-            try:
-                _loads(line)
-            except _TooDeep as exc:
-                report.problem(f"proofs/journal.jsonl line {n}: {exc}; the proofs were not read.")
-                return False
-            except JSONRefused as exc:
-                report.problem(f"proofs/journal.jsonl line {n}: {exc}.")
-            except ValueError:
-                pass  # _Proofs.load names a line that is not a journal record
-    return True
-
-
 def _claim(value: Any) -> Any:
     """A claimed value as the report shows it: text and numbers as they are, anything else as None."""
     return value if isinstance(value, str | int) and not isinstance(value, bool) else None
@@ -1513,7 +1479,16 @@ class _Proofs:
         self.checks_filing = checks_filing
 
     @classmethod
-    def load(cls, zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report) -> _Proofs | None:
+    def load(cls, z: _Zip, manifest: dict[str, Any], report: Report) -> _Proofs | None:
+        """Read and check the proofs in one bounded pass; None when they are missing or were not read.
+
+        A missing file is named by the files check, an unreadable entry by the zip check.  A
+        line of gigabytes (a zip bomb) or nesting too deep to parse stops the reading: the
+        proofs are then not read at all, and only that is reported.  A record with a key twice
+        or a NaN (parsers disagree on what it says) is named, then read as Python reads it.
+        """
+        if PROOFS not in z.files:
+            return None
         archive_id = str(manifest.get("archive_id", ""))
         try:
             key = base64.b64decode(report.public_key, validate=True)
@@ -1523,24 +1498,40 @@ class _Proofs:
         about: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         commits: dict[int, bool] = {}  # seq -> signature valid
         init_data: dict[str, Any] | None = None  # what recs does not keep of the init record
-        try:
-            fh = zf.open(PROOFS)
-        except KeyError:
-            return None
-        with fh:
-            for n, line in enumerate(fh, 1):
+        # The records' problems, reported once the file is read: after the lines strict JSON
+        # refuses, and not at all when the reading stops.
+        later: list[str] = []
+        with z.zf.open(PROOFS) as fh:
+            for n, line in enumerate(_lines(fh, MAX_LINE_BYTES), 1):
+                if line is None:
+                    report.problem(
+                        f"proofs/journal.jsonl line {n} is longer than {MAX_LINE_BYTES:,} bytes, far more than a "
+                        "journal record takes; the proofs were not read."
+                    )
+                    return None
                 try:
-                    rec = json.loads(line)
+                    rec = _loads(line)
+                except _TooDeep as exc:
+                    report.problem(f"proofs/journal.jsonl line {n}: {exc}; the proofs were not read.")
+                    return None
+                except JSONRefused as exc:
+                    report.problem(f"proofs/journal.jsonl line {n}: {exc}.")
+                    rec = None
+                except ValueError:
+                    rec = None
+                try:
+                    if rec is None:  # json.loads may still read it: the last of two keys, a byte-order mark
+                        rec = json.loads(line)
                     seq = rec["seq"]
                     ok = isinstance(seq, int) and record_hash(rec) == rec["hash"]
                 except (ValueError, KeyError, TypeError, AttributeError):
-                    report.problem(f"proofs/journal.jsonl line {n} is not a journal record.")
+                    later.append(f"proofs/journal.jsonl line {n} is not a journal record.")
                     continue
                 if not ok:
-                    report.problem(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
+                    later.append(f"proofs/journal.jsonl record {seq}: its content does not match its hash.")
                     continue
                 if seq in recs:
-                    report.problem(f"proofs/journal.jsonl holds record {seq} twice.")
+                    later.append(f"proofs/journal.jsonl holds record {seq} twice.")
                 shown = rec.get("data")  # absent in a record shown without its data
                 data: dict[str, Any] = shown if isinstance(shown, dict) else {}
                 recs[seq] = (
@@ -1561,6 +1552,8 @@ class _Proofs:
                     except (ValueError, KeyError, TypeError):
                         sig, msg = b"", b""
                     commits[seq] = _valid(key, sig, msg)
+        for text in later:
+            report.problem(text)
         init, first_commit = recs.get(0), recs.get(1)  # (type, prev, hash, ...)
         if (
             init is None
@@ -1613,7 +1606,9 @@ class _Proofs:
         copies: list[dict[str, Any]] = [_as_dict(d.get("prov")) for _s, t, d in proven if t != "tag"]
         shown = [{k: p.get(k) or "" for k in PROVENANCE_KEYS} for p in copies]
         if shown != row.get("provenance"):
-            report.problem(f"{doc}: its copies (custodian, folder, location) differ from the journal's records of them.")
+            report.problem(
+                f"{doc}: its copies (custodian, folder, location) differ from the journal's records of them."
+            )
         received = next((p["internaldate"] for p in copies if p.get("internaldate")), None)
         if not _same_instant(received, row.get("received")):
             report.problem(f"{doc}: its received time differs from the journal's record of its first copy.")
