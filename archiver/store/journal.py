@@ -95,11 +95,10 @@ def record_hash(rec: dict[str, Any]) -> str:
     """
     if "data_sha256" in rec:
         raise KeyError("data")
-    version = rec.get("v", 1)
-    if version == 1 and "v" not in rec:
+    if "v" not in rec:
         body = {k: rec[k] for k in ("actor", "data", "prev", "seq", "time", "type")}
         return hashlib.sha256(canonical(body)).hexdigest()
-    if type(version) is not int or version != RECORD_VERSION:
+    if type(rec["v"]) is not int or rec["v"] != RECORD_VERSION:
         return ""
     body = {k: rec[k] for k in _HEADER_FIELDS}
     body["data_sha256"] = data_digest(rec["data"])

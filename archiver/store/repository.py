@@ -188,12 +188,13 @@ class Transaction:
     def put_raw(self, raw: bytes, prov: ProvenanceRow, tags: Tags, parsed: ParsedMessage | None = None) -> str:
         """Seal and store raw bytes in this process (convenience for small callers and tests)."""
         oid = message_id_of(raw)
-        if not self.has(oid, prov_dict(prov)):
+        pd = prov_dict(prov)
+        if self.has(oid, pd):
+            self.add_copy(oid, pd)
+        else:
             repo = self.repo
             sealed = seal(repo.require_keys().master, raw, oid, repo.dictionaries, repo.current_dictionary())
-            self.put(sealed, prov, tags, parsed, known_new=True)
-        else:
-            self.add_copy(oid, prov_dict(prov))
+            self.put(sealed, pd, tags, parsed, known_new=True)
         return oid
 
     def add_copy(self, oid: str, pd: dict[str, Any]) -> bool:
@@ -348,9 +349,7 @@ class Repository:
         return cls(path, keys=keys, clock=clock, segment_max_bytes=segment_max_bytes)
 
     @classmethod
-    def _build(
-        cls, path: Path, passphrase: str, *, clock: Clock, segment_max_bytes: int, actor: str
-    ) -> Keys:
+    def _build(cls, path: Path, passphrase: str, *, clock: Clock, segment_max_bytes: int, actor: str) -> Keys:
         """Write a complete new archive into the (empty) folder ``path``; returns its keys."""
         archive_id = str(uuid.uuid4())
         path.chmod(0o700)  # the catalog and index hold derived plaintext: owner only
