@@ -32,6 +32,7 @@ import tantivy
 from archiver.errors import ArchiverError, LockedError, QueryError
 from archiver.index import schema as S
 from archiver.index.query import ParsedQuery, parse_query
+from archiver.index.restriction import UNRESTRICTED, Labels, Restriction
 from archiver.index.translate import Translator
 from archiver.model import HitDisplay, IndexDoc, SearchHit, SearchResult
 
@@ -312,21 +313,14 @@ class MessageIndex:
         self,
         query: str,
         *,
-        exclude_clients: Sequence[str] = (),
-        exclude_matters: Sequence[str] = (),
-        only_clients: Sequence[str] | None = None,
-        only_matters: Sequence[str] | None = None,
-        exclude_pairs: Sequence[tuple[str, str]] = (),
-        only_pairs: Sequence[tuple[str, str]] | None = None,
+        restriction: Restriction = UNRESTRICTED,
     ) -> list[str]:
         """Ids of every message matching ``query``, newest first, without snippets or display fields.
 
         For selections (query holds and rules, exports): on a large result set describing every
         hit and building its snippet would be nearly all the cost of :meth:`search`.
         """
-        q = self._restricted(
-            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
-        )
+        q = self._restricted(parse_query(query), restriction)
         searcher = self._index.searcher()
         try:
             result = searcher.search(q, max(1, searcher.num_docs), count=False, order_by_field=S.F_DATE)
@@ -343,20 +337,13 @@ class MessageIndex:
         self,
         query: str,
         *,
-        exclude_clients: Sequence[str] = (),
-        exclude_matters: Sequence[str] = (),
-        only_clients: Sequence[str] | None = None,
-        only_matters: Sequence[str] | None = None,
-        exclude_pairs: Sequence[tuple[str, str]] = (),
-        only_pairs: Sequence[tuple[str, str]] | None = None,
+        restriction: Restriction = UNRESTRICTED,
     ) -> int:
         """How many messages match ``query`` within the same exclusions and restrictions as :meth:`search`.
 
         For counts shown to a walled web user (their live-message count): no hit is read or described.
         """
-        q = self._restricted(
-            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
-        )
+        q = self._restricted(parse_query(query), restriction)
         result = self._index.searcher().search(q, 1, count=True)
         return int(getattr(result, "count", None) or 0)
 
@@ -373,27 +360,17 @@ class MessageIndex:
         limit: int = 20,
         offset: int = 0,
         sort: Literal["date", "relevance"] = "date",
-        exclude_clients: Sequence[str] = (),
-        exclude_matters: Sequence[str] = (),
-        only_clients: Sequence[str] | None = None,
-        only_matters: Sequence[str] | None = None,
-        exclude_pairs: Sequence[tuple[str, str]] = (),
-        only_pairs: Sequence[tuple[str, str]] | None = None,
+        restriction: Restriction = UNRESTRICTED,
     ) -> SearchResult:
         """Run a query (see query.py for the language); newest first unless sort="relevance".
 
         ``limit=0`` returns every hit (:meth:`matching_ids` is cheaper for selections).
-        Exclusions apply to hits and to the total.
-        ``only_clients``/``only_matters``/``only_pairs`` (any not None) restrict hits to messages
-        of one of those clients, matters or (client, matter) pairs (a web viewer's allowed list);
-        ``exclude_pairs`` drops the messages of a (client, matter) pair.  The hits are described by the
-        ``HitSource`` given to :meth:`open`, in one call for the page.  Raises QueryError for
-        a malformed query.
+        ``restriction`` (a web user's walls and allowed list) applies to hits and to the total.
+        The hits are described by the ``HitSource`` given to :meth:`open`, in one call for the
+        page.  Raises QueryError for a malformed query.
         """
         parsed = parse_query(query)
-        q = self._restricted(
-            parsed, exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
-        )
+        q = self._restricted(parsed, restriction)
         searcher = self._index.searcher()
         # No page is larger than the index, and no offset lies beyond it: tantivy allocates
         # room for limit + offset hits up front (--limit 5000000000 asked it for 240 GB).
@@ -431,21 +408,14 @@ class MessageIndex:
         query: str,
         fields: Sequence[Literal["client", "matter", "source"]] = ("client", "matter"),
         *,
-        exclude_clients: Sequence[str] = (),
-        exclude_matters: Sequence[str] = (),
-        only_clients: Sequence[str] | None = None,
-        only_matters: Sequence[str] | None = None,
-        exclude_pairs: Sequence[tuple[str, str]] = (),
-        only_pairs: Sequence[tuple[str, str]] | None = None,
+        restriction: Restriction = UNRESTRICTED,
     ) -> dict[str, list[tuple[str, int]]]:
         """Per-value hit counts of the label fields among the messages matching ``query``.
 
         The same exclusions and restrictions as :meth:`search` apply, so a facet never counts a
         message the caller may not see.  Values are the lower-cased indexed labels.
         """
-        q = self._restricted(
-            parse_query(query), exclude_clients, exclude_matters, only_clients, only_matters, exclude_pairs, only_pairs
-        )
+        q = self._restricted(parse_query(query), restriction)
         searcher = self._index.searcher()
         out: dict[str, list[tuple[str, int]]] = {}
         for field in fields:
@@ -473,26 +443,15 @@ class MessageIndex:
         terms = [tantivy.Query.term_query(self._schema, S.F_BODY, w, index_option="freq") for w in words]
         return tantivy.Query.boolean_query([(tantivy.Occur.Should, x) for x in (q, *terms)])
 
-    def _restricted(
-        self,
-        parsed: ParsedQuery,
-        exclude_clients: Sequence[str],
-        exclude_matters: Sequence[str],
-        only_clients: Sequence[str] | None,
-        only_matters: Sequence[str] | None,
-        exclude_pairs: Sequence[tuple[str, str]] = (),
-        only_pairs: Sequence[tuple[str, str]] | None = None,
-    ) -> tantivy.Query:
-        """``parsed`` within a web user's scope: Must(one allowed label), MustNot(every walled one).
+    def _restricted(self, parsed: ParsedQuery, restriction: Restriction) -> tantivy.Query:
+        """``parsed`` within a restriction: Must(one label of ``only``), MustNot(every excluded one).
 
         A pair is one clause requiring both the client and the matter on the same message, so
         ``globex/20871-0003`` does not let in acme's matter of the same number.
         """
         q = self._translator.translate(parsed)
-        if only_clients is not None or only_matters is not None or only_pairs is not None:
-            allowed = [self._label(S.F_CLIENT, c) for c in only_clients or () if c.strip()]
-            allowed += [self._label(S.F_MATTER, m) for m in only_matters or () if m.strip()]
-            allowed += [self._pair(c, m) for c, m in only_pairs or () if c.strip() and m.strip()]
+        if restriction.only is not None:
+            allowed = self._label_queries(restriction.only)
             # An empty allowed list allows nothing (a MustNot on everything).
             scope = (
                 (tantivy.Occur.Must, tantivy.Query.boolean_query([(tantivy.Occur.Should, a) for a in allowed]))
@@ -500,7 +459,19 @@ class MessageIndex:
                 else (tantivy.Occur.MustNot, tantivy.Query.all_query())
             )
             q = tantivy.Query.boolean_query([(tantivy.Occur.Must, q), scope])
-        return self._exclude(q, exclude_clients, exclude_matters, exclude_pairs)
+        excluded = self._label_queries(restriction.exclude)
+        if not excluded:
+            return q
+        return tantivy.Query.boolean_query(
+            [(tantivy.Occur.Must, q), *((tantivy.Occur.MustNot, term) for term in excluded)]
+        )
+
+    def _label_queries(self, labels: Labels) -> list[tantivy.Query]:
+        """One query per client, matter and (client, matter) pair of ``labels`` (blank ones skipped)."""
+        out = [self._label(S.F_CLIENT, c) for c in labels.clients if c.strip()]
+        out += [self._label(S.F_MATTER, m) for m in labels.matters if m.strip()]
+        out += [self._pair(c, m) for c, m in labels.pairs if c.strip() and m.strip()]
+        return out
 
     def _label(self, field: str, value: str) -> tantivy.Query:
         return tantivy.Query.term_query(self._schema, field, value.strip().lower(), index_option="basic")
@@ -512,22 +483,6 @@ class MessageIndex:
                 (tantivy.Occur.Must, self._label(S.F_MATTER, matter)),
             ]
         )
-
-    def _exclude(
-        self,
-        q: tantivy.Query,
-        clients: Sequence[str],
-        matters: Sequence[str],
-        pairs: Sequence[tuple[str, str]] = (),
-    ) -> tantivy.Query:
-        excluded = [self._label(S.F_CLIENT, c) for c in clients if c.strip()]
-        excluded += [self._label(S.F_MATTER, m) for m in matters if m.strip()]
-        excluded += [self._pair(c, m) for c, m in pairs if c.strip() and m.strip()]
-        if not excluded:
-            return q
-        clauses = [(tantivy.Occur.Must, q)]
-        clauses += [(tantivy.Occur.MustNot, term) for term in excluded]
-        return tantivy.Query.boolean_query(clauses)
 
     @staticmethod
     def _all_addresses(searcher: tantivy.Searcher) -> list[tantivy.DocAddress]:

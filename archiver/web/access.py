@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from archiver.config import EthicalWall, WebUser
+from archiver.index.restriction import NO_LABELS, Labels, Pair, Restriction
 
 Permission = Literal["search", "view", "download", "export", "holds", "audit", "admin"]
-Pair = tuple[str, str]
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"search", "view", "download", "export", "holds", "audit", "admin"}),
@@ -38,27 +38,6 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "auditor": frozenset({"search", "view", "download", "export", "audit"}),
     "viewer": frozenset({"search", "view", "download"}),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Labels:
-    """Clients, matters (under any client) and (client, matter) pairs, lower-cased and sorted."""
-
-    clients: tuple[str, ...] = ()
-    matters: tuple[str, ...] = ()
-    pairs: tuple[Pair, ...] = ()
-
-    def matches(self, client: str, matters: set[str]) -> bool:
-        """Whether a message filed under ``client`` with ``matters`` (both lower-cased) is named here."""
-        return (
-            client in self.clients
-            or bool(matters & set(self.matters))
-            or any((client, m) in self.pairs for m in matters)
-        )
-
-    @property
-    def empty(self) -> bool:
-        return not (self.clients or self.matters or self.pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +50,7 @@ class Scope:
     username: str
     role: str
     permissions: frozenset[str]
-    exclude: Labels = Labels()
+    exclude: Labels = NO_LABELS
     only: Labels | None = None
 
     def can(self, permission: Permission) -> bool:
@@ -106,17 +85,10 @@ class Scope:
             return False
         return self.only is None or self.only.matches(c, ms)
 
-    def index_filters(self) -> dict[str, Sequence[str] | Sequence[Pair] | None]:
-        """Keyword arguments for MessageIndex.search/facets/matching_ids."""
-        only = self.only
-        return {
-            "exclude_clients": self.exclude.clients,
-            "exclude_matters": self.exclude.matters,
-            "exclude_pairs": self.exclude.pairs,
-            "only_clients": None if only is None else only.clients,
-            "only_matters": None if only is None else only.matters,
-            "only_pairs": None if only is None else only.pairs,
-        }
+    @property
+    def restriction(self) -> Restriction:
+        """This user's filter for MessageIndex.search/facets/matching_ids/count_matching."""
+        return Restriction(self.exclude, self.only)
 
 
 def walls_for(user: WebUser, walls: Iterable[EthicalWall]) -> list[EthicalWall]:

@@ -380,7 +380,7 @@ def api_audit(
     filters nothing."""
     total, events = state(request).service.events(
         scope,
-        types=[t for t in type or () if t],
+        types=type or (),
         actor=actor,
         since=since,
         until=until,

@@ -200,12 +200,12 @@ class WebArchive:
         """
         if not scope.whole_archive:
             sort = "date"
-        filters = scope.index_filters()
+        restriction = scope.restriction
         index = self.archive.index
         try:
             with self.lock:  # describing the hits reads the catalog
-                result = index.search(query, limit=limit, offset=offset, sort=sort, **filters)  # type: ignore[arg-type]
-            counts = index.facets(query, **filters) if facets else {}  # type: ignore[arg-type]
+                result = index.search(query, limit=limit, offset=offset, sort=sort, restriction=restriction)
+            counts = index.facets(query, restriction=restriction) if facets else {}
         except ValueError as exc:  # e.g. a date tantivy cannot represent (before:5073-01-01)
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
         # Defence in depth: the catalog is the truth for tags, and the hits were described from
@@ -231,7 +231,7 @@ class WebArchive:
     def visible_ids(self, scope: Scope, query: str) -> list[str]:
         """Every id matching ``query`` that the scope may see (for exports)."""
         try:
-            ids = self.archive.index.matching_ids(query, **scope.index_filters())  # type: ignore[arg-type]
+            ids = self.archive.index.matching_ids(query, restriction=scope.restriction)
         except ValueError as exc:
             raise QueryError(f"The query {_clip(query)!r} could not be run: {exc}.") from None
         with self.lock:
@@ -337,7 +337,7 @@ class WebArchive:
     # -- overviews -----------------------------------------------------------------------
     def clients_and_matters(self, scope: Scope) -> dict[str, list[tuple[str, int]]]:
         """Facet counts over the whole archive within the scope (filter drop-downs)."""
-        return self.archive.index.facets(MATCH_ALL, **scope.index_filters())  # type: ignore[arg-type]
+        return self.archive.index.facets(MATCH_ALL, restriction=scope.restriction)
 
     def sources(self, scope: Scope) -> list[str]:
         """Source names for the search form: those with a message the scope may see.
@@ -350,7 +350,7 @@ class WebArchive:
             names = [str(r[0]) for r in rows]
         if scope.whole_archive:
             return names
-        facets = self.archive.index.facets(MATCH_ALL, ("source",), **scope.index_filters())  # type: ignore[arg-type]
+        facets = self.archive.index.facets(MATCH_ALL, ("source",), restriction=scope.restriction)
         seen = {value for value, _count in facets.get("source", [])}
         return [n for n in names if n.lower() in seen]
 
@@ -369,11 +369,13 @@ class WebArchive:
                     "SELECT sum(disposed_at IS NULL), sum(disposed_at IS NOT NULL) FROM objects"
                 ).fetchone()
                 return int(live or 0), int(disposed or 0)
+            # one row per distinct filing, not per message: the scope is asked a few times, not millions
             gone = conn.execute(
-                "SELECT client, COALESCE(matters, '[]') FROM object_rows WHERE disposed_at IS NOT NULL"
+                "SELECT client, COALESCE(matters, '[]'), count(*) FROM object_rows "
+                "WHERE disposed_at IS NOT NULL GROUP BY client, matters"
             ).fetchall()
-        live = self.archive.index.count_matching(MATCH_ALL, **scope.index_filters())  # type: ignore[arg-type]
-        return live, sum(1 for client, matters in gone if scope.sees(client, json.loads(matters)))
+        live = self.archive.index.count_matching(MATCH_ALL, restriction=scope.restriction)
+        return live, sum(n for client, matters, n in gone if scope.sees(client, json.loads(matters)))
 
     # -- holds -----------------------------------------------------------------------------
     def holds(self, scope: Scope) -> list[dict[str, Any]]:
@@ -395,7 +397,7 @@ class WebArchive:
         query = value if kind == "query" else policy.custodian_query(value)
         index = self.archive.index
         try:
-            if index.count_matching(query) != index.count_matching(query, **scope.index_filters()):  # type: ignore[arg-type]
+            if index.count_matching(query) != index.count_matching(query, restriction=scope.restriction):
                 return True
         except (ArchiverError, ValueError):
             return True

@@ -15,6 +15,7 @@ import tantivy
 from archiver.errors import LockedError, QueryError
 from archiver.index import IndexUnavailableError, MessageIndex, highlight_html
 from archiver.index import schema as S
+from archiver.index.restriction import Labels, Restriction
 from archiver.model import NO_DATE, Address, HitDisplay, IndexDoc
 
 
@@ -152,6 +153,10 @@ def fresh(tmp_path: Path) -> Iterator[MessageIndex]:
     idx.close()
 
 
+def excluding(clients: tuple[str, ...] = (), matters: tuple[str, ...] = ()) -> Restriction:
+    return Restriction(exclude=Labels(clients=clients, matters=matters))
+
+
 def ids(idx: MessageIndex, query: str, **kw: object) -> set[str]:
     result = idx.search(query, limit=0, **kw)  # type: ignore[arg-type]
     assert result.total == len(result.hits)
@@ -267,12 +272,12 @@ def test_relevance_sort_puts_best_match_first(shared: MessageIndex) -> None:
 
 
 def test_exclusions_apply_to_hits_and_totals(shared: MessageIndex) -> None:
-    r = shared.search("NOT zzzz", exclude_clients=["ACME"], limit=1)
+    r = shared.search("NOT zzzz", restriction=excluding(clients=("ACME",)), limit=1)
     assert r.total == 2 and r.hits[0].id == ID3
-    assert ids(shared, "NOT zzzz", exclude_clients=["acme"]) == {ID2, ID3}
-    assert ids(shared, "NOT zzzz", exclude_matters=["m-3"]) == {ID1, ID3, ID4}
-    assert ids(shared, "lunch", exclude_clients=["unfiled"], exclude_matters=["m-1"]) == set()
-    assert shared.search("NOT zzzz", exclude_matters=["m-1", "m-2"]).total == 1
+    assert ids(shared, "NOT zzzz", restriction=excluding(clients=("acme",))) == {ID2, ID3}
+    assert ids(shared, "NOT zzzz", restriction=excluding(matters=("m-3",))) == {ID1, ID3, ID4}
+    assert ids(shared, "lunch", restriction=excluding(clients=("unfiled",), matters=("m-1",))) == set()
+    assert shared.search("NOT zzzz", restriction=excluding(matters=("m-1", "m-2"))).total == 1
 
 
 def test_hit_fields_come_from_the_hit_source(shared: MessageIndex) -> None:
@@ -562,6 +567,6 @@ def test_matching_ids_equals_search_ids(tmp_path: Path) -> None:
     for q in ("gas", "contract AND NOT subject:7", "after:2001-05-10"):
         full = [h.id for h in idx.search(q, limit=0).hits]
         assert idx.matching_ids(q) == full
-    assert idx.matching_ids("gas", exclude_clients=["acme"]) == [
-        h.id for h in idx.search("gas", limit=0, exclude_clients=["acme"]).hits
+    assert idx.matching_ids("gas", restriction=excluding(clients=("acme",))) == [
+        h.id for h in idx.search("gas", limit=0, restriction=excluding(clients=("acme",))).hits
     ]
