@@ -9,7 +9,6 @@ which also repairs an index left behind by a crash.
 from __future__ import annotations
 
 import shutil
-from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -264,39 +263,25 @@ class Archive:
     ) -> MaintenanceSummary:
         """Re-apply the tagging rules to every message, oldest first (parents before replies).
 
-        Memory stays bounded whatever the archive's size: the order is kept as 8-byte
-        catalog row numbers (not ids), and the tags decided so far are kept only for the
-        current chunk, because each chunk's changes are committed to the catalog before the
-        next chunk asks it for parents' tags.
+        The decisions are :func:`archiver.threads.retag_chunks` (the retag guard's dry run makes
+        the same).  Memory stays bounded whatever the archive's size: each chunk's changes are
+        committed to the catalog before the next chunk asks it for parents' tags.
         """
+        from archiver.threads import retag_chunks
+
         summary = MaintenanceSummary()
-        catalog = self.repo.catalog
-        order = array("q", catalog.live_rows_by_date())
-        total = len(order)
         with self.repo.lock(), self.workers() as w:
-            for start in range(0, total, chunk_size):
-                chunk = catalog.ids_of_rows(order[start : start + chunk_size].tolist())
-                before = catalog.tags_of(chunk)
-                new_tags: dict[str, dict[str, Tags]] = {}
-                changed: list[tuple[str, ParsedMessage, Tags]] = []
-                for oid, parsed, err in self.reparse(chunk, w):
-                    if parsed is None:
-                        summary.failed.append(f"{oid}: {err}")
-                        continue
-                    tags = self.tagger.tag(parsed, parent_tags=self.parent_tags(parsed, new_tags))
-                    if parsed.message_id:
-                        new_tags.setdefault(parsed.message_id, {})[oid] = tags
-                    if before.get(oid) != (tags.client, tags.matters):
-                        changed.append((oid, parsed, tags))
-                summary.processed += len(chunk)
-                if changed:
+            for chunk in retag_chunks(self, w, chunk_size=chunk_size, committed=True):
+                summary.failed.extend(chunk.failed)
+                summary.processed = chunk.processed
+                if chunk.changed:
                     with self.repo.transaction(actor) as tx:
-                        for oid, _p, tags in changed:
+                        for oid, _p, tags in chunk.changed:
                             tx.set_tags(oid, tags)
-                    self.index.add(self.docs_for([(oid, p) for oid, p, _t in changed]))
+                    self.index.add(self.docs_for([(oid, p) for oid, p, _t in chunk.changed]))
                     self.index.commit()
-                    summary.changed += len(changed)
-                progress("retag", summary.processed, total)
+                    summary.changed += len(chunk.changed)
+                progress("retag", chunk.processed, chunk.total)
             with self.repo.transaction(actor) as tx:
                 tx.event(
                     "retag",
@@ -395,7 +380,8 @@ class Archive:
                     f"The index holds {len(indexed - live)} messages the archive does not: run `archiver reindex`."
                 )
             missing = live - indexed
-            lost = sum(1 for i in self.repo.catalog.indexed_live_ids() if i in missing)
+            # (one pass over every indexed id: only when something is missing at all)
+            lost = sum(1 for i in self.repo.catalog.indexed_live_ids() if i in missing) if missing else 0
             if lost:
                 report.notes.append(
                     f"{lost} messages the catalog marks as indexed are missing from the index (it was deleted "

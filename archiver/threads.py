@@ -30,12 +30,17 @@ Memory is bounded: at most ``MAX_WAITING`` replies, and ``MAX_REFS`` Message-IDs
 to, are held of each kind per import (some 80 MB at worst); replies beyond that are left to
 ``retag``, as are the replies of an import killed between its last commit and this filing
 (its re-run stores nothing new, so finds nothing to look up).
+
+``retag_chunks`` is ``retag`` itself: every message re-decided oldest first, parents before
+replies.  ``Archive.retag`` commits what it yields, and the retag guard
+(archiver/policies/retag_guard.py) takes it as a dry run, so both decide alike.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -202,3 +207,50 @@ class LateParents:
 def _passes_on(tags: Tags) -> bool:
     """Whether a parent with these tags can change a reply's (a matter, or at least a client)."""
     return bool(tags.matters) or tags.client != UNFILED
+
+
+@dataclass
+class RetagChunk:
+    """One chunk of a retag: the messages whose tags change (with their parse), and the unreadable ones."""
+
+    #: messages decided so far, this chunk included, of ``total``.
+    processed: int
+    total: int
+    changed: list[tuple[str, ParsedMessage, Tags]] = field(default_factory=list)
+    #: "id: error" of each message that could not be decrypted and parsed (its tags stay).
+    failed: list[str] = field(default_factory=list)
+
+
+def retag_chunks(
+    archive: Archive, workers: Workers, *, chunk_size: int = 1000, committed: bool
+) -> Iterator[RetagChunk]:
+    """Re-apply the tagging rules to every live message, oldest first (parents before replies), by chunks.
+
+    Each message sees the tags decided before it for its parents (``Archive.parent_tags``).
+    ``committed``: the caller commits each chunk's changes before taking the next, so only the
+    current chunk's decisions are kept and memory stays bounded (the order is kept as 8-byte
+    catalog row numbers).  Otherwise (a dry run) the changed decisions of every chunk are kept,
+    since the catalog still has the old ones; an unchanged message's tags are the catalog's.
+    """
+    catalog = archive.repo.catalog
+    order = array("q", catalog.live_rows_by_date())
+    local: dict[str, dict[str, Tags]] = {}
+    done = 0
+    for start in range(0, len(order), chunk_size):
+        chunk = catalog.ids_of_rows(order[start : start + chunk_size].tolist())
+        before = catalog.tags_of(chunk)
+        if committed:
+            local = {}
+        done += len(chunk)
+        out = RetagChunk(processed=done, total=len(order))
+        for oid, parsed, err in archive.reparse(chunk, workers):
+            if parsed is None:
+                out.failed.append(f"{oid}: {err}")
+                continue
+            tags = archive.tagger.tag(parsed, parent_tags=archive.parent_tags(parsed, local))
+            changed = before.get(oid) != (tags.client, tags.matters)
+            if parsed.message_id and (committed or changed):
+                local.setdefault(parsed.message_id, {})[oid] = tags
+            if changed:
+                out.changed.append((oid, parsed, tags))
+        yield out

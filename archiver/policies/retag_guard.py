@@ -4,10 +4,10 @@ Matter holds and ``client``/``matter`` rule criteria compare against a message's
 tags, and ``archiver retag`` rewrites the tags after a change to the tagging configuration
 (a client renamed, a matter pattern narrowed).  Done blindly, that silently released matter
 holds and moved mail out of compliance rules into a shorter default.  So before a retag, the
-new tags are worked out without committing anything (the same decisions ``Archive.retag``
-makes, parents before replies), and every message that would leave a standing matter hold or
-a compliance rule in force is reported; the retag is refused unless explicitly allowed, and
-an allowed one is journalled with what it uncovers.
+new tags are worked out without committing anything (``Archive.retag``'s own decisions,
+``archiver.threads.retag_chunks``, parents before replies), and every message that would
+leave a standing matter hold or a compliance rule in force is reported; the retag is refused
+unless explicitly allowed, and an allowed one is journalled with what it uncovers.
 
 The dry run parses every message once more, so it runs only when a standing matter hold or
 a compliance rule with a ``client`` or ``matter`` criterion could be affected.
@@ -16,8 +16,6 @@ a compliance rule with a ``client`` or ``matter`` criterion could be affected.
 from __future__ import annotations
 
 import dataclasses
-from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +27,7 @@ from archiver.policies.journalled import rules_in_force
 from archiver.policies.records import LoadedMessage, iter_records
 from archiver.policies.retention import MessageRecord, rule_matches
 from archiver.policies.rules import Rule
+from archiver.threads import retag_chunks
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -70,28 +69,15 @@ def _guarded(archive: Archive) -> tuple[list[Hold], list[Rule]]:
     return holds, rules
 
 
-def new_tags(archive: Archive) -> Iterator[tuple[str, Tags]]:
-    """(id, tags) for every message whose tags a retag would change, committing nothing.
+def new_tags(archive: Archive) -> dict[str, Tags]:
+    """id -> tags for every message whose tags a retag would change, committing nothing.
 
-    The order and the decisions are those of ``Archive.retag``: oldest first, each message
-    seeing the new tags of the parents decided before it (only changed ones are kept: an
-    unchanged parent's tags are the catalog's).
+    The decisions of ``Archive.retag`` itself (archiver.threads.retag_chunks), as a dry run.
     """
-    catalog = archive.repo.catalog
-    order = array("q", catalog.live_rows_by_date())
-    local: dict[str, dict[str, Tags]] = {}
     with archive.workers() as w:
-        for start in range(0, len(order), 1000):
-            chunk = catalog.ids_of_rows(order[start : start + 1000].tolist())
-            before = catalog.tags_of(chunk)
-            for oid, parsed, _err in archive.reparse(chunk, w):
-                if parsed is None:
-                    continue  # the retag reports it; its tags stay as they are
-                tags = archive.tagger.tag(parsed, parent_tags=archive.parent_tags(parsed, local))
-                if before.get(oid) != (tags.client, tags.matters):
-                    if parsed.message_id:
-                        local.setdefault(parsed.message_id, {})[oid] = tags
-                    yield oid, tags
+        return {
+            oid: tags for chunk in retag_chunks(archive, w, committed=False) for oid, _parsed, tags in chunk.changed
+        }
 
 
 def _retagged(loaded: LoadedMessage, tags: Tags, owners: MatterOwners) -> MessageRecord:
@@ -106,7 +92,7 @@ def retag_impact(archive: Archive) -> Uncovered:
     out = Uncovered()
     if not holds and not rules:
         return out
-    changed = dict(new_tags(archive))
+    changed = new_tags(archive)
     owners = MatterOwners(archive.cfg.tagging)
     for loaded in iter_records(archive, {}, sorted(changed)):
         old = loaded.record
