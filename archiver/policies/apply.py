@@ -30,8 +30,6 @@ from archiver.clock import iso
 from archiver.errors import ArchiverError, NotFoundError, PolicyError
 from archiver.logging import get_logger
 from archiver.policies.certificates import (
-    CERT_CONTEXT,
-    CERT_FORMAT,
     Certificate,
     Run,
     check_against_archive,
@@ -42,7 +40,6 @@ from archiver.policies.certificates import (
 from archiver.policies.confirm import confirm
 from archiver.policies.holds import Hold, hold_matches, list_holds, matching
 from archiver.policies.journalled import (
-    RulesState,
     journal_rules,
     last_journalled_rules,
     require_unchanged,
@@ -61,10 +58,9 @@ from archiver.policies.unmatched import RuleUsage
 if TYPE_CHECKING:
     from archiver.archive import Archive
 
+#: what this module defines, and the names others reach through it (the CLI, the web's message page, tests).
 __all__ = [
     "BATCH",
-    "CERT_CONTEXT",
-    "CERT_FORMAT",
     "Acceptance",
     "Certificate",
     "HoldCheck",
@@ -83,7 +79,6 @@ __all__ = [
     "review",
     "rules_in_force",
     "rules_path",
-    "rules_state",
     "verify_certificate",
 ]
 
@@ -133,6 +128,7 @@ class Plan:
     #: messages a hold keeps although their retention has ended (the holds' effect).
     held: list[PlanItem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    #: the standing holds the plan was decided under.
     holds: list[Hold] = field(default_factory=list)
     #: what the index answered to each query of the standing holds and rules (query -> ids):
     #: confirm.confirm checks the messages due against the same queries on their own.
@@ -185,16 +181,6 @@ def _has_queries(archive: Archive, rulesets: Sequence[RuleSet]) -> bool:
     return any(h.kind == "query" for h in holds) or any(
         r.match.query is not None for rules in rulesets for r in rules.rules
     )
-
-
-def _check_journal_state(archive: Archive) -> None:
-    """Refuse to dispose of anything in an archive that does not verify.
-
-    The holds, tags, copies and earlier disposals a plan reads are the catalog's copies of
-    the signed journal; `verify` compares them (and the segments and keys) with it.  An
-    edited catalog, say a deleted hold row, must stop a disposal, not steer it.
-    """
-    archive.repo.require_verified("Nothing was disposed", PolicyError)
 
 
 class HoldCheck:
@@ -280,11 +266,11 @@ def _item(loaded: LoadedMessage, out: Outcome) -> PlanItem:
 
 def _build_plan(archive: Archive, rules: RuleSet, now: datetime) -> Plan:
     """Decide every live message under ``rules`` (the index and holds already prepared)."""
-    plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)))
-    plan.holds = list_holds(archive.repo.catalog)
+    check = HoldCheck(archive)
+    plan = Plan(as_of=now, rules_fingerprint=rules.fingerprint, rules_file=str(rules_path(archive)), holds=check.holds)
     counts = {"messages": 0, "keep": 0, "dispose": 0, "review": 0, "hold": 0, "held_past_end": 0, "waiting": 0}
     usage = RuleUsage()
-    for loaded, out in evaluate(archive, rules, now, answers=plan.index_matches):
+    for loaded, out in evaluate(archive, rules, now, holds=check, answers=plan.index_matches):
         usage.add(loaded.record, out)
         counts["messages"] += 1
         counts[out.decision.value] += 1
@@ -403,14 +389,12 @@ def _dispose_batch(archive: Archive, batch: Sequence[PlanItem], kind: str, actor
     with repo.transaction(actor) as tx:
         for it in batch:
             tx.dispose(it.id, it.rule, f"{kind}: retention ended {it.end[:10] if it.end else '-'} ({it.reason})")
-    archive.index.delete([it.id for it in batch])
+    ids = [it.id for it in batch]
+    archive.index.delete(ids)
     archive.index.commit()
-    out = []
-    for it in batch:
-        row = repo.catalog.object(it.id)
-        out.append({"id": it.id, "sha256": it.id, "rule": it.rule, "end": it.end,
-                    "disposed_at": row.disposed_at if row else None})  # fmt: skip
-    return out
+    rows = repo.catalog.objects(ids)
+    return [{"id": it.id, "sha256": it.id, "rule": it.rule, "end": it.end,
+             "disposed_at": row.disposed_at if (row := rows.get(it.id)) else None} for it in batch]  # fmt: skip
 
 
 def _withhold(kept: Mapping[str, str]) -> list[dict[str, str]]:
@@ -442,16 +426,18 @@ def _dispose(
     disposed: list[dict[str, Any]] = []
     withheld: list[dict[str, str]] = []
     left = list(items)
-    while left and not (stop is not None and stop()):
-        batch, left = left[:BATCH], left[BATCH:]
-        confirmation = confirm(archive, [it.id for it in batch], index_matches)
-        kept = dict(confirmation.kept)
-        kept.update(late.covering(archive, confirmation.due))
-        withheld.extend(_withhold(kept))
-        due = [it for it in batch if it.id not in kept]
-        if due:
-            disposed.extend(_dispose_batch(archive, due, run.kind, run.actor))
-    purge_index(archive, shredded=bool(disposed))
+    with archive.workers() as workers:  # one pool for the whole run, not one per batch
+        while left and not (stop is not None and stop()):
+            batch, left = left[:BATCH], left[BATCH:]
+            confirmation = confirm(archive, [it.id for it in batch], index_matches, workers)
+            kept = dict(confirmation.kept)
+            kept.update(late.covering(archive, confirmation.due))
+            withheld.extend(_withhold(kept))
+            due = [it for it in batch if it.id not in kept]
+            if due:
+                disposed.extend(_dispose_batch(archive, due, run.kind, run.actor))
+    if disposed:  # the plan's preparation left the index reconciled; only this run's deletions are new
+        purge_index(archive, shredded=True)
     extra = dict(run.extra)
     if left:
         _log.warning("disposition_stopped", remaining=len(left))
@@ -459,14 +445,21 @@ def _dispose(
     return issue(archive, dataclasses.replace(run, extra=extra), disposed, withheld)
 
 
-def _begin_disposal(archive: Archive, doing: str, actor: str, now: datetime) -> RulesState:
+def _begin_disposal(archive: Archive, actor: str, now: datetime) -> RuleSet:
     """What every disposing command does first, under the lock: verify, refuse a changed rules
-    file, and certify what an interrupted run left uncertified."""
+    file, certify what an interrupted run left uncertified, and prepare (:func:`_prepare`).
+    Returns the rules in force.
+
+    The holds, tags, copies and earlier disposals a plan reads are the catalog's copies of
+    the signed journal; `verify` compares them (and the segments and keys) with it.  An
+    edited catalog, say a deleted hold row, must stop a disposal, not steer it.
+    """
     archive.repo.recover()
-    _check_journal_state(archive)
-    state = require_unchanged(archive, doing)
+    archive.repo.require_verified("Nothing was disposed", PolicyError)
+    rules = require_unchanged(archive, "disposed").in_force
     recover_disposals(archive, actor=actor, now=now)
-    return state
+    _prepare(archive, rules)
+    return rules
 
 
 def apply(
@@ -480,9 +473,7 @@ def apply(
     """
     with archive.repo.lock():
         started = iso(archive.repo.clock())
-        state = _begin_disposal(archive, "disposed", actor, now)
-        _prepare(archive, state.in_force)
-        p = _build_plan(archive, state.in_force, now)
+        p = _build_plan(archive, _begin_disposal(archive, actor, now), now)
         counts = {k: p.counts[k] for k in ("messages", "review", "hold", "held_past_end")}
         run = Run(kind="retention", actor=actor, as_of=now, started_at=started, rules_fingerprint=p.rules_fingerprint,
                   counts=counts, extra={"findings": p.findings} if p.findings else {})  # fmt: skip
@@ -519,8 +510,7 @@ def approve(archive: Archive, ids: Sequence[str], rule: str, *, now: datetime, a
     """
     with archive.repo.lock():
         started = iso(archive.repo.clock())
-        rules = _begin_disposal(archive, "disposed", actor, now).in_force
-        _prepare(archive, rules)
+        rules = _begin_disposal(archive, actor, now)
         if rules.rule(rule) is None:
             raise PolicyError(f"There is no retention rule named {rule!r} in the journalled rules.")
         wanted = [archive.repo.resolve(i) for i in ids]

@@ -34,6 +34,7 @@ from archiver.store.catalog import metadata_differences
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
+    from archiver.workers import Workers
 
 #: messages decrypted, parsed and indexed together.
 CHUNK = 500
@@ -49,37 +50,39 @@ class Confirmation:
     kept: list[tuple[str, str]] = field(default_factory=list)
 
 
-def confirm(archive: Archive, ids: Sequence[str], indexed: Mapping[str, Collection[str]]) -> Confirmation:
+def confirm(
+    archive: Archive, ids: Sequence[str], indexed: Mapping[str, Collection[str]], workers: Workers
+) -> Confirmation:
     """Which of ``ids`` (all due for disposal) the messages themselves confirm; see the module docstring.
 
     ``indexed`` is what the archive's index answered to each hold and rule query when the
     plan was made (apply.evaluate's ``answers``): the same queries are run on the messages alone.
+    ``workers`` decrypt and parse them (the disposal run's, kept for all its batches).
     """
     out = Confirmation()
     if not ids:
         return out
     queries = list(indexed)
-    with archive.workers() as workers:
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            parsed = {oid: p for oid, p, _err in archive.reparse(chunk, workers) if p is not None}
-            fresh = _fresh_matches(archive, parsed, queries)
-            for oid in chunk:
-                p = parsed.get(oid)
-                why = "it could not be decrypted and parsed" if p is None else _difference(archive, oid, p)
-                if why is None:
-                    why = next(
-                        (
-                            f"the index and the message itself disagree on the query {q!r}"
-                            for q in queries
-                            if (oid in fresh[q]) != (oid in indexed[q])
-                        ),
-                        None,
-                    )
-                if why is None:
-                    out.due.append(oid)
-                else:
-                    out.kept.append((oid, why))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        parsed = {oid: p for oid, p, _err in archive.reparse(chunk, workers) if p is not None}
+        fresh = _fresh_matches(archive, parsed, queries)
+        for oid in chunk:
+            p = parsed.get(oid)
+            why = "it could not be decrypted and parsed" if p is None else _difference(archive, oid, p)
+            if why is None:
+                why = next(
+                    (
+                        f"the index and the message itself disagree on the query {q!r}"
+                        for q in queries
+                        if (oid in fresh[q]) != (oid in indexed[q])
+                    ),
+                    None,
+                )
+            if why is None:
+                out.due.append(oid)
+            else:
+                out.kept.append((oid, why))
     return out
 
 
@@ -94,7 +97,9 @@ def _difference(archive: Archive, oid: str, p: ParsedMessage) -> str | None:
     return f"the catalog's {', '.join(wrong)} differ from the message itself (`archiver reindex` rewrites them)"
 
 
-def _fresh_matches(archive: Archive, parsed: Mapping[str, ParsedMessage], queries: Sequence[str]) -> dict[str, set[str]]:
+def _fresh_matches(
+    archive: Archive, parsed: Mapping[str, ParsedMessage], queries: Sequence[str]
+) -> dict[str, set[str]]:
     """What each query matches in an index of just these freshly parsed messages.
 
     In memory: these are the words of messages about to be shredded, which must not be left in
