@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Literal
 
@@ -182,17 +182,7 @@ def _history(catalog: Catalog) -> Iterator[Hold]:
             continue
         for i in range(len(placed) - 1, -1, -1):
             if placed[i].case == d["case"] and placed[i].active:
-                h = placed[i]
-                placed[i] = Hold(
-                    case=h.case,
-                    kind=h.kind,
-                    value=h.value,
-                    reason=h.reason,
-                    placed_at=h.placed_at,
-                    placed_by=h.placed_by,
-                    released_at=when,
-                    released_by=actor,
-                )
+                placed[i] = replace(placed[i], released_at=when, released_by=actor)
                 break
     yield from placed
 

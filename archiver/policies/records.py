@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from archiver.clock import EPOCH_FLOOR, parse_iso, received_at
 from archiver.policies.filing import MatterOwners
 from archiver.policies.retention import Copy, MessageRecord
+from archiver.store.catalog import in_chunks
 
 if TYPE_CHECKING:
     from archiver.archive import Archive
@@ -88,9 +89,7 @@ def iter_records(
     conn = archive.repo.catalog.conn
     owners = MatterOwners(archive.cfg.tagging)
     if ids is not None:
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             yield from _merge(
                 conn.execute(_OBJECTS_SQL.format(where=f"AND o.id IN ({marks})"), chunk),
                 conn.execute(_PROV_SQL.format(where=f"AND p.id IN ({marks})"), chunk),
