@@ -8,6 +8,7 @@ here, never logged) into a connector instance.  One module per connector family.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from archiver.config import SourceConfig
 from archiver.errors import ArchiverError, ConfigError
@@ -70,6 +71,17 @@ class IsolatedConnector:
             where = where_raised(exc)
             log.error("source failed unexpectedly", source=self.name, error=type(exc).__name__, at=where)
             yield failure_batch(self.name, unexpected(self.name, exc))
+
+
+def first_line(path: Path) -> str:
+    """The first line of a secret file ("" when it has none), without a UTF-8 byte order mark.
+
+    Windows editors (Notepad) save one; read as part of the secret it made the login fail,
+    or imaplib raise UnicodeEncodeError quoting it.  Raises OSError or UnicodeDecodeError:
+    each caller words those (and an empty secret) as its own kind of error.
+    """
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return lines[0] if lines else ""
 
 
 def unexpected(source: str, exc: BaseException) -> str:

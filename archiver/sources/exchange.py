@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from archiver.config import EwsPasswordAuth, EwsSource, GraphSource, MsalAuth, SourceConfig
 from archiver.errors import ConfigError
+from archiver.sources import first_line
 from connectors.base import Connector
 from connectors.errors import AuthError
 from connectors.ews import EWS_ONLINE_SCOPE, EwsConnector, EwsSettings
@@ -66,7 +66,6 @@ def build_graph(src: SourceConfig) -> Connector:
         raise ConfigError(
             f"Source {src.name!r}: graph_url {src.graph_url!r} must be an https URL (the access token is sent there)."
         )
-    _check_ca_file(src.name, src.auth.ca_file)
     settings = GraphSettings(
         name=src.name,
         mailboxes=tuple(src.mailboxes),
@@ -87,18 +86,20 @@ def build_graph(src: SourceConfig) -> Connector:
     return GraphConnector(settings, TokenProvider(_msal_settings(src.name, src.auth, GRAPH_SCOPE)))
 
 
-def configured_journal_mailboxes(src: Any) -> tuple[str, ...]:
+def configured_journal_mailboxes(src: EwsSource | GraphSource) -> tuple[str, ...]:
     """The source's ``journal_mailboxes``: the only mailboxes whose journal reports are unwrapped
     (none by default: a journal header elsewhere is the sender's word, and the message is kept as received)."""
-    return tuple(str(m).strip() for m in src.journal_mailboxes if str(m).strip())
+    return tuple(m.strip() for m in src.journal_mailboxes if m.strip())
 
 
-def configured_journal_senders(src: Any) -> tuple[str, ...]:
+def configured_journal_senders(src: EwsSource | GraphSource) -> tuple[str, ...]:
     """The source's ``journal_senders``: when given, only reports from these addresses are unwrapped."""
-    return tuple(str(m).strip().lower() for m in src.journal_senders if str(m).strip())
+    return tuple(m.strip().lower() for m in src.journal_senders if m.strip())
 
 
 def _check_ca_file(name: str, ca_file: Path | None) -> None:
+    """Called once, by :func:`_msal_settings`: every EWS OAuth and Graph source goes through it
+    (and Graph's own requests use the same ``auth.ca_file``)."""
     if ca_file is not None and not ca_file.is_file():
         raise ConfigError(f"Source {name!r}: auth.ca_file {ca_file} does not exist or is not a file.")
 
@@ -142,11 +143,11 @@ def _secret(name: str, what: str, env: str | None, file: Path | None) -> str:
             raise ConfigError(f"Source {name!r}: {what} is read from the environment variable {env}, which is not set.")
     if file is not None:
         try:
-            lines = file.read_text(encoding="utf-8-sig").splitlines()  # an editor's byte order mark is not the secret
+            secret = first_line(file)
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(f"Source {name!r}: cannot read {what} from {file}: {reason}.") from None
-        if lines and lines[0]:
-            return lines[0]
+        if secret:
+            return secret
         raise ConfigError(f"Source {name!r}: the file {file} for {what} is empty.")
     raise ConfigError(f"Source {name!r}: no {what} configured (give an environment variable or a file).")

@@ -21,6 +21,7 @@ from pathlib import Path
 from archiver.config import ImapAccount as ImapAccountConfig
 from archiver.config import ImapSource, Xoauth2Auth
 from archiver.errors import ConfigError
+from archiver.sources import first_line
 from connectors.errors import AuthError, TransientError
 from connectors.imap import ImapAccount, ImapConnector, ImapServer
 from connectors.msauth import MsalSettings, TokenProvider, certificate_from_file
@@ -137,24 +138,20 @@ def _password_reader(where: str, acc: ImapAccountConfig) -> Callable[[], str]:
                 )
             return value
         assert acc.password_file is not None
-        return _first_line(acc.password_file, where, "password")
+        return _secret_file(acc.password_file, where, "password")
 
     return read
 
 
-def _first_line(path: Path, where: str, what: str) -> str:
-    """The first line of a secret file, without a UTF-8 byte order mark.
-
-    Windows editors (Notepad) save one; read as part of the secret it made the login
-    fail, or imaplib raise UnicodeEncodeError quoting it.
-    """
+def _secret_file(path: Path, where: str, what: str) -> str:
+    """The secret in ``path`` (see :func:`~archiver.sources.first_line`); an AuthError for this account otherwise."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        secret = first_line(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise AuthError(f"{where}: cannot read the {what} file {path}: {exc}.") from None
-    if not lines or not lines[0]:
+    if not secret:
         raise AuthError(f"{where}: the {what} file {path} is empty.")
-    return lines[0]
+    return secret
 
 
 def _token_provider(where: str, auth: Xoauth2Auth) -> Callable[[], str]:
@@ -180,7 +177,7 @@ def _token_provider(where: str, auth: Xoauth2Auth) -> Callable[[], str]:
                 if not secret:
                     raise AuthError(f"{where}: the environment variable {auth.client_secret_env} is not set.")
             elif auth.client_secret_file is not None:
-                secret = _first_line(auth.client_secret_file, where, "client secret")
+                secret = _secret_file(auth.client_secret_file, where, "client secret")
             else:
                 assert auth.certificate_file is not None
                 certificate = certificate_from_file(str(auth.certificate_file), auth.certificate_thumbprint, None)
