@@ -361,6 +361,11 @@ class _FolderState:
         self.oversize.clear()
         self.unreadable.clear()
 
+    def settle(self, uid: int) -> None:
+        """``uid`` was archived, or is gone from the server: no earlier run's failure is owed for it."""
+        self.oversize.discard(uid)
+        self.unreadable.discard(uid)
+
     def dump(self) -> str:
         data: dict[str, Any] = {"uidvalidity": self.uidvalidity, "last_uid": self.last_uid}
         if self.highestmodseq is not None:
@@ -704,18 +709,7 @@ class ImapConnector:
                     continue  # expunged, or recorded as unreadable by _resolve_absent
                 size = int(got.data[uid].get(b"RFC822.SIZE", 0))
                 if size > self.max_message_bytes:
-                    state.oversize.add(uid)
-                    state.unreadable.discard(uid)
-                    p.failures.append(
-                        SourceFailure(
-                            location=self._folder_url(p.user, p.folder, p.uidvalidity, uid),
-                            reason=(
-                                f"account {p.user!r}, folder {p.folder!r}, UID {uid}: "
-                                f"message of {size} bytes is over the limit of {self.max_message_bytes} "
-                                "bytes (max_message_mb) and was not archived; raise the limit to archive it"
-                            ),
-                        )
-                    )
+                    self._oversize(p, state, uid, size)
                     continue
                 if pending and (len(pending) >= self.batch_size or pending_bytes + size > self.batch_max_bytes):
                     yield self._fetch_batch(session, p, state, pending, new)
@@ -746,8 +740,7 @@ class ImapConnector:
             again = self._resolve_absent(session, p, state, absent, items, b"BODY[]", new)
             messages.extend(self._message(p, uid, item) for uid, item in sorted(again.items()))
         for m in messages:
-            state.oversize.discard(int(m.origin.uid))
-            state.unreadable.discard(int(m.origin.uid))
+            state.settle(int(m.origin.uid))
         if decided and new:
             state.last_uid = max(state.last_uid, max(decided))
         return self._take(Batch(messages=messages, account=p.user, folder=p.folder), p, state)
@@ -834,8 +827,7 @@ class ImapConnector:
         found: dict[int, dict[bytes, Any]] = {}
         for uid in uids:
             if uid not in present:
-                state.oversize.discard(uid)
-                state.unreadable.discard(uid)
+                state.settle(uid)
                 if new:
                     p.expunged.append(uid)
                 else:
@@ -859,19 +851,30 @@ class ImapConnector:
         if p.unreadable_in_a_row >= _GIVE_UP_AFTER:
             p.gave_up = True
 
+    def _uid_failure(self, p: _Pass, uid: int, problem: str) -> None:
+        """Report one message of the folder as not archived; ``problem`` says why and what becomes of it."""
+        p.failures.append(
+            SourceFailure(
+                location=self._folder_url(p.user, p.folder, p.uidvalidity, uid),
+                reason=f"account {p.user!r}, folder {p.folder!r}, UID {uid}: {problem}",
+            )
+        )
+
+    def _oversize(self, p: _Pass, state: _FolderState, uid: int, size: int) -> None:
+        state.oversize.add(uid)
+        state.unreadable.discard(uid)
+        self._uid_failure(
+            p,
+            uid,
+            f"message of {size} bytes is over the limit of {self.max_message_bytes} bytes (max_message_mb) "
+            "and was not archived; raise the limit to archive it",
+        )
+
     def _unreadable(self, p: _Pass, state: _FolderState, uid: int, why: str) -> None:
         state.unreadable.add(uid)
         state.oversize.discard(uid)
         log.warning("IMAP %s/%s UID %d could not be read: %s", p.user, p.folder, uid, why)
-        p.failures.append(
-            SourceFailure(
-                location=self._folder_url(p.user, p.folder, p.uidvalidity, uid),
-                reason=(
-                    f"account {p.user!r}, folder {p.folder!r}, UID {uid}: the server did not deliver this message "
-                    f"({why}); it is tried again on every run"
-                ),
-            )
-        )
+        self._uid_failure(p, uid, f"the server did not deliver this message ({why}); it is tried again on every run")
 
     def _not_retried(self, p: _Pass, state: _FolderState, retry: list[int]) -> None:
         """Report what earlier runs could not archive when this run gave up before trying it again."""
@@ -882,12 +885,7 @@ class ImapConnector:
                 why = "not delivered by the server on an earlier run"
             else:
                 continue
-            p.failures.append(
-                SourceFailure(
-                    location=self._folder_url(p.user, p.folder, p.uidvalidity, uid),
-                    reason=f"account {p.user!r}, folder {p.folder!r}, UID {uid}: {why}; not archived, not retried this run",
-                )
-            )
+            self._uid_failure(p, uid, f"{why}; not archived, not retried this run")
 
     def _take(self, batch: Batch, p: _Pass, state: _FolderState) -> Batch:
         """Attach pending failures, events and the checkpoint of ``state`` to ``batch``."""
