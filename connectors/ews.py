@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC as UTC_TZ
 from datetime import datetime
@@ -333,10 +333,8 @@ class EwsConnector:
         retry = RetryList(f"{key}:retry", checkpoints.get(f"{key}:retry"))
         if retry.items:  # items that failed on earlier runs are tried first, on their own
             cut = BatchCutter(mailbox, path, self._s.max_batch_bytes)
-            last = yield from self._fetch(account, folder, mailbox, path, [(i, None) for i in retry.items], retry, cut)
-            if (cp := retry.checkpoint()) is not None:
-                last.checkpoints.append(cp)
-            yield last
+            yield from self._fetch(account, folder, [(i, None) for i in retry.items], retry, cut)
+            yield cut.finish(retry)
         state: str | None = checkpoints.get(key) or None
         restarted = False
         while True:
@@ -369,11 +367,8 @@ class EwsConnector:
                 wanted.append((item.id, item.changekey))
             cut = BatchCutter(mailbox, path, self._s.max_batch_bytes)
             cut.current.events.extend(events)
-            last = yield from self._fetch(account, folder, mailbox, path, wanted, retry, cut)
-            last.checkpoints.append(Checkpoint(key, new_state))
-            if (cp := retry.checkpoint()) is not None:
-                last.checkpoints.append(cp)
-            yield last
+            yield from self._fetch(account, folder, wanted, retry, cut)
+            yield cut.finish(retry, Checkpoint(key, new_state))
             if not more or new_state == state:
                 return
             state = new_state
@@ -382,58 +377,35 @@ class EwsConnector:
         self,
         account: Account,
         folder: Folder,
-        mailbox: str,
-        path: str,
         wanted: list[tuple[str, str | None]],
         retry: RetryList,
         cut: BatchCutter,
-    ) -> Generator[Batch, None, Batch]:
-        """Fetch ``wanted``; yields each batch that reaches the byte bound and returns the last, unfinished one.
+    ) -> Iterator[Batch]:
+        """Fetch ``wanted`` into ``cut``, yielding each batch that reaches the byte bound.
 
-        A bad item becomes a failure and a retry-list entry, never a reason to stop
-        the folder; an error about the mailbox or the connection propagates (the
-        folder then resumes from its last checkpoint next run).
+        The caller finishes the last one (:meth:`BatchCutter.finish`).  A bad item
+        becomes a failure and a retry-list entry, never a reason to stop the folder;
+        an error about the mailbox or the connection propagates (the folder then
+        resumes from its last checkpoint next run).
         """
-        where = f"{self.name}:{mailbox}/{path}"
+        where = f"{self.name}:{cut.account}/{cut.folder}"
         for item_id, item in self._items(account, folder, wanted):
             if isinstance(item, ews_errors.ErrorItemNotFound):
                 retry.discard(item_id)
-                cut.current.events.append(
-                    SourceEvent("message_vanished", {"mailbox": mailbox, "folder": path, "id": item_id})
-                )
+                cut.event("message_vanished", item_id)
                 continue
             if isinstance(item, Exception):
                 reason = f"{item.__class__.__name__}: {item}"
-                if retry.add(item_id):
-                    if retry.full:
-                        raise TransientError(
-                            f"{len(retry.items)} items of this folder cannot be fetched; it waits until they can"
-                        )
-                    cut.current.events.append(
-                        SourceEvent(
-                            "item_skipped", {"mailbox": mailbox, "folder": path, "id": item_id, "reason": reason}
-                        )
-                    )
-                cut.current.failures.append(
-                    SourceFailure(
-                        where,
-                        f"Mailbox {mailbox}, folder {path}, item {item_id}: {reason}; "
-                        "kept in the folder's retry list and tried again next run",
-                        permanent=not isinstance(item, _TRANSIENT),
-                    )
-                )
+                cut.unfetchable(retry, where, "item", item_id, reason, permanent=not isinstance(item, _TRANSIENT))
                 continue
             retry.discard(item_id)
             data = getattr(item, "mime_content", None)
             if not isinstance(data, bytes) or not data:
-                cut.current.events.append(
-                    SourceEvent("no_mime_content", {"mailbox": mailbox, "folder": path, "id": item_id})
-                )
+                cut.event("no_mime_content", item_id)
                 continue
-            raw = self._raw(data, mailbox, path, item_id, _plain_utc(getattr(item, "datetime_received", None)), cut)
+            raw = self._raw(data, item_id, _plain_utc(getattr(item, "datetime_received", None)), cut)
             if (full := cut.add(raw)) is not None:
                 yield full
-        return cut.current
 
     def _items(
         self, account: Account, folder: Folder, wanted: list[tuple[str, str | None]]
@@ -472,18 +444,13 @@ class EwsConnector:
             return exc
         return item
 
-    def _raw(
-        self, data: bytes, mailbox: str, path: str, item_id: str, received: datetime | None, cut: BatchCutter
-    ) -> RawMessage:
+    def _raw(self, data: bytes, item_id: str, received: datetime | None, cut: BatchCutter) -> RawMessage:
+        mailbox, path = cut.account, cut.folder
         recipients: tuple[str, ...] = ()
         if mailbox.lower() in self._journal:
             data, recipients, kept = journal_copy(data, self._s.journal_senders)
             if kept:
-                cut.current.events.append(
-                    SourceEvent(
-                        "journal_report_kept", {"mailbox": mailbox, "folder": path, "id": item_id, "reason": kept}
-                    )
-                )
+                cut.event("journal_report_kept", item_id, reason=kept)
         origin = Origin(
             source=self.name,
             account=mailbox,

@@ -12,7 +12,8 @@
   messages of up to 150 MB each) is cut into batches of at most ``max_bytes``,
   so memory holds about one bound's worth per batch instead of a whole page.
   Only the page's last batch carries the checkpoints: an interruption re-fetches
-  the page, and the archive's dedup makes that harmless (at least once).
+  the page, and the archive's dedup makes that harmless (at least once).  It also
+  records the page's item events and failures, worded alike for both connectors.
 * :func:`folder_segment`: folder display paths join names with ``/``, so a
   ``/`` (and the escape character ``\\``) inside a name is escaped; ``Smith/Jones``
   the folder is ``Smith\\/Jones``, not ``Smith`` -> ``Jones``.
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import json
 
-from connectors.base import Batch, Checkpoint, RawMessage
+from connectors.base import Batch, Checkpoint, RawMessage, SourceEvent, SourceFailure
+from connectors.errors import TransientError
 
 #: at most this many bad items are kept per folder; past it the folder stops until they can be fetched.
 RETRY_LIMIT = 1000
@@ -51,9 +53,6 @@ class RetryList:
             elif isinstance(value, list):
                 self.items = {str(k): "" for k in value}
 
-    def __contains__(self, item_id: str) -> bool:
-        return item_id in self.items
-
     @property
     def full(self) -> bool:
         return len(self.items) >= RETRY_LIMIT
@@ -79,7 +78,11 @@ class RetryList:
 
 
 class BatchCutter:
-    """Collects one page's messages, events and failures; hands out a batch each time ``max_bytes`` is passed."""
+    """Collects one page's messages, events and failures; hands out a batch each time ``max_bytes`` is passed.
+
+    ``account`` and ``folder`` are the mailbox and folder path the page comes from; they
+    also name the item in the events and failures recorded here.
+    """
 
     def __init__(self, account: str, folder: str, max_bytes: int) -> None:
         self.account = account
@@ -96,6 +99,44 @@ class BatchCutter:
             return None
         full, self.current, self._size = self.current, Batch(account=self.account, folder=self.folder), 0
         return full
+
+    def event(self, kind: str, item_id: str, **detail: str) -> None:
+        """Record an event about one item of the folder (``message_vanished``, ``item_skipped`` ...)."""
+        self.current.events.append(
+            SourceEvent(kind, {"mailbox": self.account, "folder": self.folder, "id": item_id, **detail})
+        )
+
+    def unfetchable(
+        self, retry: RetryList, where: str, noun: str, item_id: str, reason: str, *, permanent: bool, note: str = ""
+    ) -> None:
+        """An item whose MIME content could not be fetched: kept in ``retry`` and reported.
+
+        Its first failure is also an ``item_skipped`` event; a retry list that grows to
+        :data:`RETRY_LIMIT` stops the folder (a TransientError) until its items can be fetched.
+        ``noun`` is what the connector calls an item (``item``, ``message``).
+        """
+        if retry.add(item_id, note):
+            if retry.full:
+                raise TransientError(
+                    f"{len(retry.items)} {noun}s of this folder cannot be fetched; it waits until they can"
+                )
+            self.event("item_skipped", item_id, reason=reason)
+        self.current.failures.append(
+            SourceFailure(
+                where,
+                f"Mailbox {self.account}, folder {self.folder}, {noun} {item_id}: {reason}; "
+                "kept in the folder's retry list and tried again next run",
+                permanent=permanent,
+            )
+        )
+
+    def finish(self, retry: RetryList, *checkpoints: Checkpoint) -> Batch:
+        """The page's last batch, carrying ``checkpoints`` and the retry list when it changed."""
+        last = self.current
+        last.checkpoints.extend(checkpoints)
+        if (cp := retry.checkpoint()) is not None:
+            last.checkpoints.append(cp)
+        return last
 
 
 def folder_segment(name: str) -> str:

@@ -54,10 +54,10 @@ from connectors.base import Batch, Checkpoint, Origin, RawMessage, SourceFailure
 
 __all__ = ["FilesConnector", "detect_format"]
 
-#: how much of a file is looked at to decide what it is.
-#: files up to this size are read in one go (the sniffed sample is the message).
 log = logging.getLogger(__name__)
 
+#: how much of a file is looked at to decide what it is.
+#: files up to this size are read in one go (the sniffed sample is the message).
 _READ_WHOLE_BYTES = 1 << 20
 _SNIFF_BYTES = 128 * 1024
 #: mbox lines longer than this are read in pieces.

@@ -50,7 +50,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -311,10 +311,8 @@ class GraphConnector:
         if retry.items:  # messages that failed on earlier runs are tried first, on their own
             cut = BatchCutter(mailbox.label, folder.path, self._s.max_batch_bytes)
             again = [(mid, _parse_time(note)) for mid, note in retry.items.items()]
-            last = yield from self._fetch(client, mailbox, folder, again, retry, cut)
-            if (cp := retry.checkpoint()) is not None:
-                last.checkpoints.append(cp)
-            yield last
+            yield from self._fetch(client, mailbox, folder, again, retry, cut)
+            yield cut.finish(retry)
         restarted = False
         while True:
             try:
@@ -362,11 +360,8 @@ class GraphConnector:
                 if "@removed" in entry:
                     continue  # deletions in the mailbox never delete from the archive
                 wanted.append((str(entry["id"]), _parse_time(entry.get("receivedDateTime"))))
-            last = yield from self._fetch(client, mailbox, folder, wanted, retry, cut)
-            last.checkpoints.append(Checkpoint(key, state))
-            if (cp := retry.checkpoint()) is not None:
-                last.checkpoints.append(cp)
-            yield last
+            yield from self._fetch(client, mailbox, folder, wanted, retry, cut)
+            yield cut.finish(retry, Checkpoint(key, state))
             if not next_link:
                 return
             url = next_link
@@ -389,45 +384,26 @@ class GraphConnector:
         wanted: list[tuple[str, datetime | None]],
         retry: RetryList,
         cut: BatchCutter,
-    ) -> Generator[Batch, None, Batch]:
-        """Download ``wanted``; yields each batch that reaches the byte bound and returns the last, unfinished one.
+    ) -> Iterator[Batch]:
+        """Download ``wanted`` into ``cut``, yielding each batch that reaches the byte bound.
 
-        A message-level problem becomes a failure and a retry-list entry; a problem
-        of the service or the connection propagates (no checkpoint is saved).
+        The caller finishes the last one (:meth:`BatchCutter.finish`).  A message-level
+        problem becomes a failure and a retry-list entry; a problem of the service or
+        the connection propagates (no checkpoint is saved).
         """
         where = f"{self.name}:{mailbox.label}/{folder.path}"
         for (mid, received), result in zip(wanted, self._values(client, mailbox, [m for m, _ in wanted]), strict=True):
             if result is None:
                 retry.discard(mid)
-                cut.current.events.append(
-                    SourceEvent("message_vanished", {"mailbox": mailbox.label, "folder": folder.path, "id": mid})
-                )
+                cut.event("message_vanished", mid)
                 continue
             if isinstance(result, ConnectorError):
-                if retry.add(mid, received.isoformat() if received else ""):
-                    if retry.full:
-                        raise TransientError(
-                            f"{len(retry.items)} messages of this folder cannot be fetched; it waits until they can"
-                        )
-                    cut.current.events.append(
-                        SourceEvent(
-                            "item_skipped",
-                            {"mailbox": mailbox.label, "folder": folder.path, "id": mid, "reason": str(result)},
-                        )
-                    )
-                cut.current.failures.append(
-                    SourceFailure(
-                        where,
-                        f"Mailbox {mailbox.label}, folder {folder.path}, message {mid}: {result}; "
-                        "kept in the folder's retry list and tried again next run",
-                        permanent=_permanent(result),
-                    )
-                )
+                note = received.isoformat() if received else ""
+                cut.unfetchable(retry, where, "message", mid, str(result), permanent=_permanent(result), note=note)
                 continue
             retry.discard(mid)
             if (full := cut.add(self._raw(result, mailbox, folder, mid, received, cut))) is not None:
                 yield full
-        return cut.current
 
     def _values(
         self, client: httpx.Client, mailbox: _Mailbox, ids: list[str]
@@ -471,12 +447,7 @@ class GraphConnector:
         if mailbox.label.lower() in self._journal:
             data, recipients, kept = journal_copy(data, self._s.journal_senders)
             if kept:
-                cut.current.events.append(
-                    SourceEvent(
-                        "journal_report_kept",
-                        {"mailbox": mailbox.label, "folder": folder.path, "id": mid, "reason": kept},
-                    )
-                )
+                cut.event("journal_report_kept", mid, reason=kept)
         origin = Origin(
             source=self.name,
             account=mailbox.label,
