@@ -358,25 +358,28 @@ def ews_tls(tls_material: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) ->
         emu.stop()
 
 
+def _ews_tokens(identity: IdentityServer, verify: str) -> TokenProvider:
+    """Tokens for the EWS app of the emulated identity platform, TLS verified against ``verify``."""
+    return TokenProvider(
+        MsalSettings(
+            tenant="contoso-tenant",
+            client_id="ews-app",
+            scopes=(EWS_ONLINE_SCOPE,),
+            client_secret="app-secret",
+            authority=identity.identity.authority,
+            verify=verify,
+        )
+    )
+
+
 def test_oauth_token_from_msal(ews_tls: EwsEmulator, identity: IdentityServer, tls_material: tuple[Path, Path]) -> None:
     ews = ews_tls
     placed = populate(ews)
     ews.identity = identity.identity
 
-    def tokens() -> TokenProvider:
-        return TokenProvider(
-            MsalSettings(
-                tenant="contoso-tenant",
-                client_id="ews-app",
-                scopes=(EWS_ONLINE_SCOPE,),
-                client_secret="app-secret",
-                authority=identity.identity.authority,
-                verify=str(tls_material[0]),
-            )
-        )
-
     conn = EwsConnector(
-        EwsSettings(name="online", mailboxes=(ALICE,), endpoint=ews.endpoint, auth="oauth", max_wait=20.0), tokens()
+        EwsSettings(name="online", mailboxes=(ALICE,), endpoint=ews.endpoint, auth="oauth", max_wait=20.0),
+        _ews_tokens(identity, str(tls_material[0])),
     )
     batches = run(conn, {})
     assert failures(batches) == []
@@ -386,7 +389,8 @@ def test_oauth_token_from_msal(ews_tls: EwsEmulator, identity: IdentityServer, t
     ews.add_mailbox(BOB)
     identity.identity.refuse = "AADSTS7000222: The provided client secret keys are expired."
     refused = EwsConnector(
-        EwsSettings(name="online2", mailboxes=(ALICE, BOB), endpoint=ews.endpoint, auth="oauth"), tokens()
+        EwsSettings(name="online2", mailboxes=(ALICE, BOB), endpoint=ews.endpoint, auth="oauth"),
+        _ews_tokens(identity, str(tls_material[0])),
     )
     fails = [f for b in run(refused, {}) for f in b.failures]
     assert [f.location for f in fails] == [f"online2:{ALICE}", f"online2:{BOB}"]
@@ -396,16 +400,7 @@ def test_oauth_token_from_msal(ews_tls: EwsEmulator, identity: IdentityServer, t
 def test_oauth_setup_problem_fails_each_mailbox(ews_tls: EwsEmulator, identity: IdentityServer, tmp_path: Path) -> None:
     """Finding 3: a CA file that does not exist is a sentence per mailbox, not an exception ending the sync."""
     ews_tls.add_mailbox(ALICE)
-    tokens = TokenProvider(
-        MsalSettings(
-            tenant="contoso-tenant",
-            client_id="ews-app",
-            scopes=(EWS_ONLINE_SCOPE,),
-            client_secret="app-secret",
-            authority=identity.identity.authority,
-            verify=str(tmp_path / "no-such-ca.pem"),
-        )
-    )
+    tokens = _ews_tokens(identity, str(tmp_path / "no-such-ca.pem"))
     conn = EwsConnector(
         EwsSettings(name="online", mailboxes=(ALICE, BOB), endpoint=ews_tls.endpoint, auth="oauth"), tokens
     )

@@ -35,15 +35,20 @@ def test_certificate_from_pem_file(tmp_path: Path) -> None:
         certificate_from_file(str(tmp_path / "missing.pem"), None, None)
 
 
-def test_token_is_reused_until_near_expiry(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
-    settings = MsalSettings(
+def _graph_settings(graph: GraphEmulator, verify: str) -> MsalSettings:
+    """The emulated tenant's Graph app with its client secret, TLS verified against ``verify``."""
+    return MsalSettings(
         tenant=TENANT,
         client_id=CLIENT_ID,
         scopes=("https://graph.microsoft.com/.default",),
         client_secret=graph.identity.client_secret,
         authority=graph.identity.authority,
-        verify=str(tls_material[0]),
+        verify=verify,
     )
+
+
+def test_token_is_reused_until_near_expiry(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
+    settings = _graph_settings(graph, str(tls_material[0]))
     provider = TokenProvider(settings)
     first = provider.token()
     assert provider.token() == first and graph.identity.token_requests == 1
@@ -96,14 +101,7 @@ def test_unusable_private_keys_are_clear_errors(tmp_path: Path) -> None:
 
 def test_msal_failures_are_auth_errors(graph: GraphEmulator, tls_material: tuple[Path, Path], tmp_path: Path) -> None:
     """Finding 3: what msal raises besides its documented errors (here: a CA file that is not there) is an AuthError."""
-    settings = MsalSettings(
-        tenant=TENANT,
-        client_id=CLIENT_ID,
-        scopes=("https://graph.microsoft.com/.default",),
-        client_secret=graph.identity.client_secret,
-        authority=graph.identity.authority,
-        verify=str(tmp_path / "missing-ca.pem"),
-    )
+    settings = _graph_settings(graph, str(tmp_path / "missing-ca.pem"))
     with pytest.raises(AuthError, match=r"missing-ca\.pem"):
         TokenProvider(settings).token()
     _key, cert = make_app_certificate()
@@ -117,16 +115,7 @@ def test_msal_failures_are_auth_errors(graph: GraphEmulator, tls_material: tuple
 
 def test_invalidate_gets_a_new_token(graph: GraphEmulator, tls_material: tuple[Path, Path]) -> None:
     """Finding 10: after a 401 the refused token must not come back from msal's own cache."""
-    provider = TokenProvider(
-        MsalSettings(
-            tenant=TENANT,
-            client_id=CLIENT_ID,
-            scopes=("https://graph.microsoft.com/.default",),
-            client_secret=graph.identity.client_secret,
-            authority=graph.identity.authority,
-            verify=str(tls_material[0]),
-        )
-    )
+    provider = TokenProvider(_graph_settings(graph, str(tls_material[0])))
     first = provider.token()
     provider.invalidate()
     assert provider.token() != first and graph.identity.token_requests == 2

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 from typing import Any
 
 from imapclient import IMAPClient
 
+from archiver.config import ImapSource, parse_config
 from connectors.base import Batch, RawMessage, SourceEvent, SourceFailure
 from connectors.imap import ImapAccount, ImapClientLike, ImapConnector, ImapServer, default_client_factory
 
@@ -82,6 +84,20 @@ def connector_for(users: Iterable[MailUser], name: str = "test-imap", **kw: Any)
     accounts = [ImapAccount(u.username, password=functools.partial(str, u.password)) for u in users]
     kw.setdefault("backoff_initial_s", 0.2)
     return ImapConnector(name, ImapServer(server.host, server.port, tls="none", timeout_s=10), accounts, **kw)
+
+
+def loopback_source(dovecot: Dovecot, tmp_path: Path, accounts: list[dict[str, Any]], **src: Any) -> ImapSource:
+    """A ``type: imap`` source for the test Dovecot in plain text over loopback, read by the config loader.
+
+    ``src`` overrides or adds keys of the source (``name``, ``host`` ...).
+    """
+    source = {"name": "dove", "type": "imap", "host": "127.0.0.1", "port": dovecot.port, "tls": "none"}
+    cfg = parse_config(
+        {"archive": {"path": str(tmp_path / "archive")}, "sources": [{**source, "accounts": accounts, **src}]}
+    )
+    imap = cfg.sources[0]
+    assert isinstance(imap, ImapSource)
+    return imap
 
 
 @dataclass

@@ -15,7 +15,7 @@ from archiver.sources.imap import build_imap
 from connectors.imap import ImapAccount, ImapConnector, ImapServer
 
 from .dovecot import Dovecot
-from .helpers import MailUser, Run, connector_for, consume, make_message, new_user, sync
+from .helpers import MailUser, Run, connector_for, consume, loopback_source, make_message, new_user, sync
 
 pytestmark = pytest.mark.dovecot
 
@@ -44,25 +44,11 @@ def test_missing_password_env_fails_that_account_only(
     secret = tmp_path / "b.secret"
     secret.write_text(b.password + "\n")
     monkeypatch.delenv("NO_SUCH_PASSWORD_VAR", raising=False)
-    cfg = parse_config(
-        {
-            "archive": {"path": str(tmp_path / "archive")},
-            "sources": [
-                {
-                    "name": "dove",
-                    "type": "imap",
-                    "host": "127.0.0.1",
-                    "port": dovecot.port,
-                    "tls": "none",
-                    "accounts": [
-                        {"username": a.username, "password_env": "NO_SUCH_PASSWORD_VAR"},
-                        {"username": b.username, "password_file": str(secret)},
-                    ],
-                }
-            ],
-        }
-    )
-    run = sync(build_imap(cfg.sources[0]))  # type: ignore[arg-type]
+    accounts = [
+        {"username": a.username, "password_env": "NO_SUCH_PASSWORD_VAR"},
+        {"username": b.username, "password_file": str(secret)},
+    ]
+    run = sync(build_imap(loopback_source(dovecot, tmp_path, accounts)))
     assert [m.origin.account for m in run.messages] == [b.username]
     assert len(run.failures) == 1 and "NO_SUCH_PASSWORD_VAR" in run.failures[0].reason
 
@@ -173,27 +159,8 @@ def test_xoauth2_login_with_token_command(dovecot: Dovecot, tmp_path: Path) -> N
     user.append("INBOX", [make_message("via oauth")])
     token_file = tmp_path / "token"
     token_file.write_text(dovecot.token(user.username) + "\n")
-    cfg = parse_config(
-        {
-            "archive": {"path": str(tmp_path / "archive")},
-            "sources": [
-                {
-                    "name": "oauth-imap",
-                    "type": "imap",
-                    "host": "localhost",
-                    "port": dovecot.port,
-                    "tls": "none",
-                    "accounts": [
-                        {
-                            "username": user.username,
-                            "auth": {"type": "xoauth2", "token_command": f"cat {token_file}"},
-                        }
-                    ],
-                }
-            ],
-        }
-    )
-    connector = build_imap(cfg.sources[0])  # type: ignore[arg-type]
+    accounts = [{"username": user.username, "auth": {"type": "xoauth2", "token_command": f"cat {token_file}"}}]
+    connector = build_imap(loopback_source(dovecot, tmp_path, accounts, name="oauth-imap", host="localhost"))
     run = sync(connector)
     assert run.failures == []
     assert [m.origin.account for m in run.messages] == [user.username]

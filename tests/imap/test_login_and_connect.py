@@ -17,7 +17,7 @@ from archiver.sources.imap import build_imap
 from connectors.imap import ImapAccount, ImapConnector, ImapServer, default_client_factory
 
 from .dovecot import Dovecot
-from .helpers import MailUser, make_message, new_user, sync
+from .helpers import MailUser, loopback_source, make_message, new_user, sync
 
 pytestmark = pytest.mark.dovecot
 
@@ -93,22 +93,8 @@ def test_password_file_saved_with_a_byte_order_mark(dovecot: Dovecot, tmp_path: 
     secret = tmp_path / "password.txt"
     secret.write_text(password + "\r\n", encoding="utf-8-sig")
     assert secret.read_bytes().startswith(b"\xef\xbb\xbf")
-    cfg = parse_config(
-        {
-            "archive": {"path": str(tmp_path / "archive")},
-            "sources": [
-                {
-                    "name": "dove",
-                    "type": "imap",
-                    "host": "127.0.0.1",
-                    "port": dovecot.port,
-                    "tls": "none",
-                    "accounts": [{"username": user.username, "password_file": str(secret)}],
-                }
-            ],
-        }
-    )
-    run = sync(build_imap(cfg.sources[0]))  # type: ignore[arg-type]
+    src = loopback_source(dovecot, tmp_path, [{"username": user.username, "password_file": str(secret)}])
+    run = sync(build_imap(src))
     assert run.failures == [] and [m.origin.account for m in run.messages] == [user.username]
 
 
