@@ -22,14 +22,16 @@ from typing import Any
 from archiver.archive import Archive, LocalTags
 from archiver.clock import received_at
 from archiver.documents import index_doc
+from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.model import IndexDoc, ParsedMessage, ProvenanceRow, Tags
 from archiver.prefetch import prefetch
+from archiver.sources import unexpected
 from archiver.store.objects import message_id_of
 from archiver.store.repository import prov_dict, safe_text
 from archiver.threads import LateParents
 from archiver.workers import Workers, prepare, train
-from connectors.base import Batch, Connector, Origin
+from connectors.base import Batch, Connector, Origin, where_raised
 from connectors.errors import ConnectorError
 
 log = get_logger("archiver.pipeline")
@@ -200,14 +202,28 @@ def _train(repo: Any, workers: Workers, training: Any, actor: str) -> Any:
 
 
 def _guarded(connector: Connector, batches: Iterator[Batch], summary: IngestSummary) -> Iterator[Batch]:
-    """The connector's batches; a connector-level exception becomes a reported failure, not a crash."""
+    """The connector's batches; any exception from the source ends this source as a reported
+    failure (``sync`` exits 11), never a crash, so the sources after it are still synced.
+
+    A ``ConnectorError`` or an ``ArchiverError`` (a sentence meant for the user) is reported
+    with its text.  Anything else (a bug, a UnicodeError from a library) is reported by its
+    type and the place it was raised, not its text: a library's message may quote a secret
+    (imaplib's UnicodeEncodeError quoted a password character).
+    """
+    name = getattr(connector, "name", "")
     try:
         yield from batches
-    except ConnectorError as exc:
-        summary.failed += 1
-        summary.source_errors += 1
-        summary.failures.append({"location": getattr(connector, "name", ""), "reason": str(exc)})
-        log.error("source failed", source=getattr(connector, "name", ""), error=str(exc))
+    except (ConnectorError, ArchiverError) as exc:
+        reason = str(exc)
+        log.error("source failed", source=name, error=reason)
+    except Exception as exc:
+        reason = unexpected(name, exc)
+        log.error("source failed unexpectedly", source=name, error=type(exc).__name__, at=where_raised(exc))
+    else:
+        return
+    summary.failed += 1
+    summary.source_errors += 1
+    summary.failures.append({"location": name, "reason": reason})
 
 
 #: a group of batches stops growing at this many message bytes (see _groups).

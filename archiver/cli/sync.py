@@ -16,7 +16,7 @@ from archiver.cli.ingest_output import exit_code, report
 from archiver.errors import ArchiverError, ConfigError
 from archiver.logging import get_logger
 from archiver.pipeline import IngestSummary, ingest
-from archiver.sources import IsolatedConnector, build_connector, unexpected
+from archiver.sources import build_connector, unexpected
 
 log = get_logger("archiver.sync")
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             with progress_bar(args, f"syncing {src.name}") as update:
                 try:
                     results[src.name] = ingest(
-                        archive, IsolatedConnector(connector), actor=actor(), progress=update, event="sync"
+                        archive, connector, actor=actor(), progress=update, event="sync"
                     )
                 except ArchiverError:
                     raise  # the archive's own fault (lock, passphrase, ...): every source would fail alike

@@ -45,7 +45,7 @@ from archiver.errors import ArchiverError
 from archiver.logging import get_logger
 from archiver.normalize.tagging import Tagger
 from archiver.pipeline import IngestSummary, ingest
-from archiver.sources import IsolatedConnector, build_connector
+from archiver.sources import build_connector
 from connectors.base import where_raised
 
 log = get_logger("archiver.daemon")
@@ -163,8 +163,7 @@ class Jobs:
             error: str | None = None
             result: dict[str, Any] | None = None
             try:
-                # a connector's unexpected exception fails this source, reported without its text
-                connector = IsolatedConnector(build_connector(src))
+                connector = build_connector(src)  # its exceptions end this source only (pipeline._guarded)
                 summary = ingest(
                     self.archive,
                     connector,

@@ -7,16 +7,11 @@ here, never logged) into a connector instance.  One module per connector family.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from archiver.config import SourceConfig
-from archiver.errors import ArchiverError, ConfigError
-from archiver.logging import get_logger
-from connectors.base import Batch, Connector, SourceFailure, where_raised
-from connectors.errors import ConnectorError
-
-log = get_logger("archiver.sources")
+from archiver.errors import ConfigError
+from connectors.base import Connector, where_raised
 
 
 def build_connector(src: SourceConfig) -> Connector:
@@ -40,39 +35,6 @@ def build_connector(src: SourceConfig) -> Connector:
     raise ConfigError(f"Source {src.name!r} has an unknown type {src.type!r}.")
 
 
-class IsolatedConnector:
-    """A connector whose unexpected exceptions become a failure of its own source.
-
-    The pipeline reports a :class:`ConnectorError` as the source's failure, but anything
-    else (a bug, a UnicodeError from a library, an ``ArchiverError`` raised inside a
-    connector) went through the pipeline and out of ``archiver sync`` as a traceback,
-    and the sources after it were never synced.  Here such an exception ends this
-    source with a ``SourceFailure`` (``whole``: exit 11) naming the exception's type
-    and where it was raised.  Its text is left out: a library's message may quote a
-    secret (imaplib's UnicodeEncodeError quoted a password character); an
-    ``ArchiverError``'s text is a sentence meant for the user and is kept.
-
-    A wrapper rather than a change to ``build_connector``, whose callers (and tests)
-    expect the connector's own class.
-    """
-
-    def __init__(self, inner: Connector) -> None:
-        self.inner = inner
-        self.name = inner.name
-
-    def batches(self, checkpoints: Mapping[str, str]) -> Iterator[Batch]:
-        try:
-            yield from self.inner.batches(checkpoints)
-        except ConnectorError:
-            raise  # the pipeline reports these as the source's failure already
-        except ArchiverError as exc:
-            yield failure_batch(self.name, str(exc))
-        except Exception as exc:
-            where = where_raised(exc)
-            log.error("source failed unexpectedly", source=self.name, error=type(exc).__name__, at=where)
-            yield failure_batch(self.name, unexpected(self.name, exc))
-
-
 def first_line(path: Path) -> str:
     """The first line of a secret file ("" when it has none), without a UTF-8 byte order mark.
 
@@ -90,8 +52,3 @@ def unexpected(source: str, exc: BaseException) -> str:
         f"Source {source!r} stopped on an unexpected {type(exc).__name__} at {where_raised(exc)}; "
         "this is a bug, please report it. The other sources were still synced."
     )
-
-
-def failure_batch(source: str, reason: str) -> Batch:
-    """A batch reporting that ``source`` could not be read as a whole (``sync`` exits 11)."""
-    return Batch(failures=[SourceFailure(location=source, reason=reason, permanent=True, whole=True)])
